@@ -1,0 +1,1 @@
+"""omnidiffusion.core: the shared diffusion core (schedules, processes, samplers, losses, likelihood)."""
