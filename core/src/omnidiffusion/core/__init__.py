@@ -1,1 +1,63 @@
-"""omnidiffusion.core: the shared diffusion core (schedules, processes, samplers, losses, likelihood)."""
+"""omnidiffusion.core: the shared diffusion core.
+
+One internal form, x_t = alpha(t) x0 + sigma(t) eps with continuous t in [0, 1]; every sampler, loss and
+likelihood talks to a `Denoiser`. Submodules: schedules, processes, denoiser, timesteps, samplers,
+conditioning, losses, likelihood, testing (exact oracles).
+"""
+
+from . import conditioning, likelihood, losses, processes, samplers, schedules, testing, timesteps
+from .conditioning import ClassifierFreeGuidance, ClassifierGuidance, repaint, replace_known
+from .denoiser import Denoiser, DenoiserBase, DenoiserOutput, clip_x0, convert_prediction
+from .likelihood import bits_per_dim, ode_log_likelihood, uniform_dequantize, vlb
+from .losses import denoising_loss, hybrid_loss
+from .processes import VESDE, VPSDE, ForwardProcess, SubVPSDE
+from .samplers import METHODS, sample
+from .schedules import EDM, VE, CosineVP, DiscreteVP, LinearVP, NoiseSchedule, SubVP
+from .tensors import append_dims, mean_flat, sum_flat
+from .timesteps import GRIDS, make_grid
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EDM",
+    "GRIDS",
+    "METHODS",
+    "VE",
+    "VESDE",
+    "VPSDE",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "CosineVP",
+    "Denoiser",
+    "DenoiserBase",
+    "DenoiserOutput",
+    "DiscreteVP",
+    "ForwardProcess",
+    "LinearVP",
+    "NoiseSchedule",
+    "SubVP",
+    "SubVPSDE",
+    "append_dims",
+    "bits_per_dim",
+    "clip_x0",
+    "conditioning",
+    "convert_prediction",
+    "denoising_loss",
+    "hybrid_loss",
+    "likelihood",
+    "losses",
+    "make_grid",
+    "mean_flat",
+    "ode_log_likelihood",
+    "processes",
+    "repaint",
+    "replace_known",
+    "sample",
+    "samplers",
+    "schedules",
+    "sum_flat",
+    "testing",
+    "timesteps",
+    "uniform_dequantize",
+    "vlb",
+]
