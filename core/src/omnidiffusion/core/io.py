@@ -1,0 +1,348 @@
+"""Save and load models as a directory holding config.json + model.safetensors.
+
+    save_pretrained(model, "runs/x")          # config.json: class + constructor kwargs; model.safetensors
+    model = load_pretrained("runs/x")         # rebuilds the class, loads the weights, returns it in eval mode
+
+A model records its own constructor kwargs by subclassing `ConfigurableModule`. Loading only imports classes
+under the `omnidiffusion.` namespace (or the `cls` the caller passes); nothing is ever unpickled: tensors are
+read with safetensors, everything else is JSON. Every file is written to a temporary name and moved into place
+with os.replace, so a kill never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "omnidiffusion-pretrained"
+FORMAT_VERSION = 1
+TRUSTED_NAMESPACE = "omnidiffusion"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Atomic files
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) on a temporary file beside `path`, fsync it, then os.replace it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically."""
+    text = json.dumps(obj, indent=2) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    _atomic_write(Path(path), write)
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Read a JSON file; FileNotFoundError/ValueError name the file and `what` it should hold."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected {what})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON (expected {what}): {e}") from None
+
+
+def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
+    """Write a flat {name: tensor} mapping to a safetensors file atomically.
+
+    Tensors are copied to contiguous CPU memory first, so tied (shared) weights are simply stored twice.
+    """
+    flat = {}
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise ValueError(f"save_tensors: entry {name!r} is a {type(t).__name__}, expected a torch.Tensor")
+        flat[name] = t.detach().to("cpu", copy=True).contiguous()
+    _atomic_write(Path(path), lambda tmp: save_file(flat, tmp))
+
+
+def load_tensors(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Read a safetensors file; a missing, truncated or foreign file raises FileNotFoundError/ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected a safetensors weights file)")
+    try:
+        return load_file(path, device=str(map_location))
+    except SafetensorError as e:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        hint = ""
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            hint = " It looks like a torch.save/pickle file; omnidiffusion never unpickles files."
+        raise ValueError(
+            f"{path}: not a readable safetensors file (truncated or another format): {e}.{hint}"
+        ) from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recording constructor kwargs
+
+
+class ConfigurableModule(nn.Module):
+    """nn.Module mixin that records the kwargs its constructor was called with (the saved config).
+
+    Subclass it and write __init__ as usual; `self.init_kwargs` then holds every constructor argument by name
+    (defaults filled in). Values must be JSON-like (None, bool, int, float, str, lists/tuples, dicts with str
+    keys) or dataclasses of those; tuples come back as lists after a save/load round trip.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls.__init__)
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """The constructor kwargs of the outermost class, as passed (a shallow copy)."""
+        return dict(self.__dict__.get("_init_kwargs", {}))
+
+
+def _recording_init(init):
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args: Any, **kwargs: Any) -> None:
+        # Only the outermost __init__ records: a subclass calling super().__init__(...) must not overwrite it.
+        depth = self.__dict__.get("_init_depth", 0)
+        object.__setattr__(self, "_init_depth", depth + 1)
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_init_depth", depth)
+        if depth == 0:
+            object.__setattr__(self, "_init_kwargs", _bind_kwargs(signature, type(self), self, args, kwargs))
+
+    return wrapper
+
+
+def _bind_kwargs(signature: inspect.Signature, cls: type, self, args: tuple, kwargs: dict) -> dict[str, Any]:
+    bound = signature.bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    recorded: dict[str, Any] = {}
+    for i, (name, value) in enumerate(bound.arguments.items()):
+        kind = signature.parameters[name].kind
+        if i == 0:  # self
+            continue
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f"{cls.__name__}: a ConfigurableModule cannot record *{name} arguments")
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            recorded.update(value)
+        else:
+            recorded[name] = value
+    return recorded
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config encoding: JSON values, dataclasses as {"__dataclass__": "module:Qualname", "fields": {...}}
+
+
+def class_path(cls: type) -> str:
+    """'module:Qualname' of a class, the form config.json stores."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _encode(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where}: dict keys must be str to be saved as JSON, got {type(k).__name__}")
+            out[k] = _encode(v, f"{where}.{k}")
+        return out
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _encode(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)}
+        return {"__dataclass__": class_path(type(value)), "fields": fields}
+    raise ValueError(
+        f"{where}: a {type(value).__name__} cannot be saved in config.json; constructor kwargs must be JSON-like "
+        "(None, bool, int, float, str, list, dict with str keys) or dataclasses of those"
+    )
+
+
+def _decode(value: Any, trusted_modules: frozenset[str], where: str) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, trusted_modules, where) for v in value]
+    if isinstance(value, dict):
+        if "__dataclass__" in value:
+            cls = resolve_class(value["__dataclass__"], trusted_modules=trusted_modules, where=where)
+            if not dataclasses.is_dataclass(cls):
+                raise ValueError(f"{where}: {value['__dataclass__']} is not a dataclass")
+            return cls(**_decode(value.get("fields", {}), trusted_modules, where))
+        return {k: _decode(v, trusted_modules, where) for k, v in value.items()}
+    return value
+
+
+def resolve_class(path: str, *, trusted_modules: frozenset[str] = frozenset(), where: str = "class") -> type:
+    """Import the class named by 'module:Qualname', refusing modules outside the omnidiffusion namespace.
+
+    `trusted_modules` lists extra module names that may be used (those of a class the caller passed in).
+    """
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ValueError(f"{where}: expected 'module:Qualname', got {path!r}")
+    module_name, qualname = path.split(":")
+    trusted = module_name == TRUSTED_NAMESPACE or module_name.startswith(TRUSTED_NAMESPACE + ".")
+    if not (trusted or module_name in trusted_modules):
+        raise ValueError(
+            f"{where}: refusing to import {path!r}: only classes under the '{TRUSTED_NAMESPACE}.' namespace are "
+            "loaded from a config file; pass cls=... to load any other class"
+        )
+    parts = qualname.split(".")
+    if not all(p.isidentifier() for p in parts) or not all(p.isidentifier() for p in module_name.split(".")):
+        raise ValueError(f"{where}: {path!r} is not an importable class path")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for p in parts:
+            obj = getattr(obj, p)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{where}: cannot import {path!r}: {e}") from None
+    if not isinstance(obj, type):
+        raise ValueError(f"{where}: {path!r} is not a class")
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pretrained directories
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    config: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `directory`/config.json (class path + constructor kwargs) and `directory`/model.safetensors.
+
+    `config` gives the constructor kwargs explicitly; by default a ConfigurableModule's recorded kwargs are
+    used. A plain nn.Module without either is saved with "kwargs": null (its weights can then be read back
+    with `load_weights`). `metadata` is any JSON-like extra (schedule, prediction type, data stats ...) that
+    `read_pretrained_config` returns. Returns the directory.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"save_pretrained: model must be an nn.Module, got {type(model).__name__}")
+    directory = Path(directory)
+    if config is None and isinstance(model, ConfigurableModule):
+        config = model.init_kwargs
+    kwargs = None if config is None else _encode(dict(config), "config")
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": class_path(type(model)),
+        "kwargs": kwargs,
+        "metadata": _encode(dict(metadata or {}), "metadata"),
+    }
+    # Weights first, config last: a directory with a config.json always has its weights beside it.
+    save_tensors(directory / WEIGHTS_NAME, model.state_dict())
+    write_json(directory / CONFIG_NAME, record)
+    return directory
+
+
+def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
+    """Read and validate `directory`/config.json; returns its dict (class, kwargs, metadata)."""
+    path = Path(directory) / CONFIG_NAME
+    record = read_json(path, "an omnidiffusion config.json written by save_pretrained")
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(
+            f"{path}: not an omnidiffusion config (expected a JSON object with \"format\": \"{FORMAT}\")"
+        )
+    if record.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format_version {record.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
+        )
+    if not isinstance(record.get("class"), str):
+        raise ValueError(f"{path}: missing \"class\" entry (expected 'module:Qualname')")
+    if record.get("kwargs") is not None and not isinstance(record["kwargs"], dict):
+        raise ValueError(f"{path}: \"kwargs\" must be a JSON object or null, got {type(record['kwargs']).__name__}")
+    return record
+
+
+def load_weights(
+    model: nn.Module, directory: str | Path, *, map_location: str | torch.device = "cpu", strict: bool = True
+) -> nn.Module:
+    """Load `directory`/model.safetensors (or the given .safetensors file) into an existing model in place."""
+    path = Path(directory)
+    if path.is_dir() or path.suffix != ".safetensors":
+        path = path / WEIGHTS_NAME
+    state = load_tensors(path, map_location=map_location)
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{path}: weights do not match {type(model).__name__}: missing {missing[:10]}, "
+            f"unexpected {unexpected[:10]}"
+        )
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit {type(model).__name__}: {e}") from None
+    return model
+
+
+def load_pretrained(
+    directory: str | Path,
+    *,
+    cls: type[nn.Module] | None = None,
+    map_location: str | torch.device = "cpu",
+    strict: bool = True,
+) -> nn.Module:
+    """Rebuild the model saved by `save_pretrained` in `directory` and return it in eval mode.
+
+    The class comes from config.json and must live under `omnidiffusion.`; pass `cls` to use another class
+    (it is trusted because the caller already imported it).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such directory (expected a save_pretrained directory)")
+    record = read_pretrained_config(directory)
+    trusted = frozenset() if cls is None else frozenset({cls.__module__})
+    if cls is None:
+        cls = resolve_class(record["class"], where=str(directory / CONFIG_NAME))
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{directory / CONFIG_NAME}: {record['class']!r} is not an nn.Module class")
+    if record["kwargs"] is None:
+        raise ValueError(
+            f"{directory / CONFIG_NAME}: records no constructor kwargs (the model was not a ConfigurableModule); "
+            "build the model yourself and call load_weights(model, directory)"
+        )
+    kwargs = _decode(record["kwargs"], trusted, str(directory / CONFIG_NAME))
+    model = cls(**kwargs)
+    load_weights(model, directory, strict=strict)
+    return model.to(map_location).eval()
