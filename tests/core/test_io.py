@@ -70,6 +70,19 @@ def test_round_trip_is_exact_with_recorded_kwargs(tmp_path: Path) -> None:
     assert read_pretrained_config(tmp_path / "m")["metadata"] == {"prediction": "eps"}
 
 
+def test_core_unet_round_trip_through_its_config_dict(tmp_path: Path) -> None:
+    from omnidiffusion.core.nn.unet import UNet
+
+    net = _fill(UNet(in_channels=1, out_channels=1, base_channels=8, channel_mults=[1, 2], num_res_blocks=1,
+                     attention_resolutions=[], norm_groups=4, resolution=8))
+    save_pretrained(net, tmp_path / "unet")
+    loaded = load_pretrained(tmp_path / "unet")  # class path under omnidiffusion: no cls needed
+    assert type(loaded) is UNet and loaded.config == net.config
+    x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
+    net.eval()
+    assert torch.equal(loaded(x, t), net(x, t))
+
+
 def test_subclass_records_its_own_kwargs_not_its_parents() -> None:
     assert WiderNet(4).init_kwargs == {"dim": 4, "factor": 2}
 

@@ -251,15 +251,17 @@ def save_pretrained(
     """Write `directory`/config.json (class path + constructor kwargs) and `directory`/model.safetensors.
 
     `config` gives the constructor kwargs explicitly; by default a ConfigurableModule's recorded kwargs are
-    used. A plain nn.Module without either is saved with "kwargs": null (its weights can then be read back
-    with `load_weights`). `metadata` is any JSON-like extra (schedule, prediction type, data stats ...) that
-    `read_pretrained_config` returns. Returns the directory.
+    used, or else a `model.config` dict. A module with none of these is saved with "kwargs": null (its
+    weights can then be read back with `load_weights`). `metadata` is any JSON-like extra (schedule,
+    prediction type, data stats ...) that `read_pretrained_config` returns. Returns the directory.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"save_pretrained: model must be an nn.Module, got {type(model).__name__}")
     directory = Path(directory)
     if config is None and isinstance(model, ConfigurableModule):
         config = model.init_kwargs
+    elif config is None and isinstance(getattr(model, "config", None), Mapping):
+        config = model.config  # the convention of modules that keep their kwargs in a `config` dict (core.nn.UNet)
     kwargs = None if config is None else _encode(dict(config), "config")
     record = {
         "format": FORMAT,
