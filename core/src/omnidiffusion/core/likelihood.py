@@ -25,6 +25,9 @@ from .tensors import sum_flat
 from .timesteps import make_grid
 
 
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
+
 @dataclass
 class LikelihoodResult:
     """log p(x) in nats per sample (B,), the prior term, and the number of network evaluations."""
@@ -140,7 +143,10 @@ def ode_log_likelihood(
 
     delta0 = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     ts = torch.tensor([t0, 1.0], dtype=x.dtype, device=x.device)
-    xs, deltas = odeint(rhs, (x, delta0), ts, rtol=rtol, atol=atol, method=method)
+    # Adaptive solvers may step past t = 1 and interpolate back; pinning a step at 1 keeps every evaluation
+    # inside the schedule's domain.
+    opts = {"step_t": ts[1:]} if method in _ADAPTIVE else {}
+    xs, deltas = odeint(rhs, (x, delta0), ts, rtol=rtol, atol=atol, method=method, options=opts)
     x1, delta = xs[-1], deltas[-1]
     p1 = prior(x1)
     return LikelihoodResult(p1 + delta, p1, nfe)

@@ -58,14 +58,14 @@ def langevin_correct(
 ) -> Tensor:
     """One Langevin MCMC step targeting p_t (Song et al. 2021, Algorithm 5).
 
-    step = 2 a (snr ||z|| / ||score||)^2 per sample, x <- x + step score + sqrt(2 step) z.
+    step = 2 a (snr ||z|| / ||score||)^2 with norms averaged over the batch, x <- x + step score + sqrt(2 step) z.
     """
     sigma_t = coeffs(denoiser.schedule, t).sigma
     score = -denoiser.eps(x, t, **cond) / sigma_t
     z = randn_like(x, generator)
-    dims = tuple(range(1, x.ndim))
-    z_norm = z.norm(dim=dims, keepdim=True) if dims else z.abs()
-    s_norm = score.norm(dim=dims, keepdim=True) if dims else score.abs()
+    # score_sde averages the norms over the batch: per-sample ratios are heavy-tailed in low dimension.
+    z_norm = z.reshape(x.shape[0], -1).norm(dim=1).mean()
+    s_norm = score.reshape(x.shape[0], -1).norm(dim=1).mean()
     step = 2.0 * step_scale * (snr * z_norm / s_norm.clamp_min(1e-12)) ** 2
     return x + step * score + torch.sqrt(2.0 * step) * z
 
