@@ -118,6 +118,15 @@ def test_bundled_names_come_from_the_package(tmp_path: Path, monkeypatch) -> Non
         load_config(RunCfg, "missing.toml")
 
 
+def test_train_config_takes_overrides() -> None:
+    from omnidiffusion.core.training import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["ema_decay=none", "betas=0.9,0.99", "amp=bf16", "grad_clip=0.5"])
+    assert (cfg.ema_decay, cfg.betas, cfg.amp, cfg.grad_clip) == (None, (0.9, 0.99), "bf16", 0.5)
+    with pytest.raises(ValueError, match="grad_accum: expected an int >= 1"):
+        load_config(TrainConfig, None, ["grad_accum=0"])
+
+
 def test_to_dict_round_trips_through_from_dict() -> None:
     cfg = RunCfg(seed=2, tags=["t"], model=ModelCfg(channels=(1, 2, 3)))
     data = json.loads(json.dumps(to_dict(cfg)))
