@@ -3,8 +3,8 @@
 Both train the same network on the same data with the same math: AdamW, grad-norm clip 1.0, eps-prediction MSE
 on x_t = cos(pi t / 2) x0 + sin(pi t / 2) eps, a shuffled DataLoader, loss.item() every 50 steps. `fit` runs
 with its defaults otherwise (log_every 50, progress bar, CSV log, checkpoints every 500 steps and at the end,
-final weights),
-first with EMA off (the fair comparison; goal: within 5% of the bare loop's steps/s), then with EMA on.
+final weights), first with EMA off (the fair comparison; goal: within 5% of the bare loop's steps/s), then
+with EMA on.
 Each run is timed end to end (fit's setup and file writing included) in wall-clock and in process CPU time;
 on a shared machine the CPU-time rate is the steadier measure of the work each loop does.
 
