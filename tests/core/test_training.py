@@ -229,3 +229,11 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
         fit(_model(), _mse, _data(3), _config(), tmp_path / "b")
     with pytest.raises(ValueError, match="grad_accum"):
         TrainConfig(grad_accum=0)
+
+
+def test_worker_processes_see_the_same_batches_and_resume(tmp_path: Path) -> None:
+    fit(_model(), _mse, _data(), _config(steps=10, ckpt_every=3), tmp_path / "inline")
+    fit(_model(), _mse, _data(), _config(steps=6, ckpt_every=3, num_workers=2), tmp_path / "workers")
+    fit(_model(), _mse, _data(), _config(steps=10, ckpt_every=3, num_workers=2), tmp_path / "workers")
+    _assert_same_tensors(load_tensors(tmp_path / "inline" / "model.safetensors"),
+                         load_tensors(tmp_path / "workers" / "model.safetensors"))
