@@ -24,17 +24,25 @@ def test_every_step_count_on_a_discrete_schedule(name):
 
 
 def test_trailing_is_diffusers_trailing_and_lands_on_the_table():
-    """Lin et al. 2023 Table 2: round(arange(T, 0, -T/N)) - 1 as 0-based indices, then the data end."""
+    """Lin et al. 2023 Table 2: round(T - i T/N) - 1 as 0-based indices (ties to even), then the data end.
+
+    Checked against exact rational rounding for every N, and against diffusers' numpy expression
+    np.round(np.arange(T, 0, -T/N)) - 1 where its float arange is exact (for N = 48 it is not)."""
+    from fractions import Fraction
+
     import numpy as np
 
     T = 1000
     sched = S.DiscreteVP.linear(T)
-    for n in (1, 3, 7, 9, 27, 50, 333, 999, 1000):
-        expected = np.round(np.arange(T, 0, -T / n)).astype(int) - 1
+    for n in range(1, T + 1):
+        expected = [round(Fraction(T * (n - i), n)) - 1 for i in range(n)]
         grid = make_grid(sched, "trailing", n)
-        idx = sched.index_of_t(grid[:-1]).round().long().numpy()
-        assert (idx == expected).all(), n
-        assert torch.allclose(sched.index_of_t(grid[:-1]), torch.from_numpy(expected).double(), atol=1e-9)
+        idx = sched.index_of_t(grid[:-1])
+        assert torch.allclose(idx, torch.tensor(expected, dtype=torch.float64), atol=1e-9), n
+    for n in (1, 3, 7, 9, 16, 27, 50, 80, 333, 1000):
+        numpy_expr = np.round(np.arange(T, 0, -T / n)).astype(int) - 1
+        idx = sched.index_of_t(make_grid(sched, "trailing", n)[:-1]).round().long().numpy()
+        assert (idx == numpy_expr).all(), n
 
 
 @pytest.mark.parametrize("sched", [S.LinearVP(), S.VE(), S.EDM(), S.CosineVP()], ids=repr)

@@ -15,6 +15,7 @@ Prediction types (Salimans & Ho 2022 for v; Karras et al. 2022 for edm), with x_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -145,17 +146,27 @@ class Denoiser(DenoiserBase):
 
     def predict(self, x_t: Tensor, t: float | Tensor, **cond) -> DenoiserOutput:
         check_state(x_t, "x_t")
-        t64 = per_sample(t, x_t)
-        check_time(t64, x_t)
         work = torch.promote_types(x_t.dtype, torch.float32)
         x = x_t.to(work)
-        a = append_dims(self.schedule.alpha(t64), x.ndim).to(work)
-        s = append_dims(self.schedule.sigma(t64), x.ndim).to(work)
+        a: float | Tensor
+        s: float | Tensor
+        if isinstance(t, (float, int)) and not isinstance(t, bool):
+            # One time for the whole batch (every sampler step): coefficients as float64 Python scalars.
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"t: expected values in [0, 1], got {t}")
+            la, ls = self.schedule.log_alpha_sigma(float(t))
+            a, s = math.exp(la.item()), math.exp(ls.item())
+            t64 = torch.full((x.shape[0],), float(t), dtype=torch.float64, device=x.device)
+        else:
+            t64 = per_sample(t, x_t)
+            check_time(t64, x_t)
+            a = append_dims(self.schedule.alpha(t64), x.ndim).to(work)
+            s = append_dims(self.schedule.sigma(t64), x.ndim).to(work)
 
         if self.prediction == "edm":
             sig = s / a
             sd2 = self.sigma_data**2
-            c_in = 1.0 / torch.sqrt(sig**2 + sd2)
+            c_in = (sig**2 + sd2) ** -0.5
             raw = self._call_net(x / a * c_in, t64, cond)
         else:
             raw = self._call_net(x, t64, cond)
@@ -164,7 +175,7 @@ class Denoiser(DenoiserBase):
 
         if self.prediction == "eps":
             eps = raw
-            x0 = (x - s * eps) / a
+            x0 = torch.add(x, eps, alpha=-s).div_(a) if isinstance(s, float) else (x - s * eps) / a
         elif self.prediction == "x0":
             x0 = raw
             eps = (x - a * x0) / s
@@ -179,7 +190,7 @@ class Denoiser(DenoiserBase):
             sig = s / a
             sd2 = self.sigma_data**2
             c_skip = sd2 / (sig**2 + sd2)
-            c_out = sig * self.sigma_data / torch.sqrt(sig**2 + sd2)
+            c_out = sig * self.sigma_data * (sig**2 + sd2) ** -0.5
             x0 = c_skip * (x / a) + c_out * raw
             eps = (x - a * x0) / s
 

@@ -62,6 +62,10 @@ class NoiseSchedule:
         """Inverse of `log_snr`: the time whose half log-SNR is `lam`."""
         raise NotImplementedError
 
+    def log_alpha_sigma(self, t: float | Tensor) -> tuple[Tensor, Tensor]:
+        """(log alpha, log sigma) in one pass (samplers call this once per grid)."""
+        return self.log_alpha(t), self.log_sigma(t)
+
     def alpha(self, t: float | Tensor) -> Tensor:
         return torch.exp(self.log_alpha(t))
 
@@ -126,6 +130,10 @@ class LinearVP(NoiseSchedule):
     def log_sigma(self, t):
         return _log_sigma_vp(self.log_alpha(t))
 
+    def log_alpha_sigma(self, t):
+        la = self.log_alpha(t)
+        return la, _log_sigma_vp(la)
+
     def t_from_log_snr(self, lam):
         # Solve (b1-b0)/4 t^2 + b0/2 t = softplus(-2 lam)/2 in the cancellation-free form.
         tmp = torch.nn.functional.softplus(-2.0 * _as_t(lam))
@@ -145,6 +153,10 @@ class SubVP(LinearVP):
 
     def log_sigma(self, t):
         return torch.log(-torch.expm1(2.0 * self.log_alpha(t)))
+
+    def log_alpha_sigma(self, t):
+        la = self.log_alpha(t)
+        return la, torch.log(-torch.expm1(2.0 * la))
 
     def t_from_log_snr(self, lam):
         # lambda = log a - log(1 - a^2) is increasing in a on (0, 1): a = (sqrt(1 + 4 e^{2 lam}) - 1)/(2 e^{lam}).
@@ -183,6 +195,10 @@ class CosineVP(NoiseSchedule):
 
     def log_sigma(self, t):
         return _log_sigma_vp(self.log_alpha(t))
+
+    def log_alpha_sigma(self, t):
+        la = self.log_alpha(t)
+        return la, _log_sigma_vp(la)
 
     def t_from_log_snr(self, lam):
         log_a = _log_alpha_vp_from_lambda(_as_t(lam)) + self._log_norm
@@ -408,6 +424,10 @@ class DiscreteVP(NoiseSchedule):
 
     def log_sigma(self, t):
         return _log_sigma_vp(self.log_alpha(t))
+
+    def log_alpha_sigma(self, t):
+        la = self.log_alpha(t)
+        return la, _log_sigma_vp(la)
 
     def t_from_log_snr(self, lam):
         target = _log_alpha_vp_from_lambda(_as_t(lam))

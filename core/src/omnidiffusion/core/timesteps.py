@@ -9,7 +9,8 @@ then jump to 0, as EDM and DPM-Solver do.
   quadratic     t_i = t_end + (t_start - t_end) u_i^2, u = linspace(1, 0) (Song et al. 2021, DDIM)
   logsnr        lambda uniform between lambda(t_start) and lambda(t_min) (Lu et al. 2022, DPM-Solver)
   karras        sigma~^(1/rho) uniform, rho = 7                        (Karras et al. 2022, eq. 5)
-  trailing      discrete steps round(T - i T/N) (Lin et al. 2023, Table 2); equals time-uniform when N | T
+  trailing      discrete steps round(T - i T/N), ties to even (Lin et al. 2023, Table 2; diffusers' spacing);
+                equals time-uniform when N | T
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ def _trailing(schedule: NoiseSchedule, steps: int, t_start: float, t_end: float)
     if steps > span:
         raise ValueError(f"steps: 'trailing' allows at most {span} steps between t_start and t_end, got {steps}")
     i = torch.arange(steps + 1, dtype=torch.int64)
-    # round(span - i span/N) with exact integer arithmetic (round half up), offset by n_end.
-    k = n_end + (2 * span * (steps - i) + steps) // (2 * steps)
+    # round(span - i span/N) in exact integer arithmetic, ties to even as numpy's round (so "trailing" matches
+    # diffusers' timesteps), offset by n_end.
+    num = span * (steps - i)
+    q, rem = num // steps, num % steps
+    up = (2 * rem > steps) | ((2 * rem == steps) & (q % 2 == 1))
+    k = n_end + q + up.long()
     return k.to(_F64) / T
 
 

@@ -37,9 +37,19 @@ def coeffs(schedule: NoiseSchedule, t: float) -> Coeffs:
     t = float(t)
     if t == 0.0:
         return Coeffs(0.0, 1.0, 0.0, math.inf)
-    la = schedule.log_alpha(t).item()
-    ls = schedule.log_sigma(t).item()
+    la, ls = schedule.log_alpha_sigma(t)
+    la, ls = la.item(), ls.item()
     return Coeffs(t, math.exp(la), math.exp(ls), la - ls)
+
+
+def grid_coeffs(schedule: NoiseSchedule, grid: Tensor) -> list[Coeffs]:
+    """Coefficients at every grid time, from one vectorised schedule evaluation (the data end is exact)."""
+    times = grid.detach().to(torch.float64).cpu()
+    la, ls = schedule.log_alpha_sigma(times)
+    out = []
+    for t, a, s in zip(times.tolist(), la.detach().tolist(), ls.detach().tolist(), strict=True):
+        out.append(Coeffs(0.0, 1.0, 0.0, math.inf) if t == 0.0 else Coeffs(t, math.exp(a), math.exp(s), a - s))
+    return out
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

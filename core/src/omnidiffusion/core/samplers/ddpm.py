@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, coeffs, posterior_terms, randn_like
+from .common import Callback, grid_coeffs, posterior_terms, randn_like
 
 VARIANCES = ("fixed-small", "fixed-large", "learned", "analytic")
 
@@ -62,15 +62,16 @@ def ddpm(
     if variance not in VARIANCES:
         raise ValueError(f"variance: expected one of {VARIANCES}, got {variance!r}")
     sched = denoiser.schedule
+    cs = grid_coeffs(sched, grid)
     for i in range(len(grid) - 1):
-        t, s = grid[i].item(), grid[i + 1].item()
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         out = denoiser.predict(x, t, **cond)
         if callback is not None:
             callback(i, t, x, out.x0)
         if s == 0.0:
             x = out.x0
             continue
-        c_t, c_s = coeffs(sched, t), coeffs(sched, s)
         trans, beta_tilde = posterior_terms(c_t, c_s)
         # Posterior mean alpha_s x0 + (alpha_{t|s} sigma_s^2 / sigma_t) eps, i.e. DDIM with eta = 1.
         mean = c_s.alpha * out.x0 + (c_t.alpha / c_s.alpha) * c_s.sigma**2 / c_t.sigma * out.eps
@@ -108,20 +109,21 @@ def ddim(
     if not eta >= 0:
         raise ValueError(f"eta: expected a value >= 0, got {eta}")
     sched = denoiser.schedule
+    cs = grid_coeffs(sched, grid)
     for i in range(len(grid) - 1):
-        t, s = grid[i].item(), grid[i + 1].item()
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         out = denoiser.predict(x, t, **cond)
         if callback is not None:
             callback(i, t, x, out.x0)
         if s == 0.0:
             x = out.x0
             continue
-        c_t, c_s = coeffs(sched, t), coeffs(sched, s)
         _, beta_tilde = posterior_terms(c_t, c_s)
         c2 = eta**2 * beta_tilde
         if c2 > c_s.sigma**2:
             raise ValueError(f"eta: {eta} gives a noise variance above sigma_s^2 at t={t:.4g}; use eta <= 1")
-        x = c_s.alpha * out.x0 + math.sqrt(c_s.sigma**2 - c2) * out.eps
+        x = out.x0.mul(c_s.alpha).add_(out.eps, alpha=math.sqrt(c_s.sigma**2 - c2))
         if c2 > 0:
             x = x + math.sqrt(c2) * randn_like(x, generator)
     return x

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, coeffs
+from .common import Callback, coeffs, grid_coeffs
 
 
 def dpm_solver(
@@ -31,15 +31,16 @@ def dpm_solver(
     if order not in (1, 2, 3):
         raise ValueError(f"order: expected 1, 2 or 3, got {order}")
     sched = denoiser.schedule
+    cs = grid_coeffs(sched, grid)
     for i in range(len(grid) - 1):
-        t, s = grid[i].item(), grid[i + 1].item()
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         out = denoiser.predict(x, t, **cond)
         if callback is not None:
             callback(i, t, x, out.x0)
         if s == 0.0:
             x = out.x0
             continue
-        c_t, c_s = coeffs(sched, t), coeffs(sched, s)
         h = c_s.lam - c_t.lam
         eps_t = out.eps
         phi1 = math.expm1(h)
@@ -85,33 +86,41 @@ def dpm_solver_pp(
     sched = denoiser.schedule
     hist_x0: list[Tensor] = []
     hist_lam: list[float] = []
+    cs = grid_coeffs(sched, grid)
     for i in range(len(grid) - 1):
-        t, s = grid[i].item(), grid[i + 1].item()
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         out = denoiser.predict(x, t, **cond)
         if callback is not None:
             callback(i, t, x, out.x0)
         if s == 0.0:
             x = out.x0
             continue
-        c_t, c_s = coeffs(sched, t), coeffs(sched, s)
         hist_x0 = (hist_x0 + [out.x0])[-3:]
         hist_lam = (hist_lam + [c_t.lam])[-3:]
         k = min(order, len(hist_x0))
         h = c_s.lam - c_t.lam
         phi1 = math.expm1(-h)
-        m0 = hist_x0[-1]
-        x = (c_s.sigma / c_t.sigma) * x - c_s.alpha * phi1 * m0
+        # The update is linear in (x, m0, m1, m2); fold the divided differences into one coefficient per
+        # history entry so each step is a handful of fused multiply-adds.
+        coef = [-c_s.alpha * phi1, 0.0, 0.0]  # on m0 = newest x0_hat, m1, m2
         if k >= 2:
             r0 = (hist_lam[-1] - hist_lam[-2]) / h
-            d1_0 = (m0 - hist_x0[-2]) / r0
             if k == 2:
-                x = x - 0.5 * c_s.alpha * phi1 * d1_0
+                c10, c11 = -0.5 * c_s.alpha * phi1, 0.0  # on D1_0 = (m0 - m1)/r0
             else:
                 r1 = (hist_lam[-2] - hist_lam[-3]) / h
-                d1_1 = (hist_x0[-2] - hist_x0[-3]) / r1
-                d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
                 phi2 = phi1 / h + 1.0
                 phi3 = phi2 / h - 0.5
-                x = x + c_s.alpha * phi2 * d1 - c_s.alpha * phi3 * d2
+                # x += alpha (phi2 D1 - phi3 D2), D1 = D1_0 + r0/(r0+r1) (D1_0 - D1_1), D2 = (D1_0 - D1_1)/(r0+r1)
+                w = r0 / (r0 + r1)
+                c10 = c_s.alpha * (phi2 * (1.0 + w) - phi3 / (r0 + r1))
+                c11 = c_s.alpha * (-phi2 * w + phi3 / (r0 + r1))  # on D1_1 = (m1 - m2)/r1
+                coef[2] -= c11 / r1
+                coef[1] += c11 / r1
+            coef[0] += c10 / r0
+            coef[1] -= c10 / r0
+        x = x.mul(c_s.sigma / c_t.sigma)
+        for c, m in zip(coef[:k], reversed(hist_x0[-k:]), strict=True):
+            x.add_(m, alpha=c)
     return x

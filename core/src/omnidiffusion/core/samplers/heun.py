@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, coeffs, randn_like
+from .common import Callback, coeffs, grid_coeffs, randn_like
 
 
 def heun(
@@ -32,9 +32,10 @@ def heun(
     gamma = min(s_churn / N, sqrt(2) - 1) while s_tmin <= sigma~ <= s_tmax."""
     sched = denoiser.schedule
     n = len(grid) - 1
+    cs = grid_coeffs(sched, grid)
     for i in range(n):
-        t, s = grid[i].item(), grid[i + 1].item()
-        c_t, c_s = coeffs(sched, t), coeffs(sched, s)
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         xt = x / c_t.alpha
         sig = c_t.sigma_ve
         gamma = min(s_churn / n, math.sqrt(2.0) - 1.0) if s_tmin <= sig <= s_tmax else 0.0

@@ -13,18 +13,20 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, coeffs, posterior_terms, randn_like
+from .common import Callback, coeffs, grid_coeffs, posterior_terms, randn_like
 
 PREDICTORS = ("euler-maruyama", "ddpm")
 
 
-def _em_step(denoiser, x, t, s, out, generator):
-    f, g2 = denoiser.schedule.sde_coefficients(t)
-    f, g2 = f.item(), g2.item()
-    sigma_t = coeffs(denoiser.schedule, t).sigma
-    score = -out.eps / sigma_t
-    dt = t - s
+def _em_step(x, c_t, s, f, g2, out, generator):
+    score = -out.eps / c_t.sigma
+    dt = c_t.t - s
     return x - (f * x - g2 * score) * dt + math.sqrt(g2 * dt) * randn_like(x, generator)
+
+
+def _sde_table(schedule, grid) -> tuple[list[float], list[float]]:
+    f, g2 = schedule.sde_coefficients(grid.detach().to(torch.float64).cpu())
+    return f.tolist(), g2.tolist()
 
 
 def euler_maruyama(
@@ -37,12 +39,15 @@ def euler_maruyama(
     **cond,
 ) -> Tensor:
     """Euler-Maruyama on the reverse SDE dx = [f x - g^2 score] dt + g dw_bar (Song et al. 2021, eq. 6)."""
+    cs = grid_coeffs(denoiser.schedule, grid)
+    f, g2 = _sde_table(denoiser.schedule, grid)
     for i in range(len(grid) - 1):
-        t, s = grid[i].item(), grid[i + 1].item()
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         out = denoiser.predict(x, t, **cond)
         if callback is not None:
             callback(i, t, x, out.x0)
-        x = out.x0 if s == 0.0 else _em_step(denoiser, x, t, s, out, generator)
+        x = out.x0 if s == 0.0 else _em_step(x, c_t, s, f[i], g2[i], out, generator)
     return x
 
 
@@ -92,9 +97,11 @@ def predictor_corrector(
     if not snr > 0:
         raise ValueError(f"snr: expected a value > 0, got {snr}")
     sched = denoiser.schedule
+    cs = grid_coeffs(sched, grid)
+    f, g2 = _sde_table(sched, grid)
     for i in range(len(grid) - 1):
-        t, s = grid[i].item(), grid[i + 1].item()
-        c_t, c_s = coeffs(sched, t), coeffs(sched, s)
+        c_t, c_s = cs[i], cs[i + 1]
+        t, s = c_t.t, c_s.t
         for _ in range(n_corrector):
             x = langevin_correct(
                 denoiser, x, t, snr=snr, step_scale=(c_t.alpha / c_s.alpha) ** 2, generator=generator, **cond
@@ -105,7 +112,7 @@ def predictor_corrector(
         if s == 0.0:
             x = out.x0
         elif predictor == "euler-maruyama":
-            x = _em_step(denoiser, x, t, s, out, generator)
+            x = _em_step(x, c_t, s, f[i], g2[i], out, generator)
         else:
             trans, _ = posterior_terms(c_t, c_s)
             mean = c_s.alpha * out.x0 + (c_t.alpha / c_s.alpha) * c_s.sigma**2 / c_t.sigma * out.eps
