@@ -92,3 +92,17 @@ def test_checker_catches_a_violation(tmp_path):
     names = _imports(f)
     assert "torchvision.transforms" in names and "rdkit" in names
     assert any(_app_of(n) == "vision" for n in names)
+
+
+def test_importing_core_loads_no_modality_library():
+    """At run time too: a fresh interpreter importing omnidiffusion.core has none of them in sys.modules."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, omnidiffusion.core\n"
+        f"bad = sorted(m for m in {sorted(MODALITY_LIBS)!r} if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing omnidiffusion.core loaded {out.stdout.strip()}"

@@ -2,12 +2,30 @@
 
 One internal form, x_t = alpha(t) x0 + sigma(t) eps with continuous t in [0, 1]; every sampler, loss and
 likelihood talks to a `Denoiser`. Submodules: schedules, processes, denoiser, timesteps, samplers,
-conditioning, losses, likelihood, testing (exact oracles).
+conditioning, losses, likelihood, testing (exact oracles), nn (shared layers), training (`fit`), io
+(save/load), config and cli (app plumbing), distillation, vdm (learned schedule), analytic_dpm.
 """
 
-from . import conditioning, likelihood, losses, processes, samplers, schedules, testing, timesteps
+from . import (
+    analytic_dpm,
+    conditioning,
+    distillation,
+    io,
+    likelihood,
+    losses,
+    nn,
+    processes,
+    samplers,
+    schedules,
+    testing,
+    timesteps,
+    training,
+    vdm,
+)
 from .conditioning import ClassifierFreeGuidance, ClassifierGuidance, repaint, replace_known
 from .denoiser import Denoiser, DenoiserBase, DenoiserOutput, clip_x0, convert_prediction
+from .distillation import progressive_distillation
+from .io import load_pretrained, save_pretrained
 from .likelihood import bits_per_dim, ode_log_likelihood, uniform_dequantize, vlb
 from .losses import denoising_loss, hybrid_loss
 from .processes import VESDE, VPSDE, ForwardProcess, SubVPSDE
@@ -15,10 +33,22 @@ from .samplers import METHODS, sample
 from .schedules import EDM, VE, CosineVP, DiscreteVP, LinearVP, NoiseSchedule, SubVP
 from .tensors import append_dims, mean_flat, sum_flat
 from .timesteps import GRIDS, make_grid
+from .training import TrainConfig, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "vdm",
+    "training",
+    "save_pretrained",
+    "progressive_distillation",
+    "nn",
+    "load_pretrained",
+    "io",
+    "fit",
+    "distillation",
+    "analytic_dpm",
+    "TrainConfig",
     "EDM",
     "GRIDS",
     "METHODS",
