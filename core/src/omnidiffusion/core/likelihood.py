@@ -24,7 +24,6 @@ from .samplers.ddpm import VARIANCES, analytic_variance
 from .tensors import sum_flat
 from .timesteps import make_grid
 
-
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 
 
