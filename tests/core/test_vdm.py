@@ -64,13 +64,16 @@ class _TinyEps(nn.Module):
         return torch.tanh(torch.cat([z, t[:, None]], 1) @ self.w1) @ self.w2
 
 
-@pytest.mark.parametrize("decoder", ["gaussian", "discretized"])
-def test_loss_gradient_in_the_schedule_parameters_matches_finite_differences(decoder):
+@pytest.mark.parametrize(("decoder", "timesteps"), [("gaussian", None), ("discretized", None), ("gaussian", 8)])
+def test_loss_gradient_in_the_schedule_parameters_matches_finite_differences(decoder, timesteps):
     schedule = _randomise(LearnedSchedule(-6.0, 5.0, hidden=4), scale=1.0, seed=3)
-    model = VDM(_TinyEps(), schedule, decoder=decoder)
+    model = VDM(_TinyEps(), schedule, decoder=decoder, timesteps=timesteps)
     gen = torch.Generator().manual_seed(1)
     x0 = (torch.randint(0, 256, (32, 2), generator=gen) / 127.5 - 1.0).to(F64)
-    t = torch.rand(32, generator=gen, dtype=F64)
+    if timesteps is None:
+        t = torch.rand(32, generator=gen, dtype=F64)
+    else:  # every step of the grid, including the first (s = 0) and the last (t = 1)
+        t = (torch.arange(32, dtype=F64) % timesteps + 1) / timesteps
     noise = torch.randn(32, 2, generator=gen, dtype=F64)
 
     def loss() -> torch.Tensor:
@@ -146,6 +149,102 @@ def test_diffusion_term_depends_only_on_the_end_points():
         ses.append(d.std().item() / math.sqrt(n))
         assert abs(means[-1] - exact) < 4 * ses[-1], (k, means[-1], exact, ses[-1])
     assert abs(means[0] - means[1]) < 4 * math.hypot(*ses)
+
+
+def _bent_schedule() -> LearnedSchedule:
+    """gamma from -5 to 5: a weak linear part plus two sigmoid steps centred at t = 1/4 and t = 3/4."""
+    bent = LearnedSchedule(-5.0, 5.0, hidden=2)
+    with torch.no_grad():
+        bent.raw_w1.fill_(_inv_softplus(0.05))
+        bent.raw_w2.fill_(_inv_softplus(8.0))
+        bent.b2.copy_(torch.tensor([4.0, -4.0], dtype=F64))
+        bent.raw_w3.fill_(_inv_softplus(1.0))
+    return bent
+
+
+def _discrete_diffusion_term(schedule: LearnedSchedule, T: int) -> float:
+    """Exact E[T-step diffusion term] for GAUSS and its exact denoiser (Kingma et al. 2021, eq. 13), summed step by
+    step: 0.5 expm1(gamma_i - gamma_{i-1}) E||eps - E[eps | z_i]||^2, and Var(eps_d | z) = v_d / (v_d + e^gamma)."""
+    with torch.no_grad():
+        g = schedule.gamma(torch.arange(T + 1, dtype=F64) / T)
+    v = GAUSS.std.to(F64) ** 2
+    total = 0.0
+    for i in range(1, T + 1):
+        mse = sum(vd / (vd + math.exp(g[i].item())) for vd in v.tolist())
+        total += 0.5 * math.expm1(g[i].item() - g[i - 1].item()) * mse
+    return total
+
+
+def _diffusion_mc(schedule: LearnedSchedule, timesteps: int | None, n: int, seed: int) -> tuple[float, float]:
+    x = GAUSS.sample(n, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        d = vdm_terms(GAUSS.denoiser(schedule, "eps"), x, timesteps=timesteps,
+                      generator=torch.Generator().manual_seed(seed + 1)).diffusion
+    return d.mean().item(), d.std().item() / math.sqrt(n)
+
+
+def test_discrete_diffusion_term_matches_the_step_sum_and_tends_to_the_continuous_one():
+    """The T-step estimator (stratified t on {1/T, ..., 1}) has the exact step-sum mean; the T-step bound exceeds
+    the continuous one and decreases to it as T grows, and at T = 1000 the estimate agrees with
+    the continuous closed form within Monte-Carlo error."""
+    bent = _bent_schedule()
+    continuous = gaussian_diffusion_term(-5.0, 5.0, GAUSS.std**2).item()
+    exact = {T: _discrete_diffusion_term(bent, T) for T in (2, 4, 16, 100, 1000)}
+    assert exact[2] > exact[4] > exact[16] > exact[100] > exact[1000] > continuous
+    assert exact[4] - continuous > 1.0  # a real gap at small T
+    # first order in 1/T: ten times the steps, a tenth of the gap (0.21 nats at T = 100, 0.021 at T = 1000)
+    assert 0.08 < (exact[1000] - continuous) / (exact[100] - continuous) < 0.12
+    n = 50_000
+    for k, T in enumerate((4, 1000)):
+        mean, se = _diffusion_mc(bent, T, n, seed=30 + 2 * k)
+        assert abs(mean - exact[T]) < 4 * se, (T, mean, exact[T], se)
+    mean, se = _diffusion_mc(bent, 1000, n, seed=40)
+    assert abs(mean - continuous) < 4 * se, (mean, continuous, se)
+
+
+def test_discrete_bound_depends_on_the_shape_and_bounds_the_exact_nll():
+    """Same end points, different shapes: different T-step bounds (unlike eq. 20 for T = inf); with the exact
+    denoiser the T = 8 bound exceeds the exact NLL of the same points (by more than 3 standard errors) and matches
+    prior + decoder + the exact step sum."""
+    linear, bent = LearnedSchedule(-5.0, 5.0, hidden=0), _bent_schedule()
+    assert abs(_discrete_diffusion_term(linear, 8) - _discrete_diffusion_term(bent, 8)) > 0.1
+    n = 100_000
+    x = GAUSS.sample(n, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        terms = vdm_terms(GAUSS.denoiser(bent, "eps"), x, timesteps=8, generator=torch.Generator().manual_seed(6))
+    gap = terms.total - (-GAUSS.log_prob(x))
+    se = gap.std().item() / math.sqrt(n)
+    expected = (_gaussian_bound(-5.0, 5.0) - gaussian_diffusion_term(-5.0, 5.0, GAUSS.std**2).item()
+                + _discrete_diffusion_term(bent, 8))
+    exact_gap = expected - 0.5 * torch.log(2 * math.pi * math.e * GAUSS.std**2).sum().item()
+    assert gap.mean().item() > 3 * se
+    assert abs(gap.mean().item() - exact_gap) < 4 * se, (gap.mean().item(), exact_gap, se)
+
+
+def test_discrete_times_are_on_the_grid_and_stratified():
+    sched = LearnedSchedule(-5.0, 5.0, hidden=0)
+    den = GAUSS.denoiser(sched, "eps")
+    x = GAUSS.sample(64, torch.Generator().manual_seed(0))
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, z, t):
+            seen.append(t.detach().clone())
+            return torch.zeros_like(z)
+
+    with torch.no_grad():
+        vdm_terms(Denoiser(Spy(), sched, "eps"), x, timesteps=8, generator=torch.Generator().manual_seed(1))
+    steps = seen[0] * 8
+    assert torch.equal(steps, steps.round()) and steps.min() >= 1 and steps.max() <= 8
+    assert torch.equal(torch.bincount(steps.long(), minlength=9)[1:], torch.full((8,), 8))  # 64 / 8 per step
+    with pytest.raises(ValueError, match="grid"):
+        vdm_terms(den, x, timesteps=8, t=torch.full((64,), 0.3, dtype=F64))
+    with pytest.raises(ValueError, match="grid"):
+        vdm_terms(den, x, timesteps=8, t=torch.zeros(64, dtype=F64))
+    with pytest.raises(ValueError, match="timesteps"):
+        vdm_terms(den, x, timesteps=0)
+    with pytest.raises(ValueError, match="timesteps"):
+        VDM(_TinyEps(), sched, timesteps=2.5)
 
 
 def test_learned_schedule_works_with_the_samplers():

@@ -15,10 +15,14 @@ Bound for x with D dimensions, in nats (paper eqs. 11 and 17):
     prior           KL(q(z_1 | x) || N(0, I))
     reconstruction  E -log p(x | z_0), p(x | z_0) = N(z_0/alpha_0, e^{gamma_0}) ("gaussian", continuous data) or its
                     discretisation over bins of `bin_width` on [-1, 1] ("discretized", 8-bit data)
-    diffusion       E_{t ~ U(0,1), eps} 0.5 gamma'(t) ||eps - eps_hat(z_t, t)||^2, gamma' by autograd.
-The diffusion term depends on the schedule only through gamma_0 and gamma_1 (paper eq. 20); the interior shape
-changes only the variance of its Monte-Carlo estimate. Not implemented: VDM's optional training of the interior
-shape to minimise that variance (here every parameter follows the gradient of the bound).
+    diffusion       E_{t ~ U(0,1), eps} 0.5 gamma'(t) ||eps - eps_hat(z_t, t)||^2, gamma' by autograd (T = inf), or
+                    with T steps E_{t ~ U{1/T, ..., 1}, eps} 0.5 T expm1(gamma(t) - gamma(t - 1/T)) ||eps - eps_hat||^2
+                    (paper eq. 13 in the form of its code: the T-step sum of KL(q(z_s | z_t, x) || p(z_s | z_t))).
+In continuous time the diffusion term depends on the schedule only through gamma_0 and gamma_1 (paper eq. 20); the
+interior shape changes only the variance of its Monte-Carlo estimate. With finite T the bound depends on the whole
+shape (and exceeds the continuous one: more steps, lower bound), so training the shape can lower it. Not
+implemented: VDM's optional training of the interior shape to minimise the estimator variance (every parameter
+follows the bound).
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ def _dgamma_dt(schedule: NoiseSchedule, t: Tensor, create_graph: bool | None = N
 
 @dataclass
 class VDMTerms:
-    """The three terms of the continuous-time bound, each (B,) in nats; `num_dims` converts to bits/dim."""
+    """The three terms of the bound (continuous or T-step), each (B,) in nats; `num_dims` converts to bits/dim."""
 
     prior: Tensor
     reconstruction: Tensor
@@ -173,18 +177,23 @@ def vdm_terms(
     t_sampling: str = "antithetic",
     decoder: str = "gaussian",
     bin_width: float = 2.0 / 255,
+    timesteps: int | None = None,
     generator: torch.Generator | None = None,
     **cond,
 ) -> VDMTerms:
-    """One-sample Monte-Carlo estimate of the continuous-time VLB terms (Kingma et al. 2021, eqs. 11 and 17).
+    """One-sample Monte-Carlo estimate of the VLB terms (Kingma et al. 2021, eqs. 11, 13 and 17).
 
     Works for any schedule whose gamma(0) = -2 lambda(0) is finite (a `LearnedSchedule`; not LinearVP, whose
-    sigma(0) = 0); gradients reach the schedule's parameters through gamma'(t), alpha_t, sigma_t and the end points.
-    t: (B,) times in [0, 1] (default: `t_sampling`, antithetic as in VDM); noise: the eps of z_t (default drawn).
+    sigma(0) = 0); gradients reach the schedule's parameters through gamma'(t) (or gamma(t) - gamma(s)), alpha_t,
+    sigma_t and the end points. timesteps: None for the continuous-time bound, T for the T-step one.
+    t: (B,) times in [0, 1], on the grid {1/T, ..., 1} when timesteps = T (default: `t_sampling` drawn, antithetic
+    as in VDM, and rounded up to the grid, i.e. stratified over the T steps); noise: the eps of z_t (default drawn).
     """
     check_state(x0, "x0")
     if decoder not in DECODERS:
         raise ValueError(f"decoder: expected one of {DECODERS}, got {decoder!r}")
+    if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
+        raise ValueError(f"timesteps: expected None or an integer >= 1, got {timesteps!r}")
     sched = denoiser.schedule
     ends = torch.tensor([0.0, 1.0], dtype=_F64)
     lam_ends = sched.log_snr(ends)
@@ -196,9 +205,18 @@ def vdm_terms(
     n, nd = x0.shape[0], x0.ndim
     if t is None:
         t = sample_t(sched, n, t_sampling, t_eps=0.0, generator=generator)
+        if timesteps is not None:  # u in [0, 1) -> step i = floor(u T) + 1 in {1, ..., T}
+            t = (torch.floor(t * timesteps).clamp(max=timesteps - 1) + 1.0) / timesteps
     elif not isinstance(t, Tensor) or t.shape != (n,):
         raise ValueError(f"t: expected a tensor of shape ({n},), got {getattr(t, 'shape', t)}")
     t = t.detach().to(device=x0.device, dtype=_F64)
+    if timesteps is not None:
+        step = torch.round(t * timesteps)
+        if not bool(((t * timesteps - step).abs() < 1e-6).all() and (step >= 1).all() and (step <= timesteps).all()):
+            off = t[((t * timesteps - step).abs() >= 1e-6) | (step < 1) | (step > timesteps)]
+            raise ValueError(f"t: expected times on the grid {{1/T, ..., 1}} with T = {timesteps}, got e.g. "
+                             f"{off[:4].tolist()}")
+        t = step / timesteps
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     elif noise.shape != x0.shape:
@@ -207,11 +225,16 @@ def vdm_terms(
     def col(v: Tensor) -> Tensor:
         return append_dims(v, nd).to(x0.dtype)
 
-    # Diffusion term: 0.5 gamma'(t) ||eps - eps_hat||^2.
-    dgamma = _dgamma_dt(sched, t)
+    # Diffusion term: weight(t) ||eps - eps_hat||^2, weight = 0.5 gamma'(t), or 0.5 T expm1(gamma_t - gamma_s) for the
+    # T-step bound (expm1: the increments are small at large T, where this tends to the continuous weight).
+    if timesteps is None:
+        weight = 0.5 * _dgamma_dt(sched, t)
+    else:
+        s_prev = (step - 1.0) / timesteps
+        weight = 0.5 * timesteps * torch.expm1(2.0 * (sched.log_snr(s_prev) - sched.log_snr(t)))
     z_t = col(sched.alpha(t)) * x0 + col(sched.sigma(t)) * noise
     eps_hat = denoiser.predict(z_t, t, **cond).eps
-    diffusion = 0.5 * dgamma.to(x0.dtype) * sum_flat((noise - eps_hat) ** 2)
+    diffusion = weight.to(x0.dtype) * sum_flat((noise - eps_hat) ** 2)
 
     # Prior term: KL(N(alpha_1 x, sigma_1^2) || N(0, std_p^2)) per dimension.
     a1, s1 = sched.alpha(ends[1:]).to(x0.device), sched.sigma(ends[1:]).to(x0.device)
@@ -247,7 +270,7 @@ def gaussian_diffusion_term(gamma_0: float, gamma_1: float, data_var: Tensor) ->
 class VDM(nn.Module):
     """A denoiser network and its `LearnedSchedule` in one module, so that `training.fit` trains both:
 
-        model = VDM(net, LearnedSchedule(-13.3, 5.0))
+        model = VDM(net, LearnedSchedule(-13.3, 5.0))         # timesteps=T: the T-step bound instead
         fit(model, vdm_loss_fn, dataset, config, out_dir)     # the loss is the bound in bits/dim
 
     `model.denoiser()` is the Denoiser to sample or evaluate with.
@@ -260,23 +283,28 @@ class VDM(nn.Module):
         prediction: str = "eps",
         decoder: str = "gaussian",
         bin_width: float = 2.0 / 255,
+        timesteps: int | None = None,
     ):
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction: expected one of {PREDICTIONS}, got {prediction!r}")
         if decoder not in DECODERS:
             raise ValueError(f"decoder: expected one of {DECODERS}, got {decoder!r}")
+        if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
+            raise ValueError(f"timesteps: expected None or an integer >= 1, got {timesteps!r}")
         self.net = net
         self.schedule = schedule if schedule is not None else LearnedSchedule()
         if not isinstance(self.schedule, NoiseSchedule):
             raise ValueError(f"schedule: expected a NoiseSchedule, got {type(self.schedule).__name__}")
         self.prediction, self.decoder, self.bin_width = prediction, decoder, float(bin_width)
+        self.timesteps = timesteps
 
     def denoiser(self) -> Denoiser:
         return Denoiser(self.net, self.schedule, self.prediction)
 
     def terms(self, x0: Tensor, **kwargs) -> VDMTerms:
-        return vdm_terms(self.denoiser(), x0, decoder=self.decoder, bin_width=self.bin_width, **kwargs)
+        kwargs = {"decoder": self.decoder, "bin_width": self.bin_width, "timesteps": self.timesteps, **kwargs}
+        return vdm_terms(self.denoiser(), x0, **kwargs)
 
     def forward(self, x0: Tensor) -> Tensor:
         """The bound in bits per dimension, averaged over the batch (the training loss)."""
