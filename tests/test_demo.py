@@ -49,7 +49,19 @@ def test_demo_quick_writes_report_figures_and_metrics(tmp_path, capsys):
     steps = m["config"]["steps"]
     assert len(methods) >= 2
     got = {(r["sampler"], r["steps"]) for r in m["results"]}
-    assert got == {(meth, s) for meth in methods for s in steps}
+    assert got >= {(meth, s) for meth in methods for s in steps}
+    # The distilled students (the last two rounds) and the teacher's own DDIM at the same and the starting steps.
+    cfg = m["config"]
+    last_two = {cfg["distil_to"], 2 * cfg["distil_to"]}
+    assert got - {(meth, s) for meth in methods for s in steps} == (
+        {("ddim, distilled", n) for n in last_two} | {("ddim", n) for n in last_two | {cfg["distil_from"]}})
+    students = [r for r in m["results"] if r["sampler"] == "ddim, distilled"]
+    for r in students:
+        assert r["grid"] == "time-uniform" and r["nfe"] == r["steps"] and math.isfinite(r["w2"])
+        assert r["teacher_steps"] == cfg["distil_from"] and r["distillation_wall_time_s"] > 0
+    assert (core / "extra_distilled_students" / "rounds" / f"round0_{cfg['distil_from'] // 2}steps"
+            / "model.safetensors").is_file()
+    assert "Progressive distillation" in report
     for r in m["results"]:
         assert set(r) >= {"sampler", "grid", "steps", "nfe", "w2", "time_s"}
         assert r["nfe"] >= r["steps"] - 1

@@ -10,10 +10,12 @@ scores at that n.
 Writes OUT/core/: samples.png (rows = samplers, columns = steps, plus held-out data), loss.png,
 metrics.json, train/ (the fit() run: checkpoint, log.csv, EMA weights via save_pretrained).
 
-Extra samplers (e.g. a progressively distilled 4-step student) join the same figure and table through
-EXTRA_SAMPLERS: append a function `(teacher, train_data, work_dir, quick) -> list[Sampler]`; it receives the
-trained teacher Denoiser, the standardised training points (N, 2) and a folder of its own, and returns
-Samplers whose `draw(n, generator)` gives (n, 2) samples in standardised units.
+Extra samplers join the same figure and table through EXTRA_SAMPLERS: append a function
+`(teacher, train_data, work_dir, quick) -> list[Sampler]`; it receives the trained teacher Denoiser, the
+standardised training points (N, 2) and a folder of its own, and returns Samplers whose `draw(n, generator)` gives
+(n, 2) samples in standardised units. The one registered here, `distilled_students`, distils the teacher's DDIM
+from 64 steps to 4 (Salimans & Ho 2022, progressive distillation, through `core.distillation`) and adds the 8-
+and 4-step students beside the teacher's own DDIM at 4, 8 and 64 steps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,7 @@ from torch.utils.data import Dataset
 
 from demos.section import SectionResult
 from omnidiffusion.core import Denoiser, LinearVP, denoising_loss, sample
+from omnidiffusion.core.distillation import progressive_distillation
 from omnidiffusion.core.io import ConfigurableModule
 from omnidiffusion.core.nn import SinusoidalEmbedding, TimeEmbedding
 from omnidiffusion.core.samplers import nfe
@@ -47,9 +50,12 @@ TITLE = "Core: samplers on a 2-D toy distribution"
 DESCRIPTION = """
 A 4-block residual MLP denoiser (eps-prediction, linear VP schedule) trained with the project's training loop
 on two moons (scikit-learn `make_moons`, noise 0.05, standardised), then sampled with the core samplers at
-several step counts. Each sampler uses its paper's time grid. The distance is the exact 2-Wasserstein distance
-(POT `ot.emd2`, squared-Euclidean cost, standardised units) between n samples and n held-out points; the W2
-between independent held-out sets of size n is the noise floor (what a perfect sampler scores). Lower is better.
+several step counts. Each sampler uses its paper's time grid. A student progressively distilled from the
+teacher's 64-step DDIM (Salimans & Ho 2022) is sampled with 8 and 4 DDIM steps, beside the teacher's own DDIM
+at 4, 8 and 64 steps (all on the uniform time grid the distillation uses). The distance is the exact
+2-Wasserstein distance (POT `ot.emd2`, squared-Euclidean cost, standardised units) between n samples and n
+held-out points; the W2 between independent held-out sets of size n is the noise floor (what a perfect sampler
+scores). Lower is better.
 """
 
 
@@ -65,18 +71,25 @@ class ToyConfig:
     train_steps: int = 5_000
     batch_size: int = 512
     lr: float = 2e-3
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # fit's EMA warm-up makes this usable for the quick run's 150 steps too
     methods: tuple[str, ...] = ("ddpm", "ddim", "euler-maruyama", "heun", "dpm++2m", "dpm++3m")
     steps: tuple[int, ...] = (5, 10, 20, 50, 200)
     train_seed: int = 0
     test_seed: int = 1  # the held-out set every sampler is compared with
     floor_seeds: tuple[int, ...] = tuple(range(2, 12))  # other held-out sets: the noise floor (mean and sd)
     sample_seed: int = 100  # one draw per cell, from the same x_T for every sampler (common random numbers)
+    # Progressive distillation: DDIM distil_from steps halved per round down to distil_to, each round a short fit
+    # from a copy of the previous network (the paper's initialisation).
+    distil_from: int = 64
+    distil_to: int = 4
+    distil_steps: int = 400  # optimiser steps per round
+    distil_batch: int = 256
+    distil_lr: float = 5e-4
 
     @classmethod
     def quick(cls) -> ToyConfig:
-        return cls(n_train=2_048, n_eval=256, train_steps=150, batch_size=256, ema_decay=0.9,
-                   methods=("ddim", "dpm++2m"), steps=(5, 20), floor_seeds=(2, 3))
+        return cls(n_train=2_048, n_eval=256, train_steps=150, batch_size=256, methods=("ddim", "dpm++2m"),
+                   steps=(5, 20), floor_seeds=(2, 3), distil_from=16, distil_steps=40, distil_batch=128)
 
 
 # Each sampler on the grid its paper uses (DDPM/score_sde: uniform in t; EDM: Karras rho = 7; DPM-Solver: log-SNR).
@@ -188,10 +201,10 @@ class Sampler:
     nfe: int
     draw: Callable[[int, torch.Generator], Tensor]  # (n, generator) -> (n, 2), standardised units
     grid: str = ""
+    info: dict = field(default_factory=dict)  # extra fields for this cell's record in metrics.json
 
 
 ExtraSamplers = Callable[[Denoiser, Tensor, Path, bool], list[Sampler]]
-EXTRA_SAMPLERS: list[ExtraSamplers] = []  # hook: e.g. a distilled student, see the module docstring
 
 
 def core_samplers(denoiser: Denoiser, methods: tuple[str, ...], step_counts: tuple[int, ...]) -> list[Sampler]:
@@ -205,6 +218,45 @@ def core_samplers(denoiser: Denoiser, methods: tuple[str, ...], step_counts: tup
 
             out.append(Sampler(method, steps, nfe(method, steps), draw, grid))
     return out
+
+
+def _ddim(denoiser: Denoiser, steps: int, label: str, info: dict) -> Sampler:
+    def draw(n: int, g: torch.Generator) -> Tensor:
+        return sample(denoiser, (n, 2), method="ddim", steps=steps, grid="time-uniform", generator=g)
+
+    return Sampler(label, steps, nfe("ddim", steps), draw, "time-uniform", info)
+
+
+def distilled_students(teacher: Denoiser, train: Tensor, work_dir: Path, quick: bool) -> list[Sampler]:
+    """Progressive distillation (Salimans & Ho 2022, Algorithm 2) of the teacher's deterministic DDIM from
+    cfg.distil_from steps to cfg.distil_to, on the uniform time grid; returns the last two students (e.g. 8 and 4
+    steps, row "ddim, distilled") and the teacher's own DDIM at the same step counts and at distil_from (row
+    "ddim", the trajectory the students imitate)."""
+    cfg = ToyConfig.quick() if quick else ToyConfig()
+    config = TrainConfig(
+        steps=cfg.distil_steps, batch_size=cfg.distil_batch, lr=cfg.distil_lr, min_lr=cfg.distil_lr / 10,
+        warmup_steps=cfg.distil_steps // 10, ema_decay=0.99, grad_clip=1.0, log_every=max(1, cfg.distil_steps // 10),
+        ckpt_every=cfg.distil_steps, seed=cfg.train_seed, progress=False, device="cpu",
+    )
+    shutil.rmtree(work_dir / "rounds", ignore_errors=True)  # fit would resume the previous demo's finished rounds
+    t0 = time.perf_counter()
+    students = progressive_distillation(teacher, train, cfg.distil_from, cfg.distil_to, grid="time-uniform",
+                                        config=config, out_dir=work_dir / "rounds")
+    wall = time.perf_counter() - t0
+    n_steps = [cfg.distil_from // 2 ** (k + 1) for k in range(len(students))]  # 32, 16, 8, 4
+    info = {"teacher_steps": cfg.distil_from, "rounds": len(students), "steps_per_round": cfg.distil_steps,
+            "batch_size": cfg.distil_batch, "lr": cfg.distil_lr, "ema_decay": config.ema_decay,
+            "distillation_wall_time_s": wall}
+    print(f"  distilled DDIM {cfg.distil_from} -> {cfg.distil_to} steps in {len(students)} rounds of "
+          f"{cfg.distil_steps} steps: {wall:.1f} s", flush=True)
+    out = [_ddim(teacher, cfg.distil_from, "ddim", {"role": "distillation teacher"})]
+    for student, n in list(zip(students, n_steps, strict=True))[-2:]:
+        out.append(_ddim(teacher, n, "ddim", {"role": "teacher at the student's step count"}))
+        out.append(_ddim(student, n, "ddim, distilled", {"role": "student", **info}))
+    return out
+
+
+EXTRA_SAMPLERS: list[ExtraSamplers] = [distilled_students]  # hook, see the module docstring
 
 
 def w2(a: np.ndarray, b: np.ndarray) -> float:
@@ -259,6 +311,11 @@ def _run(cfg: ToyConfig, out_dir: Path, quick: bool) -> SectionResult:
         work = out_dir / f"extra_{getattr(hook, '__name__', 'sampler')}"
         work.mkdir(parents=True, exist_ok=True)
         samplers += hook(teacher, train, work, quick)
+    # Rows in first-seen order with variants ("ddim, distilled") right below their base row; cells by steps.
+    row = {}
+    for s in samplers:
+        row.setdefault(s.label.split(",")[0], len(row))
+    samplers.sort(key=lambda s: (row[s.label.split(",")[0]], s.label, s.steps))
 
     t_eval = time.perf_counter()
     results, shown = evaluate(samplers, test, cfg.n_eval, cfg.sample_seed)
@@ -302,6 +359,17 @@ def _run(cfg: ToyConfig, out_dir: Path, quick: bool) -> SectionResult:
         f"{trained.wall_time:.1f} s ({trained.steps_per_sec:.0f} steps/s, 1 torch thread), final loss "
         f"{trained.final_loss:.4f}; sampling and W2: {eval_time:.1f} s.",
     ]
+    students = [r for r in results if r.get("role") == "student"]
+    if students:
+        d = students[0]
+        by_cell = {(r["sampler"], r["steps"]): r["w2"] for r in results}
+        compare = "; ".join(f"{r['steps']} steps: student W2 {_fmt(r['w2'])} vs the teacher's own DDIM "
+                            f"{_fmt(by_cell.get(('ddim', r['steps'])))}" for r in students)
+        notes.append(
+            f"Progressive distillation (Salimans & Ho 2022, `core.distillation`): the teacher's {d['teacher_steps']}-"
+            f"step DDIM (W2 {_fmt(by_cell.get(('ddim', d['teacher_steps'])))}) halved in {d['rounds']} rounds of "
+            f"{d['steps_per_round']} steps (batch {d['batch_size']}, lr {d['lr']:g}, EMA {d['ema_decay']}), each "
+            f"student starting from a copy of its teacher, in {d['distillation_wall_time_s']:.1f} s. {compare}.")
     return SectionResult(
         figures=[(f"Samples (n = {cfg.n_eval}) per sampler and step count over the held-out data (grey); "
                   "panel titles give NFE and W2.", out_dir / "samples.png"),
@@ -313,12 +381,16 @@ def _run(cfg: ToyConfig, out_dir: Path, quick: bool) -> SectionResult:
     )
 
 
+def _fmt(w: float | None) -> str:
+    return "diverged" if w is None else f"{w:.3f}"
+
+
 def evaluate(samplers: list[Sampler], test: np.ndarray, n: int, seed: int
              ) -> tuple[list[dict], dict[tuple[str, int], np.ndarray]]:
     """W2 of one n-point draw of every sampler against `test`; returns the records and the draws."""
     results, shown = [], {}
     for s in samplers:
-        record = {"sampler": s.label, "grid": s.grid, "steps": s.steps, "nfe": s.nfe, "w2": None}
+        record = {"sampler": s.label, "grid": s.grid, "steps": s.steps, "nfe": s.nfe, "w2": None, **s.info}
         t0 = time.perf_counter()
         try:
             x = s.draw(n, torch.Generator().manual_seed(seed)).detach().double().numpy()  # (n, 2)
@@ -368,6 +440,7 @@ def plot_samples(drawn: dict[tuple[str, int], np.ndarray], results: list[dict], 
     fig = Figure(figsize=(1.6 * (len(step_cols) + 1), 1.7 * len(labels)), dpi=110, layout="constrained")
     axes = fig.subplots(len(labels), len(step_cols) + 1, squeeze=False)
     for i, label in enumerate(labels):
+        named = False
         for j, steps in enumerate(step_cols):
             ax, r = axes[i, j], info.get((label, steps))
             if r is None:
@@ -375,7 +448,9 @@ def plot_samples(drawn: dict[tuple[str, int], np.ndarray], results: list[dict], 
                 continue
             score = "diverged" if r["w2"] is None else f"W2 {r['w2']:.3f}"
             _panel(ax, test, drawn.get((label, steps)), f"{steps} steps, NFE {r['nfe']}\n{score}")
-        axes[i, 0].set_ylabel(label, fontsize=9)
+            if not named:  # the row's first panel carries its name (an empty cell has no axes to label)
+                ax.set_ylabel(label, fontsize=9)
+                named = True
         axes[i, -1].set_axis_off()
     _panel(axes[0, -1], test[:0], test, f"held-out data (n = {len(test)})\nnoise floor W2 {floor:.3f}", color="k")
     axes[0, -1].set_axis_on()

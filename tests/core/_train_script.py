@@ -2,10 +2,11 @@
 
     python _train_script.py OUT_DIR [--steps N] [--batch-size B] [--mode noisy|regression] [--hang-after K]
 
---mode noisy draws from torch's, python's and numpy's global RNGs inside the loss, uses EMA, warmup+cosine,
-accumulation and clipping, so an exact resume has to restore all of that state. --mode regression is a
-deterministic MSE fit without EMA (for the DDP equivalence check). --hang-after K blocks forever inside the loss
-of step K+1, so the test can kill the process at a known point.
+--mode noisy draws from torch's, python's and numpy's global RNGs inside the loss, uses EMA (with the step-dependent
+warm-up decay, still warming up at the kill), warmup+cosine, accumulation and clipping, so an exact resume has to
+restore all of that state. --mode regression is a deterministic MSE fit without EMA (for the DDP equivalence
+check). --hang-after K blocks forever inside the loss of step K+1, so the test can kill the process at a known
+point.
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ def test_ema_is_the_exponential_average_of_the_raw_weights(tmp_path: Path) -> No
         return _mse(net, batch)
 
     decay = 0.8
-    result = fit(_model(), recording, _data(), _config(steps=4, ema_decay=decay), tmp_path / "run")
+    result = fit(_model(), recording, _data(), _config(steps=4, ema_decay=decay, ema_warmup=False), tmp_path / "run")
     after = [*seen[1:], result.model[0].weight.detach()]  # raw weights after steps 1..4
     expected = after[0]  # the first update copies
     for w in after[1:]:
@@ -211,6 +211,61 @@ def test_ema_is_the_exponential_average_of_the_raw_weights(tmp_path: Path) -> No
     torch.testing.assert_close(result.ema_model[0].weight, expected)
     saved = load_tensors(tmp_path / "run" / "model.safetensors")  # final weights are the EMA ones
     torch.testing.assert_close(saved["0.weight"], expected)
+
+
+def test_ema_warmup_uses_the_step_dependent_decay_and_resumes_exactly(tmp_path: Path) -> None:
+    seen: list[torch.Tensor] = []
+
+    def recording(net: nn.Module, batch) -> torch.Tensor:
+        seen.append(net[0].weight.detach().clone())
+        return _mse(net, batch)
+
+    result = fit(_model(), recording, _data(), _config(steps=5, ema_decay=0.5), tmp_path / "run")
+    after = [*seen[1:], result.model[0].weight.detach()]  # raw weights after steps 1..5
+    # By hand: update n (0-based) uses min(0.5, (1 + n) / (10 + n)): a copy, then 2/11, 3/12, 4/13, 5/14 (< 0.5).
+    decays = [2 / 11, 3 / 12, 4 / 13, 5 / 14]
+    expected = after[0]
+    for d, w in zip(decays, after[1:], strict=True):
+        expected = d * expected + (1 - d) * w
+    torch.testing.assert_close(result.ema_model[0].weight, expected)
+    # The capped case: with ema_decay 0.2, update 1 uses 2/11 (< 0.2) and updates 2, 3 the cap (3/12, 4/13 > 0.2).
+    seen.clear()
+    capped = fit(_model(), recording, _data(), _config(steps=4, ema_decay=0.2), tmp_path / "capped")
+    after = [*seen[1:], capped.model[0].weight.detach()]
+    expected = after[0]
+    for d, w in zip([2 / 11, 0.2, 0.2], after[1:], strict=True):
+        expected = d * expected + (1 - d) * w
+    torch.testing.assert_close(capped.ema_model[0].weight, expected)
+
+    # Stopped at a checkpoint and resumed, the average is the same as one uninterrupted run's.
+    fit(_model(), _mse, _data(), _config(steps=4, ema_decay=0.9), tmp_path / "resumed")
+    fit(_model(), _mse, _data(), _config(steps=8, ema_decay=0.9), tmp_path / "resumed")
+    fit(_model(), _mse, _data(), _config(steps=8, ema_decay=0.9), tmp_path / "straight")
+    _assert_same_tensors(load_tensors(tmp_path / "resumed" / "model.safetensors"),
+                         load_tensors(tmp_path / "straight" / "model.safetensors"))
+
+
+def test_calling_fit_on_a_finished_run_returns_its_last_logged_loss(tmp_path: Path, caplog) -> None:
+    run = tmp_path / "run"
+    first = fit(_model(), _mse, _data(), _config(steps=6, ema_decay=0.9, log_every=2), run)
+    last_row = float(_log_rows(run)[-1]["loss"])
+    assert math.isfinite(first.loss) and first.loss == pytest.approx(last_row, rel=1e-5)
+    with caplog.at_level("INFO", logger="omnidiffusion.core.training"):
+        again = fit(_model(), _mse, _data(), _config(steps=6, ema_decay=0.9, log_every=2), run)
+    assert "already complete" in caplog.text
+    assert again.step == 6 and again.steps_per_sec == 0
+    assert again.loss == first.loss  # the value stored in the checkpoint, not NaN
+    for a, b in zip(again.ema_model.parameters(), first.ema_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [r["step"] for r in _log_rows(run)] == ["2", "4", "6"]  # the log is kept, not cut
+
+    # A checkpoint from before the loss was stored: the loss comes from log.csv's row at the checkpoint step.
+    state_path = run / "checkpoint" / "step_00000006" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["loss"]
+    state_path.write_text(json.dumps(state))
+    old = fit(_model(), _mse, _data(), _config(steps=6, ema_decay=0.9, log_every=2), run)
+    assert old.loss == pytest.approx(last_row)
 
 
 def test_logs_and_bf16_autocast(tmp_path: Path) -> None:

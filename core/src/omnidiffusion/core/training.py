@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
 import os
 import random
@@ -43,6 +44,7 @@ from tqdm import tqdm
 from .io import load_tensors, load_weights, read_json, save_pretrained, save_tensors, write_json
 
 LossFn = Callable[[nn.Module, Any], Tensor]
+logger = logging.getLogger(__name__)
 _STEP_DIR = re.compile(r"^step_\d{8,}$")
 
 
@@ -60,6 +62,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global grad norm; None disables
     grad_accum: int = 1  # micro-batches per optimiser step
     ema_decay: float | None = 0.999  # None disables EMA
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at update n, see ema_decay_at
     amp: Literal["none", "bf16", "fp16"] = "none"
     seed: int = 0
     log_every: int = 50
@@ -83,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.grad_clip: expected > 0 or None, got {self.grad_clip}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ValueError(f"TrainConfig.ema_decay: expected in [0, 1) or None, got {self.ema_decay}")
+        if not isinstance(self.ema_warmup, bool):
+            raise ValueError(f"TrainConfig.ema_warmup: expected a bool, got {self.ema_warmup!r}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"TrainConfig.amp: expected 'none', 'bf16' or 'fp16', got {self.amp!r}")
 
@@ -94,7 +99,7 @@ class TrainResult:
     model: nn.Module
     ema_model: nn.Module | None
     step: int
-    loss: float  # mean loss over the last log interval
+    loss: float  # mean loss over the last log interval (of the earlier call when the run had already finished)
     out_dir: Path
     steps_per_sec: float  # over the steps this call ran (the loop only, checkpoints included)
     wall_time: float
@@ -114,6 +119,20 @@ def lr_at(step: int, config: TrainConfig) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (config.lr - config.min_lr)
+
+
+def ema_decay_at(n: int, config: TrainConfig) -> float:
+    """EMA decay of the update after optimiser step n + 1 (n = 0-based step = number of earlier updates).
+
+    With config.ema_warmup: min(ema_decay, (1 + n) / (10 + n)), the warm-up of TensorFlow's
+    ExponentialMovingAverage(num_updates) and diffusers' EMAModel, so a short run's average is not dominated by
+    the initial weights; it depends on the step only, so a resumed run uses the same decays. Update 0 copies.
+    """
+    if config.ema_decay is None:
+        raise ValueError("ema_decay_at: config.ema_decay is None (EMA is off)")
+    if not config.ema_warmup:
+        return config.ema_decay
+    return min(config.ema_decay, (1 + n) / (10 + n))
 
 
 def seed_everything(seed: int) -> None:
@@ -205,8 +224,9 @@ def fit(
         if main and config.ema_decay is not None:
             ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
 
-        # Resume: weights, EMA, optimiser, scaler, data position, and last the RNG states.
+        # Resume: weights, EMA, optimiser, scaler, data position, the last logged loss, and last the RNG states.
         step, epoch, index = 0, 0, 0
+        loss_value = float("nan")
         checkpoint = _latest_checkpoint(out_dir)
         if resume is True and checkpoint is None:
             raise FileNotFoundError(f"fit(resume=True): no checkpoint in {out_dir / 'checkpoint'}")
@@ -214,7 +234,11 @@ def fit(
             raise ValueError(f"fit(resume=False): {out_dir} already holds a checkpoint ({checkpoint}); "
                              "use another out_dir, delete it, or resume")
         if checkpoint is not None:
-            step, epoch, index = _load_checkpoint(checkpoint, raw, ema, optimizer, scaler, rank, world)
+            step, epoch, index, loss_value = _load_checkpoint(checkpoint, raw, ema, optimizer, scaler, rank, world)
+            if step >= config.steps and main:
+                logger.info("fit: the run in %s is already complete (checkpoint at step %d, config.steps %d); "
+                            "no steps to run, returning its final weights and last logged loss %.6g",
+                            out_dir, step, config.steps, loss_value)
         net = DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None) \
             if world > 1 else raw
         batches.position(epoch, index)
@@ -234,7 +258,6 @@ def fit(
 
         start_step = step
         pending: list[Tensor] = []  # losses of the steps since the last sync, checked for NaN/inf at the sync
-        loss_value = float("nan")
         t_loop = t_log = time.perf_counter()
         step_log = step
         while step < config.steps:
@@ -270,6 +293,8 @@ def fit(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None:
+                if config.ema_warmup:  # a fresh closure per step: the decay is a plain float, no device sync
+                    ema.multi_avg_fn = get_ema_multi_avg_fn(ema_decay_at(step, config))
                 ema.update_parameters(raw)
             step += 1
             pending.append(micro_losses[0] if len(micro_losses) == 1 else sum(m.float() for m in micro_losses))
@@ -297,7 +322,8 @@ def fit(
                     board.add_scalar("train/lr", lr, step)
                     board.add_scalar("train/steps_per_sec", speed, step)
             if checkpoint_now:
-                _save_checkpoint(out_dir, step, epoch, index, raw, ema, optimizer, scaler, config, rank, world)
+                _save_checkpoint(out_dir, step, epoch, index, raw, ema, optimizer, scaler, config, rank, world,
+                                 loss_value)
 
         # Final weights: EMA when on (the ones to sample with), raw beside them.
         if main:
@@ -494,7 +520,7 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
 
 def _save_checkpoint(out_dir: Path, step: int, epoch: int, index: int, raw: nn.Module, ema: nn.Module | None,
                      optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: TrainConfig,
-                     rank: int, world: int) -> None:
+                     rank: int, world: int, loss: float) -> None:
     """Write checkpoint/step_N atomically: fill a temp dir, rename it, then repoint latest.json."""
     rng = [_rng_state()]
     if world > 1:  # every rank's RNG is needed for an exact resume; collectives need all ranks
@@ -513,6 +539,7 @@ def _save_checkpoint(out_dir: Path, step: int, epoch: int, index: int, raw: nn.M
         "index": index,
         "world_size": world,
         "lr": lr_at(step - 1, config),
+        "loss": loss,  # the last logged loss (every checkpoint step is a log step)
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "rng": rng,
@@ -534,7 +561,8 @@ def _save_checkpoint(out_dir: Path, step: int, epoch: int, index: int, raw: nn.M
 
 
 def _load_checkpoint(path: Path, raw: nn.Module, ema: nn.Module | None, optimizer: torch.optim.Optimizer,
-                     scaler: torch.amp.GradScaler, rank: int, world: int) -> tuple[int, int, int]:
+                     scaler: torch.amp.GradScaler, rank: int, world: int) -> tuple[int, int, int, float]:
+    """Restore a checkpoint into the given objects; returns (step, epoch, index within epoch, last logged loss)."""
     state = _unpack(read_json(path / "state.json", "checkpoint state written by fit"),
                     load_tensors(path / "state.safetensors"))
     if state["world_size"] != world:
@@ -548,4 +576,16 @@ def _load_checkpoint(path: Path, raw: nn.Module, ema: nn.Module | None, optimize
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"][rank])
-    return state["step"], state["epoch"], state["index"]
+    loss = state.get("loss")
+    if loss is None:  # checkpoints written before the loss was stored: the log row of the checkpoint step
+        loss = _logged_loss(path.parent.parent / "log.csv", state["step"])
+    return state["step"], state["epoch"], state["index"], float(loss)
+
+
+def _logged_loss(path: Path, step: int) -> float:
+    """The loss of the last row of log.csv at or before `step`; NaN when there is none (no log, or not rank 0)."""
+    if not path.is_file():
+        return float("nan")
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+    return float(rows[-1]["loss"]) if rows else float("nan")
