@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/python scripts/demo.py --out runs/demo
 
 bench: install
-	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+	for f in benchmarks/[!_]*.py; do $(BIN)/python $$f || exit 1; done
 
 wheels: install
 	$(BIN)/python -m pip wheel --no-deps -w dist ./core $(dir $(wildcard apps/*/pyproject.toml))

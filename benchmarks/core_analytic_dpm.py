@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from _toy import MLP  # benchmarks/_toy.py, beside this script
 
 from omnidiffusion.core import schedules as S
 from omnidiffusion.core.analytic_dpm import estimate_eps_sq_mean
@@ -48,24 +48,6 @@ def ring_mixture(k: int = 8, radius: float = 2.0, std: float = 0.25) -> Gaussian
     angle = torch.arange(k, dtype=F64) * 2 * math.pi / k
     means = radius * torch.stack([angle.cos(), angle.sin()], 1)  # (k, 2)
     return GaussianMixture(torch.ones(k), means, torch.full((k,), std, dtype=F64))
-
-
-class MLP(nn.Module):
-    """eps(x_t, t) for 2-D data: Fourier features of t, three SiLU layers of `width`."""
-
-    def __init__(self, width: int = 128, dim: int = 2, n_freq: int = 16):
-        super().__init__()
-        self.register_buffer("freq", torch.arange(1, n_freq + 1, dtype=torch.float32) * math.pi)
-        self.body = nn.Sequential(
-            nn.Linear(dim + 2 * n_freq, width), nn.SiLU(),
-            nn.Linear(width, width), nn.SiLU(),
-            nn.Linear(width, width), nn.SiLU(),
-            nn.Linear(width, dim),
-        )
-
-    def forward(self, x, t):
-        ft = t.to(x.dtype)[:, None] * self.freq  # (B, n_freq)
-        return self.body(torch.cat([x, ft.sin(), ft.cos()], 1))
 
 
 def train_mlp(schedule, train_x: torch.Tensor, steps: int) -> tuple[Denoiser, float]:

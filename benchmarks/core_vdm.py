@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 import torch
+from _toy import MLP  # benchmarks/_toy.py, beside this script
 from sklearn.datasets import make_moons
-from torch import nn
 
 from omnidiffusion.core.training import TrainConfig, fit
 from omnidiffusion.core.vdm import VDM, LearnedSchedule, vdm_loss_fn
@@ -44,24 +44,6 @@ from omnidiffusion.core.vdm import VDM, LearnedSchedule, vdm_loss_fn
 RESULTS = Path(__file__).resolve().parent / "results" / "core_vdm.json"
 GAMMA_MIN, GAMMA_MAX = -13.3, 5.0
 BATCH = 256
-
-
-class MLP(nn.Module):
-    """eps(z_t, t) for 2-D data: Fourier features of t, three SiLU layers of `width`."""
-
-    def __init__(self, width: int = 128, dim: int = 2, n_freq: int = 16):
-        super().__init__()
-        self.register_buffer("freq", torch.arange(1, n_freq + 1, dtype=torch.float32) * math.pi)
-        self.body = nn.Sequential(
-            nn.Linear(dim + 2 * n_freq, width), nn.SiLU(),
-            nn.Linear(width, width), nn.SiLU(),
-            nn.Linear(width, width), nn.SiLU(),
-            nn.Linear(width, dim),
-        )
-
-    def forward(self, x, t):
-        ft = t.to(x.dtype)[:, None] * self.freq  # (B, n_freq)
-        return self.body(torch.cat([x, ft.sin(), ft.cos()], 1))
 
 
 def moons(n_train: int, n_test: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -109,7 +109,18 @@ class NoiseSchedule:
         return {}
 
 
-class LinearVP(NoiseSchedule):
+class VPSchedule(NoiseSchedule):
+    """A variance-preserving schedule, sigma^2 = 1 - alpha^2: subclasses give log alpha and its inverse."""
+
+    def log_sigma(self, t):
+        return _log_sigma_vp(self.log_alpha(t))
+
+    def log_alpha_sigma(self, t):
+        la = self.log_alpha(t)
+        return la, _log_sigma_vp(la)
+
+
+class LinearVP(VPSchedule):
     """Continuous VP with linear beta(t) = b0 + t (b1 - b0) (Song et al. 2021, VP SDE).
 
     log alpha(t) = -t^2 (b1 - b0)/4 - t b0/2.
@@ -126,13 +137,6 @@ class LinearVP(NoiseSchedule):
     def log_alpha(self, t):
         t = _as_t(t)
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-
-    def log_sigma(self, t):
-        return _log_sigma_vp(self.log_alpha(t))
-
-    def log_alpha_sigma(self, t):
-        la = self.log_alpha(t)
-        return la, _log_sigma_vp(la)
 
     def t_from_log_snr(self, lam):
         # Solve (b1-b0)/4 t^2 + b0/2 t = softplus(-2 lam)/2 in the cancellation-free form.
@@ -173,7 +177,7 @@ class SubVP(LinearVP):
         return f, beta * -torch.expm1(4.0 * self.log_alpha(t))
 
 
-class CosineVP(NoiseSchedule):
+class CosineVP(VPSchedule):
     """Continuous cosine VP of Nichol & Dhariwal 2021: alpha(tau) = cos((tau+s)/(1+s) pi/2) / cos(s/(1+s) pi/2).
 
     Time is rescaled, tau = t * tau_max, so that t = 1 keeps a finite log-SNR (tau_max = 0.9946 as in
@@ -192,13 +196,6 @@ class CosineVP(NoiseSchedule):
     def log_alpha(self, t):
         tau = _as_t(t) * self.tau_max
         return torch.log(torch.cos(math.pi / 2 * (tau + self.s) / (1 + self.s))) - self._log_norm
-
-    def log_sigma(self, t):
-        return _log_sigma_vp(self.log_alpha(t))
-
-    def log_alpha_sigma(self, t):
-        la = self.log_alpha(t)
-        return la, _log_sigma_vp(la)
 
     def t_from_log_snr(self, lam):
         log_a = _log_alpha_vp_from_lambda(_as_t(lam)) + self._log_norm
@@ -327,7 +324,7 @@ def rescale_zero_terminal_snr(alphas_cumprod: np.ndarray) -> np.ndarray:
     return q**2
 
 
-class DiscreteVP(NoiseSchedule):
+class DiscreteVP(VPSchedule):
     """VP schedule from a table of T betas, with ONE index <-> time mapping: step n (0-based) sits at t = (n+1)/T.
 
     alpha_bar_n = prod_{i<=n} (1 - beta_i). Between table points log alpha is linear in t (as DPM-Solver does
@@ -421,13 +418,6 @@ class DiscreteVP(NoiseSchedule):
             a_lo = torch.exp(lo)
             out = torch.where(last, torch.log(a_lo * (1.0 - w)), out)
         return out
-
-    def log_sigma(self, t):
-        return _log_sigma_vp(self.log_alpha(t))
-
-    def log_alpha_sigma(self, t):
-        la = self.log_alpha(t)
-        return la, _log_sigma_vp(la)
 
     def t_from_log_snr(self, lam):
         target = _log_alpha_vp_from_lambda(_as_t(lam))
