@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+APPS   := $(patsubst %/pyproject.toml,%,$(wildcard apps/*/pyproject.toml))
 PKGS   := core/pyproject.toml $(wildcard apps/*/pyproject.toml)
 
 .PHONY: install test demo bench wheels clean
@@ -11,6 +12,7 @@ $(STAMP): requirements.txt $(PKGS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt
+	$(if $(APPS),$(BIN)/python -m pip install --no-deps $(foreach a,$(APPS),-e ./$(a)))
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,7 +5,8 @@
     python scripts/demo.py --out runs/demo --only core
 
 Each section is a module in scripts/demos/ (see demos/section.py for the contract) and writes its files under
-OUT/<module name>/. To add one, write the module and append its name to SECTIONS. A section that raises is
+OUT/<module name>/. To add one, write the module: every
+scripts/demos/*.py but section.py runs, core first, then the others in name order. A section that raises is
 reported in report.md with its traceback; the others still run, and the exit status is 1.
 """
 
@@ -29,9 +30,9 @@ if _SCRIPTS not in sys.path:
 
 from demos.section import SectionResult  # noqa: E402
 
-SECTIONS = [
-    "core",
-]
+SECTIONS = ["core"] + sorted(
+    p.stem for p in (Path(_SCRIPTS) / "demos").glob("*.py") if p.stem not in ("core", "section") and p.stem[0] != "_"
+)
 
 
 def main(argv: list[str] | None = None) -> int:

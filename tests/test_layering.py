@@ -106,3 +106,43 @@ def test_importing_core_loads_no_modality_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing omnidiffusion.core loaded {out.stdout.strip()}"
+
+
+# The modality libraries each app may load: its own, plus the neighbours those pull in when present
+# (transformers imports torchvision/torchaudio; torch-geometric imports transformers). Purification builds on vision.
+APP_LIBS = {
+    "vision": {"torchvision"},
+    "text": {"transformers", "tokenizers"},
+    "audio": {"torchaudio"},
+    "molecules": {"rdkit", "torch_geometric"},
+    "timeseries": {"gluonts"},
+    "purification": {"torchattacks", "torchvision"},
+}
+NEIGHBOURS = {
+    "transformers": {"torchvision", "torchaudio"},
+    "torch_geometric": {"transformers", "torchvision", "torchaudio"},
+}
+INSTALLED_APPS = [a for a in APPS if (ROOT / "apps" / a / "src" / "omnidiffusion" / a / "__init__.py").exists()]
+
+
+def _allowed_libs(app: str) -> set[str]:
+    own = set(APP_LIBS[app])
+    for dep in ALLOWED_APP_IMPORTS.get(app, ()):
+        own |= APP_LIBS[dep]
+    for lib in list(own):
+        own |= NEIGHBOURS.get(lib, set())
+    return own
+
+
+@pytest.mark.parametrize("app", INSTALLED_APPS)
+def test_importing_an_app_loads_no_other_modality_library(app):
+    """Checklist item 1: a fresh interpreter importing omnidiffusion.<app> loads only that app's libraries."""
+    import subprocess
+    import sys
+
+    libs = sorted(MODALITY_LIBS | {"tokenizers"})
+    code = f"import sys, omnidiffusion.{app}\nprint(','.join(m for m in {libs!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m for m in out.stdout.strip().split(",") if m}
+    bad = sorted(loaded - _allowed_libs(app))
+    assert not bad, f"importing omnidiffusion.{app} loaded {bad}"
