@@ -1,0 +1,182 @@
+"""omnidiffusion-audio train | vocode | evaluate | search-schedule (parse, load config, wire; no logic here).
+
+omnidiffusion-audio train --out runs/audio                      # default config, bundled data
+omnidiffusion-audio vocode --checkpoint runs/audio --input speech.wav --out runs/audio/vocoded
+omnidiffusion-audio evaluate --checkpoint runs/audio --wav-dir FOLDER --iterations 6
+omnidiffusion-audio search-schedule --checkpoint runs/audio --wav-dir FOLDER --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from omnidiffusion.core.cli import AppCLI, print_json
+from omnidiffusion.core.io import write_json
+from omnidiffusion.core.training import fit
+
+from .data import SegmentDataset, find_audio, load_folder, read_audio, write_audio
+from .demo_data import demo_clips
+from .evaluation import evaluate_griffin_lim, evaluate_model, search_model_schedule
+from .pipeline import SCHEDULES_NAME, WaveGrad
+from .plots import spectrogram_comparison
+from .settings import AudioConfig
+from .task import wavegrad_loss
+from .wavegrad import WaveGradNet
+
+cli = AppCLI("omnidiffusion-audio", "WaveGrad diffusion vocoder (Chen et al. 2021).", package="omnidiffusion.audio")
+
+
+def training_clips(config: AudioConfig) -> tuple[list[torch.Tensor], str]:
+    """The clips `train` uses: the bundled split 'train' or every clip of a folder."""
+    if config.data.source == "bundled":
+        return demo_clips(
+            "train", config.mel.sample_rate, config.data.cache_dir, limit=config.data.limit, source=config.data.bundled
+        )
+    return load_folder(config.data.source, config.mel.sample_rate, limit=config.data.limit), config.data.source
+
+
+def run_train(args: argparse.Namespace, config: AudioConfig) -> None:
+    clips, source = training_clips(config)
+    dataset = SegmentDataset(clips, config.mel, config.data.segment_frames, repeats=config.data.repeats)
+    net = WaveGradNet(**config.model_kwargs())
+    meta = {"mel": asdict(config.mel), "data": source, "config": asdict(config.data)}
+    result = fit(net, wavegrad_loss, dataset, config.train, args.out, metadata=meta)
+    print_json(
+        {
+            "out": str(result.out_dir),
+            "step": result.step,
+            "loss": result.loss,
+            "steps_per_sec": result.steps_per_sec,
+            "data": source,
+            "clips": len(clips),
+        }
+    )
+
+
+def _eval_clips(args: argparse.Namespace, model: WaveGrad, split: str) -> tuple[list[torch.Tensor], str]:
+    if args.wav_dir:
+        return load_folder(args.wav_dir, model.sample_rate, limit=args.limit), str(args.wav_dir)
+    return demo_clips(split, model.sample_rate, args.cache_dir, limit=args.limit)
+
+
+def _sampling(args: argparse.Namespace, config: AudioConfig) -> dict:
+    iterations = args.iterations if args.iterations is not None else config.sample.iterations
+    return {
+        "method": config.sample.method,
+        "iterations": iterations,
+        "betas": config.sample.betas,
+        "steps": iterations if config.sample.method == "dpm++2m" else None,
+    }
+
+
+def run_vocode(args: argparse.Namespace, config: AudioConfig) -> None:
+    model = WaveGrad.from_pretrained(args.checkpoint)
+    torch.manual_seed(config.sample.seed)
+    inputs = find_audio(args.input) if Path(args.input).is_dir() else [Path(args.input)]
+    out_dir = Path(args.out)
+    kw = _sampling(args, config)
+    written = []
+    for path in inputs:
+        wav = read_audio(path, model.sample_rate)
+        out = model.resynthesize(wav, seed=config.sample.seed, **kw)
+        target = write_audio(out_dir / f"{path.stem}.wav", out, model.sample_rate)
+        png = spectrogram_comparison(out_dir / f"{path.stem}.png", {"input": wav, "WaveGrad": out}, model.mel_config)
+        written.append({"input": str(path), "wav": str(target), "png": str(png)})
+    print_json({"vocoded": written, "sampling": kw})
+
+
+def run_evaluate(args: argparse.Namespace, config: AudioConfig) -> None:
+    model = WaveGrad.from_pretrained(args.checkpoint)
+    clips, source = _eval_clips(args, model, "test")
+    kw = _sampling(args, config)
+    ours = evaluate_model(model, clips, seed=config.sample.seed, **kw)
+    gl = evaluate_griffin_lim(model, clips)
+    pick = ("log_mel_distance", "mr_stft", "rtf")
+    betas = kw["betas"] or (model.betas(kw["iterations"]).tolist() if kw["method"] == "ddpm" else None)
+    print_json(
+        {
+            "model": {k: ours[k] for k in pick},
+            "baselines": {"griffin_lim_32": {k: gl[k] for k in pick}},
+            "protocol": {
+                "data": source,
+                "clips": len(clips),
+                "seconds": sum(c.numel() for c in clips) / model.sample_rate,
+                "sampler": kw["method"],
+                "iterations": kw["iterations"],
+                "betas": betas,
+                "seed": config.sample.seed,
+                "threads": torch.get_num_threads(),
+                "metric": "log-mel L1, MelSpectrogram(22050, 1024, 1024, 256, 80 mels, 0-8000 Hz, power 1)",
+            },
+        }
+    )
+
+
+def run_search(args: argparse.Namespace, config: AudioConfig) -> None:
+    model = WaveGrad.from_pretrained(args.checkpoint)
+    clips, source = _eval_clips(args, model, "validation")
+    result = search_model_schedule(
+        model, clips, steps=args.steps, sweeps=args.sweeps, max_seconds=args.max_seconds, seed=config.sample.seed
+    )
+    path = Path(args.checkpoint) / SCHEDULES_NAME
+    schedules = {str(k): {"betas": v} for k, v in model.schedules.items()}
+    schedules[str(args.steps)]["score"] = result["score"]
+    schedules[str(args.steps)]["data"] = source
+    write_json(path, schedules)
+    print_json(
+        {
+            "steps": args.steps,
+            "betas": result["betas"],
+            "score": result["score"],
+            "default_score": result["default_score"],
+            "trials": len(result["trials"]),
+            "written": str(path),
+        }
+    )
+
+
+train = cli.add_command("train", run_train, AudioConfig, help="train a WaveGrad vocoder", default_config="default")
+train.add_argument("--out", default="runs/audio", help="checkpoint directory (resumes when it holds one)")
+
+vocode = cli.add_command(
+    "vocode", run_vocode, AudioConfig, help="resynthesize wav/flac files from their mels", default_config="default"
+)
+evaluate = cli.add_command(
+    "evaluate",
+    run_evaluate,
+    AudioConfig,
+    help="score the vocoder and Griffin-Lim on clips; prints one JSON object",
+    default_config="default",
+)
+search = cli.add_command(
+    "search-schedule",
+    run_search,
+    AudioConfig,
+    help="grid-search a few-step noise schedule on validation clips (written to the checkpoint)",
+    default_config="default",
+)
+for sub in (vocode, evaluate, search):
+    sub.add_argument("--checkpoint", required=True, help="a directory written by train")
+vocode.add_argument("--input", required=True, help="a wav/flac file or a folder of them")
+vocode.add_argument("--out", default="runs/audio/vocoded", help="folder for the vocoded wavs and PNGs")
+for sub in (vocode, evaluate):
+    sub.add_argument("--iterations", type=int, default=None, help="1000, 50, 25 or 6 (default: sample.iterations)")
+for sub in (evaluate, search):
+    sub.add_argument("--wav-dir", default=None, help="folder of wav/flac clips (default: the bundled split)")
+    sub.add_argument("--limit", type=int, default=None, help="use at most this many clips")
+    sub.add_argument("--cache-dir", default="runs/audio/data", help="where bundled espeak-ng clips are written")
+search.add_argument("--steps", type=int, default=6, help="iterations of the searched schedule")
+search.add_argument("--sweeps", type=int, default=1, help="coordinate-descent sweeps over the grid")
+search.add_argument("--max-seconds", type=float, default=1.5, help="cut each validation clip to this length")
+
+
+def main() -> None:
+    raise SystemExit(cli.main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Audio data as users have it: wav/flac files (soundfile), LJSpeech-style folders, and random training segments.
+
+- `read_audio(path, sample_rate)`: mono float32 in [-1, 1]; resampled with torchaudio when `resample=True`,
+  otherwise a clip at another rate is an error. Stereo files are refused unless `mix_to_mono=True`.
+- `find_audio(folder)`: an LJSpeech-style folder (metadata.csv with `id|text|...` rows and wavs/<id>.wav) lists
+  the metadata's clips in order; any other folder lists its .wav/.flac files recursively, sorted.
+- `SegmentDataset`: precomputes each clip's log-mel once, then `dataset[i]` cuts a random segment of
+  `segment_frames` frames (and the matching frames * hop samples) from clip i; clips shorter than a segment are
+  zero-padded. Offsets come from torch's global RNG, which core's `fit` checkpoints, so a resumed run sees the
+  same segments.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .mel import MelConfig, log_mel
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def read_audio(
+    path: str | Path, sample_rate: int, *, resample_to_rate: bool = True, mix_to_mono: bool = False
+) -> Tensor:
+    """Read a wav/flac file as a mono float32 waveform (N,) at `sample_rate`.
+
+    Raises FileNotFoundError for a missing file, ValueError for an unreadable one, for more than one channel
+    (unless mix_to_mono) and for another sample rate when resample_to_rate is False.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable audio file (expected wav or flac): {e}") from None
+    if data.shape[1] != 1:
+        if not mix_to_mono:
+            raise ValueError(
+                f"{path}: expected mono audio, got {data.shape[1]} channels "
+                "(mix it down first, or pass mix_to_mono=True)"
+            )
+        data = data.mean(axis=1, keepdims=True)
+    if data.shape[0] < 2:
+        raise ValueError(f"{path}: expected at least 2 samples, got {data.shape[0]}")
+    wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    if rate != sample_rate:
+        if not resample_to_rate:
+            raise ValueError(f"{path}: expected sample rate {sample_rate} Hz, got {rate} Hz")
+        from torchaudio.functional import resample  # imported here: only needed at other rates
+
+        wav = resample(wav, rate, sample_rate)
+    return wav
+
+
+def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:
+    """Write a mono waveform (N,) or (1, N) as 16-bit PCM wav (values clipped to [-1, 1])."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = wav.detach().float().reshape(-1).clamp(-1, 1).cpu().numpy()
+    sf.write(str(path), data, sample_rate, subtype="PCM_16")
+    return path
+
+
+def find_audio(folder: str | Path) -> list[Path]:
+    """Audio files of an LJSpeech-style folder (metadata.csv + wavs/) or, otherwise, every wav/flac below it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (expected a folder of wav/flac files)")
+    meta = folder / "metadata.csv"
+    if meta.is_file() and (folder / "wavs").is_dir():
+        files = []
+        with open(meta, encoding="utf-8", newline="") as f:
+            for row in csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE):
+                if row and row[0].strip():
+                    path = folder / "wavs" / f"{row[0].strip()}.wav"
+                    if not path.is_file():
+                        raise FileNotFoundError(f"{meta}: lists {row[0].strip()!r} but {path} does not exist")
+                    files.append(path)
+    else:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .wav or .flac files found")
+    return files
+
+
+def load_folder(folder: str | Path, sample_rate: int, *, limit: int | None = None) -> list[Tensor]:
+    """Every clip of `folder` (see find_audio) as mono (N,) waveforms at `sample_rate`."""
+    files = find_audio(folder)
+    return [read_audio(p, sample_rate) for p in files[:limit]]
+
+
+class SegmentDataset(Dataset):
+    """Random (audio, mel) training segments: item i = {"audio": (1, frames*hop), "mel": (n_mels, frames)}."""
+
+    def __init__(self, clips: Sequence[Tensor], mel: MelConfig, segment_frames: int, *, repeats: int = 1) -> None:
+        if not clips:
+            raise ValueError("clips: expected at least one waveform, got none")
+        if segment_frames < 1 or repeats < 1:
+            raise ValueError(f"segment_frames, repeats: expected >= 1, got {segment_frames}, {repeats}")
+        self.config, self.frames, self.repeats = mel, int(segment_frames), int(repeats)
+        hop = mel.hop_length
+        self.audio: list[Tensor] = []
+        self.mels: list[Tensor] = []
+        for i, clip in enumerate(clips):
+            if clip.ndim != 1:
+                raise ValueError(f"clips[{i}]: expected a mono waveform (N,), got shape {tuple(clip.shape)}")
+            m = log_mel(clip, mel)[0]  # (n_mels, N // hop + 1)
+            # Pad both so that every clip holds at least one full segment: audio to frames * hop samples.
+            frames = max(m.shape[-1], self.frames)
+            need = frames * hop
+            audio = F.pad(clip.float(), (0, max(0, need - clip.numel())))[:need]
+            if m.shape[-1] < frames:
+                m = F.pad(m, (0, frames - m.shape[-1]), value=float(np.log(1e-5)))
+            self.audio.append(audio)
+            self.mels.append(m)
+
+    def __len__(self) -> int:
+        return len(self.audio) * self.repeats
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        i = index % len(self.audio)
+        mel = self.mels[i]
+        start = int(torch.randint(0, mel.shape[-1] - self.frames + 1, ()).item())
+        hop = self.config.hop_length
+        audio = self.audio[i][start * hop : (start + self.frames) * hop]
+        return {"audio": audio[None], "mel": mel[:, start : start + self.frames]}

@@ -1,0 +1,127 @@
+"""Scoring a vocoder on clips: the model and Griffin-Lim from the same mel, and the few-step schedule search.
+
+Every clip is scored on its own (the vocoder runs on the whole clip, any length; the output is cut to the clip's
+length), then the per-clip metrics are averaged: log-mel distance (metrics.log_mel_distance, at 22,050 Hz),
+multi-resolution STFT distance, and the real-time factor (compute seconds / audio seconds, this process's
+threads). Sampling seeds are fixed per clip (seed + clip index).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .metrics import griffin_lim, log_mel_distance, mr_stft_distance, real_time_factor
+from .noise import search_schedule
+from .pipeline import WaveGrad
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return float(statistics.fmean(r[key] for r in rows))
+
+
+def _score(ref: Tensor, est: Tensor, sample_rate: int) -> dict:
+    return {
+        "log_mel_distance": float(log_mel_distance(ref[None], est[None], sample_rate)[0]),
+        "mr_stft": float(mr_stft_distance(ref[None], est[None])[0]),
+    }
+
+
+def evaluate_model(
+    model: WaveGrad,
+    clips: Sequence[Tensor],
+    *,
+    method: str = "ddpm",
+    iterations: int = 6,
+    betas: Sequence[float] | Tensor | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    return_audio: bool = False,
+) -> dict:
+    """Mean (and per-clip) log-mel distance, MR-STFT distance and RTF of the model on `clips` (each (N,))."""
+    if not clips:
+        raise ValueError("clips: expected at least one waveform")
+    rows, outputs = [], []
+    sr = model.sample_rate
+    for i, clip in enumerate(clips):
+        mel = model.mel(clip)[0]
+        rtf, out = real_time_factor(
+            lambda mel=mel, clip=clip, i=i: model.vocode(
+                mel, iterations=iterations, betas=betas, method=method, steps=steps, seed=seed + i, length=clip.numel()
+            ),
+            clip.numel() / sr,
+        )
+        rows.append({**_score(clip, out, sr), "rtf": rtf, "seconds": clip.numel() / sr})
+        outputs.append(out)
+    result = {
+        "log_mel_distance": _mean(rows, "log_mel_distance"),
+        "mr_stft": _mean(rows, "mr_stft"),
+        "rtf": sum(r["rtf"] * r["seconds"] for r in rows) / sum(r["seconds"] for r in rows),
+        "clips": rows,
+    }
+    if return_audio:
+        result["audio"] = outputs
+    return result
+
+
+def evaluate_griffin_lim(
+    model_or_mel, clips: Sequence[Tensor], *, n_iter: int = 32, return_audio: bool = False
+) -> dict:
+    """Griffin-Lim (32 iterations) from the same log-mel the vocoder gets, scored like the model."""
+    config = model_or_mel.mel_config if isinstance(model_or_mel, WaveGrad) else model_or_mel
+    rows, outputs = [], []
+    from .mel import log_mel
+
+    for i, clip in enumerate(clips):
+        mel = log_mel(clip, config)
+        rtf, out = real_time_factor(
+            lambda mel=mel, clip=clip, i=i: griffin_lim(mel, config, n_iter=n_iter, length=clip.numel(), seed=i)[0],
+            clip.numel() / config.sample_rate,
+        )
+        rows.append({**_score(clip, out, config.sample_rate), "rtf": rtf, "seconds": clip.numel() / config.sample_rate})
+        outputs.append(out)
+    result = {
+        "log_mel_distance": _mean(rows, "log_mel_distance"),
+        "mr_stft": _mean(rows, "mr_stft"),
+        "rtf": sum(r["rtf"] * r["seconds"] for r in rows) / sum(r["seconds"] for r in rows),
+        "clips": rows,
+    }
+    if return_audio:
+        result["audio"] = outputs
+    return result
+
+
+def search_model_schedule(
+    model: WaveGrad,
+    clips: Sequence[Tensor],
+    *,
+    steps: int = 6,
+    sweeps: int = 1,
+    max_seconds: float | None = 1.5,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Search a `steps`-iteration schedule on validation clips (cut to max_seconds) by log-mel distance.
+
+    Stores the result in model.schedules[steps] and returns {"betas", "score", "trials", "default_score"}.
+    """
+    sr = model.sample_rate
+    cut = [c[: int(max_seconds * sr)] if max_seconds else c for c in clips]
+    if not cut:
+        raise ValueError("clips: expected at least one validation waveform")
+    mels = [model.mel(c)[0] for c in cut]
+
+    def score(betas: Tensor) -> float:
+        total = 0.0
+        for i, (clip, mel) in enumerate(zip(cut, mels, strict=True)):
+            out = model.vocode(mel, betas=betas, seed=seed + i, length=clip.numel())
+            total += float(log_mel_distance(clip[None], out[None], sr)[0])
+        return total / len(cut)
+
+    with torch.no_grad():
+        betas, best, trials = search_schedule(score, steps, sweeps=sweeps, progress=progress)
+    model.schedules[steps] = betas.tolist()
+    return {"betas": betas.tolist(), "score": best, "trials": trials, "default_score": trials[0]["score"]}

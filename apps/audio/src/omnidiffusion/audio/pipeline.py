@@ -1,0 +1,119 @@
+"""What downstream code calls: `WaveGrad.from_pretrained(dir).vocode(mel)` and `.resynthesize(path)`.
+
+A pretrained directory is what `omnidiffusion-audio train` writes (core's save_pretrained: config.json with the
+WaveGradNet kwargs and the mel config as metadata, model.safetensors), plus, after `search-schedule`,
+schedules.json holding searched beta schedules by number of iterations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained, write_json
+
+from .data import read_audio
+from .mel import MelConfig, check_mel, check_waveform, log_mel
+from .noise import check_betas, inference_betas
+from .task import vocode_mel
+from .wavegrad import WaveGradNet
+
+SCHEDULES_NAME = "schedules.json"
+
+
+class WaveGrad:
+    """A trained WaveGrad vocoder with its mel config and (optionally) searched few-step schedules."""
+
+    def __init__(self, net: WaveGradNet, mel: MelConfig, schedules: dict[int, list[float]] | None = None) -> None:
+        if net.hop_length != mel.hop_length or net.n_mels != mel.n_mels:
+            raise ValueError(
+                f"mel: the network expects hop {net.hop_length} and {net.n_mels} mels, got hop "
+                f"{mel.hop_length} and {mel.n_mels}"
+            )
+        self.net = net.eval()
+        self.mel_config = mel
+        self.schedules = {int(k): list(v) for k, v in (schedules or {}).items()}
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel_config.sample_rate
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> WaveGrad:
+        """Load a directory written by `train` (and optionally `search-schedule`)."""
+        directory = Path(directory)
+        net = load_pretrained(directory, map_location=device)
+        if not isinstance(net, WaveGradNet):
+            raise ValueError(f"{directory}: holds a {type(net).__name__}, expected a WaveGradNet")
+        meta = read_pretrained_config(directory).get("metadata") or {}
+        if "mel" not in meta:
+            raise ValueError(f"{directory}/config.json: metadata has no 'mel' entry (not an audio checkpoint)")
+        schedules = {}
+        path = directory / SCHEDULES_NAME
+        if path.is_file():
+            schedules = {int(k): v["betas"] for k, v in json.loads(path.read_text()).items()}
+        return cls(net, MelConfig(**meta["mel"]), schedules)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        save_pretrained(self.net, directory, metadata={"mel": self.mel_config.__dict__})
+        if self.schedules:
+            write_json(directory / SCHEDULES_NAME, {str(k): {"betas": v} for k, v in self.schedules.items()})
+        return directory
+
+    def betas(self, iterations: int) -> Tensor:
+        """The schedule for `iterations`: a searched one when this model has it, else the named default."""
+        if iterations in self.schedules:
+            return check_betas(self.schedules[iterations])
+        return inference_betas(iterations)
+
+    def mel(self, wav: Tensor) -> Tensor:
+        """The model's log-mel of a waveform (N,) / (B, N) / (B, 1, N) -> (B, n_mels, frames)."""
+        return log_mel(wav, self.mel_config)
+
+    def vocode(
+        self,
+        mel: Tensor,
+        *,
+        iterations: int = 6,
+        betas: Sequence[float] | Tensor | None = None,
+        method: str = "ddpm",
+        steps: int | None = None,
+        seed: int | None = 0,
+        length: int | None = None,
+        clip: bool = True,
+    ) -> Tensor:
+        """Waveform(s) from log-mel (n_mels, F) -> (N,) or (B, n_mels, F) -> (B, N), N = length or F * hop.
+
+        method "ddpm": WaveGrad's Algorithm 2 over `betas` (default: the schedule for `iterations`);
+        "dpm++2m": DPM-Solver++(2M) with `steps` on the training table.
+        """
+        single = isinstance(mel, Tensor) and mel.ndim == 2
+        mel = check_mel(mel, self.mel_config)
+        if method == "ddpm" and betas is None:
+            betas = self.betas(iterations)
+        if method == "dpm++2m" and steps is None:
+            steps = iterations
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        wav = vocode_mel(self.net, mel, method=method, betas=betas, steps=steps, generator=gen, clip=clip)[:, 0]
+        if length is not None:
+            if not 0 < length <= wav.shape[-1]:
+                raise ValueError(
+                    f"length: expected 1..{wav.shape[-1]} samples for {mel.shape[-1]} frames, got {length}"
+                )
+            wav = wav[:, :length]
+        wav = wav.float().cpu()
+        return wav[0] if single else wav
+
+    def resynthesize(self, audio: str | Path | Tensor, **kwargs) -> Tensor:
+        """Vocode the model's mel of a wav/flac file or a waveform (N,); returns (N,) at the model's rate."""
+        wav = read_audio(audio, self.sample_rate) if isinstance(audio, str | Path) else audio
+        wav = check_waveform(wav, "audio")
+        if wav.shape[0] != 1:
+            raise ValueError(f"audio: expected one mono waveform, got shape {tuple(wav.shape)}")
+        mel = self.mel(wav.to(next(self.net.parameters()).device))
+        return self.vocode(mel[0], length=wav.shape[-1], **kwargs)

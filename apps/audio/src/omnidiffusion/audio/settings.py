@@ -1,0 +1,77 @@
+"""The app's config: one dataclass tree read from TOML (configs/*.toml) with `--set a.b=value` overrides.
+
+[mel]    MelConfig: the log-mel the vocoder is conditioned on (default 22,050 Hz / hop 256 / 80 mels)
+[model]  WaveGrad network sizes; factors must multiply to mel.hop_length
+[data]   training clips: "bundled" (espeak-ng sentences, or synthetic signals without espeak-ng) or a folder
+[train]  core's TrainConfig (steps, batch size, lr, EMA, AMP, checkpoints)
+[sample] method "ddpm" (WaveGrad Algorithm 2 over a beta schedule) or "dpm++2m", iterations, seed
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from omnidiffusion.core.training import TrainConfig
+
+from .mel import MelConfig
+
+
+@dataclass
+class ModelConfig:
+    """WaveGradNet sizes (defaults: a CPU-sized WaveGrad with hop 256; see configs/paper.toml for Base)."""
+
+    factors: list[int] = field(default_factory=lambda: [4, 4, 4, 2, 2])
+    mel_channels: int = 128
+    up_channels: list[int] = field(default_factory=lambda: [96, 96, 48, 24, 24])
+    up_dilations: list[list[int]] = field(
+        default_factory=lambda: [[1, 2, 1, 2], [1, 2, 1, 2], [1, 2, 4, 8], [1, 2, 4, 8], [1, 2, 4, 8]]
+    )
+    down_channels: list[int] = field(default_factory=lambda: [8, 24, 24, 48, 96])
+
+
+@dataclass
+class DataConfig:
+    """Training data: source "bundled" or a folder (LJSpeech-style or any wav/flac files)."""
+
+    source: str = "bundled"
+    bundled: Literal["auto", "espeak", "synthetic"] = "auto"
+    cache_dir: str = "runs/audio/data"
+    segment_frames: int = 24
+    repeats: int = 1
+    limit: int | None = None
+
+
+@dataclass
+class SampleConfig:
+    """Vocoding: "ddpm" walks a beta schedule (iterations 1000/50/25/6, or explicit betas); "dpm++2m" steps."""
+
+    method: Literal["ddpm", "dpm++2m"] = "ddpm"
+    iterations: int = 6
+    betas: list[float] | None = None
+    seed: int = 0
+    clip: bool = True
+
+
+@dataclass
+class AudioConfig:
+    mel: MelConfig = field(default_factory=MelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=1500, batch_size=8, lr=1e-3, ema_decay=0.999, ckpt_every=250)
+    )
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self) -> None:
+        hop = math.prod(self.model.factors)
+        if hop != self.mel.hop_length:
+            raise ValueError(
+                f"model.factors: their product {hop} must equal mel.hop_length = {self.mel.hop_length} "
+                f"(got factors {self.model.factors})"
+            )
+
+    def model_kwargs(self) -> dict:
+        """Constructor kwargs of WaveGradNet for this config."""
+        return {"n_mels": self.mel.n_mels, **asdict(self.model)}
