@@ -1,0 +1,87 @@
+"""Configs of the molecules app: dataclasses filled from TOML (configs/*.toml) and `--set key=value`.
+
+`default` trains a small model on the bundled molecules on a 2-core CPU in minutes; `paper` holds the GeoDiff
+QM9 hyper-parameters (Xu et al. 2022, configs/qm9_default.yml of the released code), documented, not run in CI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omnidiffusion.core.training import TrainConfig
+
+
+@dataclass
+class ModelConfig:
+    """GeoDiffNet constructor arguments (see models.GeoDiffNet)."""
+
+    hidden: int = 64
+    global_layers: int = 3
+    local_layers: int = 3
+    cutoff: float = 10.0
+    smooth_conv: bool = False
+    num_rbf: int = 32
+    noise_embedding: bool = True
+
+
+@dataclass
+class DiffusionConfig:
+    """Sigmoid beta schedule (GeoDiff: 1e-7 to 2e-3, T = 5000) and the local/global loss weights (5 and 2)."""
+
+    num_steps: int = 5000
+    beta_start: float = 1e-7
+    beta_end: float = 2e-3
+    local_weight: float = 5.0
+    global_weight: float = 2.0
+
+
+@dataclass
+class SamplerConfig:
+    """How conformers are drawn.
+
+    method: "geodiff-ld" (the paper's Langevin-style sampler) or any core method ("ddpm", "dpm++2m", ...).
+    steps: grid size; for geodiff-ld and ddpm the paper uses every table step (num_steps).
+    w_global, global_start_sigma, clip, clip_local: GeoDiff's mixing of the global term (used only below the
+        VE noise level global_start_sigma), per-atom norm clipping of the global and local vectors.
+    step_lr: the Langevin step scale, step = step_lr (sigma / 0.01)^2.
+    damping: Tikhonov damping (relative to the mean stiffness) of the least-squares map from chain-rule
+        vectors to eps used by the core samplers.
+    """
+
+    method: str = "geodiff-ld"
+    steps: int = 5000
+    grid: str = "trailing"
+    w_global: float = 1.0
+    global_start_sigma: float = 0.5
+    clip: float = 1000.0
+    clip_local: float | None = None
+    step_lr: float = 1e-6
+    damping: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Reference conformers: an SDF of several records per molecule, or the bundled SMILES list (ETKDG + MMFF).
+
+    n_confs: reference conformers per molecule made for bundled data; test_molecules: held-out molecules
+    (the last ones of the shipped list); max_molecules: cap on training molecules (0 = all).
+    """
+
+    sdf: str = ""
+    n_confs: int = 5
+    seed: int = 42
+    test_molecules: int = 40
+    max_molecules: int = 0
+
+
+@dataclass
+class MoleculesConfig:
+    """Everything `omnidiffusion-molecules train | generate | evaluate` reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=32, lr=1e-3))
+    out: str = "runs/molecules"
