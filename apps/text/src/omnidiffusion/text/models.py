@@ -1,0 +1,172 @@
+"""Networks of the text app; none of them knows a noise schedule (they receive t in [0, 1]).
+
+- `DiffusionLMNet`: Diffusion-LM's transformer denoiser (Li et al. 2022, sec. 4 and the `transformer` model of
+  the released code): word vectors (B, L, d) -> MLP up to the hidden size, + learned positions + time embedding,
+  LayerNorm, a BERT encoder built from a `transformers.BertConfig` (random init, nothing downloaded), MLP down to
+  d. It owns the word-embedding table EMB (learned jointly with the diffusion, sec. 4.1) and the rounding head
+  p(w | x) = softmax(EMB x + b) whose weight is tied to EMB.
+- `AttributeClassifier`: a time-aware classifier p(field=value | x_t, t) on noisy word vectors (sec. 5.2 trains
+  its classifiers on noised latents, with the diffusion time as an extra input).
+- `TeacherLM`: a small GPT-2 (from a `transformers.GPT2Config`, random init) whose perplexity scores fluency,
+  the paper's "lm-score".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
+from transformers.models.bert.modeling_bert import BertEncoder
+
+from omnidiffusion.core.io import ConfigurableModule
+from omnidiffusion.core.nn import SinusoidalEmbedding, TimeEmbedding
+
+
+def bert_encoder(hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int, dropout: float):
+    """A randomly initialised BERT encoder stack (no embeddings, no pooler) from a local BertConfig."""
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size: expected a multiple of num_heads={num_heads}, got {hidden_size}")
+    config = BertConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    config._attn_implementation = "sdpa"
+    return BertEncoder(config)
+
+
+def _check_latents(x: Tensor, t: Tensor, dim: int, max_len: int) -> None:
+    if x.ndim != 3 or x.shape[-1] != dim or x.shape[1] > max_len:
+        raise ValueError(f"x: expected shape (B, L<={max_len}, {dim}), got {tuple(x.shape)}")
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t: expected shape ({x.shape[0]},), got {tuple(t.shape)}")
+
+
+class DiffusionLMNet(ConfigurableModule):
+    """x0-predicting transformer over word vectors: net(x_t (B,L,d), t (B,)) -> x0_hat (B,L,d)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 16,
+        seq_len: int = 32,
+        hidden_size: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        intermediate_size: int = 512,
+        dropout: float = 0.1,
+        time_channels: int = 128,
+    ) -> None:
+        super().__init__()
+        if vocab_size < 5 or embed_dim < 1 or seq_len < 3:
+            raise ValueError(
+                f"vocab_size >= 5, embed_dim >= 1, seq_len >= 3 expected, got {vocab_size}, {embed_dim}, {seq_len}"
+            )
+        self.embed_dim, self.seq_len = embed_dim, seq_len
+        self.embedding = nn.Embedding(vocab_size, embed_dim)  # N(0, 1) init, as Diffusion-LM
+        self.lm_head = nn.Linear(embed_dim, vocab_size)
+        self.lm_head.weight = self.embedding.weight  # rounding head tied to EMB
+        self.time_features = SinusoidalEmbedding(time_channels, scale=1000.0)  # t*1000: the 0..1000 time range
+        self.time_mlp = TimeEmbedding(time_channels, hidden_size, hidden_dim=4 * time_channels)
+        self.input_up = nn.Sequential(nn.Linear(embed_dim, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size))
+        self.position = nn.Embedding(seq_len, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = bert_encoder(hidden_size, num_layers, num_heads, intermediate_size, dropout)
+        self.output_down = nn.Sequential(
+            nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, embed_dim)
+        )
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """EMB(w): (B, L) ids -> (B, L, d)."""
+        return self.embedding(ids)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Rounding logits EMB x + b: (B, L, d) -> (B, L, V)."""
+        return self.lm_head(x)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        _check_latents(x, t, self.embed_dim, self.seq_len)
+        L = x.shape[1]
+        temb = self.time_mlp(self.time_features(t))  # (B, H)
+        h = self.input_up(x) + self.position.weight[:L][None] + temb[:, None]  # (B, L, H)
+        h = self.encoder(self.dropout(self.norm(h))).last_hidden_state  # (B, L, H)
+        return self.output_down(h)  # (B, L, d)
+
+
+class AttributeClassifier(ConfigurableModule):
+    """Multi-label logits over `labels` ("field=value") from noisy word vectors and time: (B,L,d),(B,) -> (B,K).
+
+    Word vectors go through d -> 4d -> hidden (as Diffusion-LM's classifiers), a time token is prepended, a small
+    BERT encoder mixes the sequence and the mean of its outputs is classified.
+    """
+
+    def __init__(
+        self,
+        labels: list[str],
+        embed_dim: int = 16,
+        seq_len: int = 32,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if not labels:
+            raise ValueError("labels: expected at least one field=value label")
+        self.labels = list(labels)
+        self.embed_dim, self.seq_len = embed_dim, seq_len
+        self.up = nn.Sequential(nn.Linear(embed_dim, 4 * embed_dim), nn.Tanh(), nn.Linear(4 * embed_dim, hidden_size))
+        self.time_features = SinusoidalEmbedding(64, scale=1000.0)
+        self.time_mlp = TimeEmbedding(64, hidden_size)
+        self.position = nn.Embedding(seq_len + 1, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.encoder = bert_encoder(hidden_size, num_layers, num_heads, 4 * hidden_size, dropout)
+        self.head = nn.Linear(hidden_size, len(labels))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        _check_latents(x, t, self.embed_dim, self.seq_len)
+        h = torch.cat([self.time_mlp(self.time_features(t))[:, None], self.up(x)], dim=1)  # (B, 1+L, H)
+        h = self.encoder(self.norm(h + self.position.weight[: h.shape[1]][None])).last_hidden_state
+        return self.head(h.mean(dim=1))  # (B, K)
+
+
+class TeacherLM(ConfigurableModule):
+    """A small GPT-2 over the app's word ids: (B, L) ids -> (B, L, V) next-token logits."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        n_positions: int = 32,
+        n_embd: int = 128,
+        n_layer: int = 2,
+        n_head: int = 4,
+        dropout: float = 0.1,
+        bos_id: int = 2,
+        eos_id: int = 3,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=n_positions,
+            n_embd=n_embd,
+            n_layer=n_layer,
+            n_head=n_head,
+            resid_pdrop=dropout,
+            embd_pdrop=dropout,
+            attn_pdrop=dropout,
+            bos_token_id=bos_id,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+        )
+        self.lm = GPT2LMHeadModel(config)
+        self.n_positions = n_positions
+
+    def forward(self, ids: Tensor) -> Tensor:
+        if ids.ndim != 2 or ids.shape[1] > self.n_positions:
+            raise ValueError(f"ids: expected shape (B, L<={self.n_positions}), got {tuple(ids.shape)}")
+        return self.lm(input_ids=ids).logits
