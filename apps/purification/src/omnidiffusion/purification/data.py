@@ -1,0 +1,135 @@
+"""Labelled images in [0, 1] for purification: bundled digits, image folders and torchvision datasets on disk.
+
+Every loader returns `(images, labels)`: images (N, C, H, W) float32 in [0, 1] (the range torchattacks attacks
+in) and labels (N,) int64 class indices. Nothing is downloaded.
+
+- "digits": scikit-learn's bundled 8x8 digits (1797 images, 10 classes, 17 grey levels), divided by 16 and
+  upsampled bilinearly to `size` x `size`; the last 300 are the held-out test split.
+- a folder path: torchvision ImageFolder layout (one sub-folder per class), resized to `size`, `channels` 1 or 3.
+- "torchvision:NAME:ROOT": a torchvision dataset class (MNIST, FashionMNIST, CIFAR10, ...) already under ROOT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+DIGITS_TEST = 300  # the last 300 digits are held out
+
+
+def digits_images(size: int = 16) -> tuple[Tensor, Tensor]:
+    """All 1797 scikit-learn digits as (N, 1, size, size) in [0, 1] and (N,) labels (pixel / 16, bilinear)."""
+    from sklearn.datasets import load_digits
+
+    if not isinstance(size, int) or size < 8:
+        raise ValueError(f"size: expected an int >= 8, got {size!r}")
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.clamp(0.0, 1.0), torch.from_numpy(d.target.astype(np.int64))
+
+
+def digits_split(split: str = "train", size: int = 16) -> tuple[Tensor, Tensor]:
+    """The fixed digits split: "train" (the first 1497), "test" (the last 300, held out) or "all" (1797).
+
+    The same split as `omnidiffusion.vision.data.load_digits_16`, so a digits DDPM trained by the vision app on
+    its train split never saw the held-out test digits.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
+    x, y = digits_images(size)
+    if split == "train":
+        return x[:-DIGITS_TEST].contiguous(), y[:-DIGITS_TEST].contiguous()
+    if split == "test":
+        return x[-DIGITS_TEST:].contiguous(), y[-DIGITS_TEST:].contiguous()
+    return x, y
+
+
+def _stack(dataset, what: str) -> tuple[Tensor, Tensor]:
+    xs, ys = [], []
+    for img, label in dataset:
+        xs.append(img)
+        ys.append(int(label))
+    if not xs:
+        raise ValueError(f"{what}: holds no images")
+    return torch.stack(xs).float().clamp(0.0, 1.0), torch.tensor(ys, dtype=torch.int64)
+
+
+def _transform(size: int, channels: int):
+    from torchvision import transforms
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
+    steps = [transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB"))]
+    steps += [transforms.Resize((size, size)), transforms.ToTensor()]
+    return transforms.Compose(steps)
+
+
+def image_folder(path: str | Path, size: int, channels: int = 3) -> tuple[Tensor, Tensor]:
+    """An ImageFolder tree (root/<class>/<image>) as tensors; labels follow sorted class names."""
+    from torchvision.datasets import ImageFolder
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"data: {path} is not a directory (expected root/<class>/<image files>)")
+    try:
+        ds = ImageFolder(str(path), transform=_transform(size, channels))
+    except (FileNotFoundError, RuntimeError) as e:
+        raise FileNotFoundError(f"data: {path}: no readable images in class sub-folders ({e})") from None
+    return _stack(ds, f"data {path}")
+
+
+def torchvision_dataset(name: str, root: str | Path, size: int, channels: int, train: bool = False):
+    """A torchvision dataset class already on disk under `root` (never downloaded)."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, name, None)
+    if not isinstance(cls, type):
+        raise ValueError(f"data: torchvision.datasets has no dataset {name!r}")
+    try:
+        ds = cls(str(root), train=train, download=False, transform=_transform(size, channels))
+    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
+        raise FileNotFoundError(f"data: {name} not found under {root} (downloads are disabled): {e}") from None
+    return _stack(ds, f"data {name}")
+
+
+def load_images(spec: str, *, split: str = "test", size: int = 16, channels: int = 1) -> tuple[Tensor, Tensor]:
+    """Resolve a data spec: "digits", "torchvision:NAME:ROOT" or an ImageFolder path; see the module docstring."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"data: expected 'digits', 'torchvision:NAME:ROOT' or a folder path, got {spec!r}")
+    if spec == "digits":
+        return digits_split(split, size)
+    if spec.startswith("torchvision:"):
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise ValueError(f"data: expected 'torchvision:NAME:ROOT', got {spec!r}")
+        return torchvision_dataset(parts[1], parts[2], size, channels, train=split == "train")
+    return image_folder(spec, size, channels)
+
+
+def check_labelled(images: Tensor, labels: Tensor) -> None:
+    """Raise ValueError unless images (N, C, H, W) in [0, 1] and labels (N,) integer class indices match."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise ValueError(f"images: expected a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"labels: expected a (N,) integer tensor, got {getattr(labels, 'shape', type(labels))}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"images, labels: sizes differ ({images.shape[0]} images, {labels.shape[0]} labels)")
+    lo, hi = images.min().item(), images.max().item()
+    if not (lo >= 0.0 and hi <= 1.0):
+        raise ValueError(f"images: expected values in [0, 1], got range [{lo:.6g}, {hi:.6g}]")
+
+
+__all__ = [
+    "check_labelled",
+    "digits_images",
+    "digits_split",
+    "image_folder",
+    "load_images",
+    "torchvision_dataset",
+]

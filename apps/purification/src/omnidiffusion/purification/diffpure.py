@@ -1,0 +1,228 @@
+"""DiffPure: diffuse an input to a small time t*, then solve the reverse process back to t = 0 (Nie et al. 2022).
+
+    purifier = DiffPure(ddpm.denoiser(), t_star=0.1)          # any core Denoiser on data in [-1, 1]
+    x_pure = purifier(x)                                      # x: (B, C, H, W) in [0, 1] -> same shape, [0, 1]
+
+Stage 1 is the closed-form forward marginal x(t*) = alpha(t*) x + sigma(t*) eps (Nie et al. 2022, eq. 3); stage 2
+runs a core sampler from t* to 0 (eq. 4): the reverse SDE by Euler-Maruyama ("sde", the paper's solver, dt = 1e-3
+by default), ancestral DDPM steps ("ddpm"), or the probability-flow ODE ("ode", deterministic DDIM). Without
+gradients this is exactly `omnidiffusion.core.sample(..., t_start=t_star)`; with gradients the same core sampler
+function runs on the same grid outside `sample`'s no_grad, so an attacker differentiates through every step
+(optionally with gradient checkpointing per network call, bounding memory to one state per step). The BPDA mode
+(Athalye et al. 2018) runs the purifier forward and passes the incoming gradient through unchanged.
+
+Randomness comes from the purifier's own torch.Generator (seeded by `seed`), so attacks that reseed torch's global
+RNG (torchattacks' APGD does) do not fix the purifier's noise; `fixed_noise=True` reseeds it on every call, the
+deterministic white-box control of Liu et al. 2024.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from omnidiffusion.core import DenoiserBase, DenoiserOutput, ForwardProcess, make_grid, sample
+from omnidiffusion.core.samplers import METHODS
+
+# Purification methods: our names -> (core sampler, its options).
+PURIFY_METHODS: dict[str, tuple[str, dict]] = {
+    "sde": ("euler-maruyama", {}),  # the paper's reverse-SDE solver
+    "ddpm": ("ddpm", {"variance": "fixed-small"}),  # ancestral steps (DiffPure's DDPM runner, Lee & Kim 2023)
+    "ode": ("ddim", {"eta": 0.0}),  # probability-flow ODE, deterministic
+}
+GRADIENTS = ("full", "bpda")
+PAPER_DT = 1e-3  # DiffPure's Euler-Maruyama step in diffusion time (torchsde default dt)
+
+
+def check_unit_range(x: Tensor, name: str = "x") -> None:
+    """Raise ValueError unless x is a floating (B, ...) tensor with every value in [0, 1]."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise ValueError(f"{name}: expected a batch (B, C, H, W), got shape {tuple(x.shape)}")
+    lo, hi = torch.aminmax(x.detach())
+    lo, hi = lo.item(), hi.item()
+    if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+        raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.6g}, {hi:.6g}]")
+
+
+class _Checkpointed(DenoiserBase):
+    """A Denoiser whose every call is gradient-checkpointed: activations are recomputed in the backward pass."""
+
+    def __init__(self, inner: DenoiserBase) -> None:
+        self.inner = inner
+        self.schedule = inner.schedule
+
+    def predict(self, x_t: Tensor, t: float | Tensor, **cond) -> DenoiserOutput:
+        if not (torch.is_grad_enabled() and x_t.requires_grad):
+            return self.inner.predict(x_t, t, **cond)
+
+        def run(x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+            out = self.inner.predict(x, t, **cond)
+            return out.x0, out.eps, out.variance
+
+        x0, eps, variance = checkpoint(run, x_t, use_reentrant=False)
+        return DenoiserOutput(x0, eps, variance)
+
+
+class _BPDA(torch.autograd.Function):
+    """Forward: the purifier without a graph. Backward: the identity (Athalye et al. 2018, BPDA)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, purify) -> Tensor:  # noqa: ANN001 - purify is a callable
+        with torch.no_grad():
+            return purify(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+def _as_denoiser(diffusion) -> tuple[DenoiserBase, nn.Module | None]:
+    """Accept a core Denoiser or a model with `.denoiser()` (omnidiffusion.vision.ImageDDPM); return it and a module."""
+    if isinstance(diffusion, DenoiserBase):
+        net = getattr(diffusion, "net", None)
+        return diffusion, net if isinstance(net, nn.Module) else None
+    make = getattr(diffusion, "denoiser", None)
+    if callable(make):
+        den = make()
+        if not isinstance(den, DenoiserBase):
+            raise ValueError(f"diffusion: .denoiser() returned a {type(den).__name__}, expected a core Denoiser")
+        return den, diffusion if isinstance(diffusion, nn.Module) else None
+    raise ValueError(
+        "diffusion: expected an omnidiffusion.core Denoiser or a model with .denoiser(), "
+        f"got {type(diffusion).__name__}"
+    )
+
+
+class DiffPure(nn.Module):
+    """Adversarial purification by diffusion (Nie et al. 2022): [0, 1] images in, purified [0, 1] images out.
+
+    Args:
+        diffusion: a core Denoiser on data in `data_range` (default [-1, 1]), or a model with `.denoiser()`.
+        t_star: diffusion time t* in [0, 1) (DiffPure: 0.1 for CIFAR-10 Linf, 0.075 for L2); 0 is the identity.
+        method: "sde" (reverse SDE, Euler-Maruyama), "ddpm" (ancestral) or "ode" (probability flow, DDIM eta=0).
+        steps: solver steps from t* to 0; default round(t*/1e-3), the paper's dt.
+        grid: a core time grid name (`omnidiffusion.core.GRIDS`).
+        gradient: "full" (autograd through every step) or "bpda" (identity backward).
+        checkpointing: recompute each network call in the backward pass (memory O(steps x state)).
+        seed: seed of the purifier's own noise generator.
+        fixed_noise: reseed the generator on every call, so the purifier is a deterministic function.
+        data_range: (low, high) of the diffusion model's data.
+    """
+
+    def __init__(
+        self,
+        diffusion,
+        t_star: float = 0.1,
+        method: str = "sde",
+        steps: int | None = None,
+        *,
+        grid: str = "time-uniform",
+        gradient: str = "full",
+        checkpointing: bool = False,
+        seed: int = 0,
+        fixed_noise: bool = False,
+        data_range: tuple[float, float] = (-1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        if not isinstance(t_star, (int, float)) or not 0.0 <= float(t_star) < 1.0:
+            raise ValueError(f"t_star: expected a diffusion time in [0, 1), got {t_star!r}")
+        if method not in PURIFY_METHODS:
+            raise ValueError(f"method: expected one of {sorted(PURIFY_METHODS)}, got {method!r}")
+        if steps is None:
+            steps = max(1, round(float(t_star) / PAPER_DT))
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
+        low, high = (float(v) for v in data_range)
+        if not low < high:
+            raise ValueError(f"data_range: expected (low, high) with low < high, got {data_range!r}")
+        self.denoiser, module = _as_denoiser(diffusion)
+        self.diffusion = module  # registered so .to(device) and parameters() see the network
+        self.t_star = float(t_star)
+        self.method = method
+        self.steps = steps
+        self.grid = grid
+        self.gradient = gradient
+        self.checkpointing = bool(checkpointing)
+        self.seed = int(seed)
+        self.fixed_noise = bool(fixed_noise)
+        self.data_range = (low, high)
+        self._generators: dict[str, torch.Generator] = {}
+        if self.t_star > 0:
+            make_grid(self.denoiser.schedule, grid, steps, t_start=self.t_star)  # fail early on a bad grid
+
+    def extra_repr(self) -> str:
+        return (
+            f"t_star={self.t_star}, method={self.method!r}, steps={self.steps}, grid={self.grid!r}, "
+            f"gradient={self.gradient!r}, checkpointing={self.checkpointing}, seed={self.seed}"
+        )
+
+    # ---- randomness
+    def reset_noise(self, seed: int | None = None) -> None:
+        """Restart the purifier's noise stream (from `seed` when given, else the constructor's seed)."""
+        if seed is not None:
+            self.seed = int(seed)
+        self._generators.clear()
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if self.fixed_noise or key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    @contextlib.contextmanager
+    def gradient_mode(self, gradient: str) -> Iterator[DiffPure]:
+        """Temporarily switch between "full" and "bpda" gradients (for the attack study)."""
+        if gradient not in GRADIENTS:
+            raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
+        old, self.gradient = self.gradient, gradient
+        try:
+            yield self
+        finally:
+            self.gradient = old
+
+    # ---- purification
+    def forward(self, x: Tensor) -> Tensor:
+        """Purify x: (B, C, H, W) in [0, 1] -> (B, C, H, W) in [0, 1]."""
+        check_unit_range(x, "x")
+        if self.t_star == 0.0:
+            return x
+        if self.gradient == "bpda" and torch.is_grad_enabled() and x.requires_grad:
+            return _BPDA.apply(x, self._purify)
+        return self._purify(x)
+
+    def _purify(self, x: Tensor) -> Tensor:
+        low, high = self.data_range
+        gen = self._generator(x.device)
+        z = x * (high - low) + low  # (B, C, H, W) in the model's range
+        noise = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
+        x_t = ForwardProcess(self.denoiser.schedule).q_sample(z, self.t_star, noise)  # eq. 3
+        name, options = PURIFY_METHODS[self.method]
+        if torch.is_grad_enabled() and x_t.requires_grad:
+            den = _Checkpointed(self.denoiser) if self.checkpointing else self.denoiser
+            times = make_grid(den.schedule, self.grid, self.steps, t_start=self.t_star)
+            z0 = METHODS[name](den, x_t, times, generator=gen, **options)
+        else:
+            z0 = sample(
+                self.denoiser,
+                x_t,
+                method=name,
+                steps=self.steps,
+                grid=self.grid,
+                t_start=self.t_star,
+                generator=gen,
+                options=dict(options),
+            )
+        return ((z0 - low) / (high - low)).clamp(0.0, 1.0)
+
+
+__all__ = ["GRADIENTS", "PAPER_DT", "PURIFY_METHODS", "DiffPure", "check_unit_range"]
