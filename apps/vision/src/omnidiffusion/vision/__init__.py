@@ -1,0 +1,32 @@
+"""omnidiffusion.vision: image diffusion on omnidiffusion-core.
+
+- `ImageDDPM` / `train_image_ddpm`: unconditional image DDPM (Ho et al. 2020) on core's UNet and `fit`.
+- `SR3` / `train_sr3` / `SuperResolution`: SR3 super-resolution (Saharia et al. 2021).
+- `repaint_inpaint` / `Inpainter`: RePaint inpainting with any unconditional model (Lugmayr et al. 2022).
+- `data`: bundled demo images (digits, lfw faces, photo crops) and image folders; `metrics`: PSNR, SSIM, ...
+"""
+
+from . import data, imaging
+from .data import load_digits_16, load_faces, load_photo_crops
+from .models import SR3, ImageDDPM, RegressionSR
+from .settings import VisionConfig, load_vision_config
+from .training import train, train_image_ddpm, train_regression, train_sr3
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SR3",
+    "ImageDDPM",
+    "RegressionSR",
+    "VisionConfig",
+    "data",
+    "imaging",
+    "load_digits_16",
+    "load_faces",
+    "load_photo_crops",
+    "load_vision_config",
+    "train",
+    "train_image_ddpm",
+    "train_regression",
+    "train_sr3",
+]

@@ -1,0 +1,195 @@
+"""The vision networks, all built on core's `nn.UNet` and saved/loaded with core's io (config.json + safetensors).
+
+- `ImageDDPM`: an unconditional image DDPM (Ho et al. 2020): UNet(x_t, t) plus its DiscreteVP schedule and
+  prediction type. `.denoiser()` is the core Denoiser that samplers, RePaint and purification use.
+- `SR3`: the SR3 network (Saharia et al. 2021): the noisy HR image concatenated on channels with the bicubic
+  upsampled LR image, conditioned on the continuous noise level gamma = sqrt(alpha_bar) instead of a step index.
+  Core calls every network with the continuous time t; SR3 converts t to gamma = alpha(t) of its schedule inside
+  `forward`, so the UNet itself only ever sees gamma (embedded as WaveGrad does, sinusoids of 5000 * gamma).
+- `RegressionSR`: the same UNet mapping the upsampled LR image to the HR image in one pass (SR3's regression
+  baseline), output = upsampled LR + UNet residual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from omnidiffusion.core import Denoiser, DiscreteVP, clip_x0
+from omnidiffusion.core.io import ConfigurableModule, load_pretrained, read_pretrained_config, save_pretrained
+from omnidiffusion.core.nn import UNet
+
+SCHEDULE_ARGS = {
+    "linear": ("beta_start", "beta_end"),
+    "sigmoid": ("beta_start", "beta_end"),
+    "quadratic": ("beta_start", "beta_end"),
+    "cosine": (),
+    "sqrt": (),
+}
+DDPM_SCHEDULE = {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}  # Ho et al. 2020
+SR3_SCHEDULE = {"name": "linear", "T": 2000, "beta_start": 1e-6, "beta_end": 1e-2}  # Saharia et al. 2021
+
+
+def make_schedule(spec: dict[str, Any]) -> DiscreteVP:
+    """DiscreteVP from {"name", "T", "beta_start", "beta_end"} (the beta bounds only for linear-type tables)."""
+    name = spec.get("name", "linear")
+    if name not in SCHEDULE_ARGS:
+        raise ValueError(f"schedule.name: expected one of {sorted(SCHEDULE_ARGS)}, got {name!r}")
+    kwargs = {k: float(spec[k]) for k in SCHEDULE_ARGS[name] if k in spec}
+    return DiscreteVP.named(name, int(spec.get("T", 1000)), **kwargs)
+
+
+class _Pretrained(ConfigurableModule):
+    """save_pretrained / from_pretrained through core io, refusing a directory that holds another model class."""
+
+    def save_pretrained(self, directory: str | Path, metadata: dict | None = None) -> Path:
+        """Write config.json (class + constructor kwargs) and model.safetensors to `directory`."""
+        return save_pretrained(self, directory, metadata=metadata)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
+        """Load a directory written by `save_pretrained` or by `train` (EMA weights); returns the model in eval mode."""
+        record = read_pretrained_config(directory)
+        expected = f"{cls.__module__}:{cls.__qualname__}"
+        if record["class"] != expected:
+            raise ValueError(f"{directory}: holds a {record['class']!r} model, expected {expected!r}")
+        return load_pretrained(directory, cls=cls, map_location=map_location)
+
+
+def _unet_kwargs(unet: dict | None) -> dict:
+    kwargs = dict(unet or {})
+    for key in ("in_channels", "out_channels", "cond_channels", "resolution", "num_classes"):
+        if key in kwargs:
+            raise ValueError(f"unet: {key!r} is set by the model (image size, channels), remove it from the config")
+    return kwargs
+
+
+class ImageDDPM(_Pretrained):
+    """Unconditional image DDPM: eps/x0/v-prediction UNet on (B, channels, image_size, image_size) in [-1, 1].
+
+    Args: image_size and channels of the images; `unet` = core UNet kwargs other than in/out channels and
+    resolution; `schedule` = {"name", "T", "beta_start", "beta_end"} (default: DDPM's linear 1e-4..0.02, T=1000);
+    `prediction` = "eps" | "x0" | "v".
+    """
+
+    def __init__(
+        self,
+        image_size: int = 16,
+        channels: int = 1,
+        unet: dict | None = None,
+        schedule: dict | None = None,
+        prediction: str = "eps",
+    ) -> None:
+        super().__init__()
+        if prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"prediction: expected 'eps', 'x0' or 'v', got {prediction!r}")
+        self.image_size, self.channels, self.prediction = int(image_size), int(channels), prediction
+        self.schedule_spec = dict(DDPM_SCHEDULE if schedule is None else schedule)
+        self.schedule = make_schedule(self.schedule_spec)
+        self.net = UNet(in_channels=channels, out_channels=channels, resolution=image_size, **_unet_kwargs(unet))
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """(B, C, H, W), t (B,) in [0, 1] -> the raw prediction (B, C, H, W)."""
+        return self.net(x_t, t)
+
+    def denoiser(self, clip: bool = True) -> Denoiser:
+        """The core Denoiser of this model; `clip` clamps x0_hat to [-1, 1] (DDPM's clipped sampling)."""
+        return Denoiser(self, self.schedule, self.prediction, x0_hooks=[clip_x0()] if clip else ())
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        *,
+        method: str = "ddpm",
+        steps: int | None = None,
+        grid: str = "trailing",
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> Tensor:
+        """Draw n images (n, C, H, W) in [-1, 1] with core `sample` (default: the full ancestral chain)."""
+        from omnidiffusion.core import sample
+
+        device = next(self.parameters()).device
+        shape = (n, self.channels, self.image_size, self.image_size)
+        x = torch.randn(shape, generator=generator).to(device)
+        return sample(
+            self.denoiser(),
+            x,
+            method,
+            steps or self.schedule.T,
+            grid,
+            generator=_on(generator, device),
+            progress=progress,
+        ).clamp(-1, 1)
+
+
+class SR3(_Pretrained):
+    """SR3 network: UNet([x_t, upsample(LR)], gamma) predicting eps, gamma = sqrt(alpha_bar) (Saharia et al. 2021).
+
+    Args: HR `image_size`, `channels`, SR factor `scale`, core UNet kwargs `unet`, `schedule` (default SR3's linear
+    1e-6..1e-2 over T=2000), `noise_embedding_scale` (sinusoids of scale * gamma; WaveGrad uses 5000).
+    """
+
+    def __init__(
+        self,
+        image_size: int = 24,
+        channels: int = 1,
+        scale: int = 4,
+        unet: dict | None = None,
+        schedule: dict | None = None,
+        noise_embedding_scale: float = 5000.0,
+    ) -> None:
+        super().__init__()
+        if image_size % scale:
+            raise ValueError(f"image_size: {image_size} is not divisible by scale {scale}")
+        self.image_size, self.channels, self.scale = int(image_size), int(channels), int(scale)
+        self.prediction = "eps"
+        self.schedule_spec = dict(SR3_SCHEDULE if schedule is None else schedule)
+        self.schedule = make_schedule(self.schedule_spec)
+        self.net = UNet(
+            in_channels=channels,
+            out_channels=channels,
+            cond_channels=channels,
+            resolution=image_size,
+            time_embedding="sinusoidal",
+            time_embedding_scale=noise_embedding_scale,
+            **_unet_kwargs(unet),
+        )
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """gamma = sqrt(alpha_bar) = alpha(t) of the schedule, computed in float64: (B,) -> (B,)."""
+        return self.schedule.alpha(t.detach().to(torch.float64)).to(t.dtype)
+
+    def forward(self, x_t: Tensor, t: Tensor, *, lr_up: Tensor) -> Tensor:
+        """x_t (B, C, H, W), t (B,) in [0, 1], lr_up (B, C, H, W) bicubic-upsampled LR -> eps_hat (B, C, H, W)."""
+        return self.net(x_t, self.noise_level(t), cond=lr_up)
+
+    def denoiser(self, clip: bool = True) -> Denoiser:
+        """The core Denoiser (eps-prediction); pass `lr_up=` to the sampler as conditioning."""
+        return Denoiser(self, self.schedule, "eps", x0_hooks=[clip_x0()] if clip else ())
+
+
+class RegressionSR(_Pretrained):
+    """SR3's regression baseline: HR_hat = upsample(LR) + UNet(upsample(LR)), trained with L2 (one pass)."""
+
+    def __init__(self, image_size: int = 24, channels: int = 1, scale: int = 4, unet: dict | None = None) -> None:
+        super().__init__()
+        self.image_size, self.channels, self.scale = int(image_size), int(channels), int(scale)
+        self.net = UNet(in_channels=channels, out_channels=channels, resolution=image_size, **_unet_kwargs(unet))
+
+    def forward(self, lr_up: Tensor) -> Tensor:
+        """(B, C, H, W) upsampled LR in [-1, 1] -> HR estimate (B, C, H, W)."""
+        t = torch.ones(lr_up.shape[0], dtype=lr_up.dtype, device=lr_up.device)  # a constant input; no noise here
+        return lr_up + self.net(lr_up, t)
+
+
+def _on(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator on `device` seeded from `generator` (samplers draw noise on the state's device)."""
+    if generator is None or generator.device == device:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device).manual_seed(seed)

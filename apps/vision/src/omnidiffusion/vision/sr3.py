@@ -1,0 +1,141 @@
+"""SR3 (Saharia et al. 2021): continuous noise-level training and iterative-refinement sampling.
+
+Training (SR3 sec. 2.4; WaveGrad's continuous noise level, Chen et al. 2021): draw a step n uniformly from the
+T steps, then gamma = sqrt(alpha_bar) uniformly between the two adjacent levels sqrt(alpha_bar_n) and
+sqrt(alpha_bar_{n-1}) (sqrt(alpha_bar_0) = 1), set y_gamma = gamma y + sqrt(1 - gamma^2) eps and regress eps with
+an L1 or L2 norm. Because the network sees gamma (not n), any grid of the schedule can be used at inference.
+
+In core's coordinates gamma is alpha(t); `sample_noise_level` also returns the continuous time t with
+alpha(t) = gamma (DiscreteVP's log alpha is linear in t between table points), so the network is called through the
+core contract net(x_t, t, lr_up=...). Sampling is core's `sample`: the paper's ancestral chain ("ddpm", posterior
+variance, x0_hat clipped to [-1, 1]) over all T steps or a trailing sub-grid, or "dpm++2m" in few steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from omnidiffusion.core import DiscreteVP, sample
+
+from .data import random_crop_flip
+from .imaging import check_images, downsample, upsample
+
+
+def sample_noise_level(
+    schedule: DiscreteVP, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Draw n continuous noise levels: (gamma, t, step), each (n,) float64 / int64.
+
+    step ~ U{0..T-1} (0-based table step), gamma ~ U(sqrt(abar_step), sqrt(abar_{step-1})) with sqrt(abar_{-1}) = 1
+    (SR3 sec. 2.4), and t the continuous time with schedule.alpha(t) = gamma.
+    """
+    if not isinstance(schedule, DiscreteVP):
+        raise ValueError(f"schedule: expected a DiscreteVP, got {type(schedule).__name__}")
+    levels = torch.from_numpy(np.sqrt(np.concatenate([[1.0], schedule.alphas_cumprod])))  # (T+1,), decreasing
+    step = torch.randint(0, schedule.T, (n,), generator=generator)
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    hi, lo = levels[step], levels[step + 1]
+    gamma = (lo + u * (hi - lo)).clamp(max=1.0 - 1e-12)
+    log_snr = torch.log(gamma) - 0.5 * torch.log1p(-(gamma**2))
+    t = schedule.t_from_log_snr(log_snr).clamp(0.0, 1.0)
+    return gamma.to(device), t.to(device), step.to(device)
+
+
+def make_lr(hr: Tensor, scale: int) -> Tensor:
+    """The LR input of an HR batch in [-1, 1]: anti-aliased bicubic downsampling, clamped to [-1, 1]."""
+    return downsample(hr, scale).clamp(-1.0, 1.0)
+
+
+def sr3_loss(model: nn.Module, hr: Tensor, schedule: DiscreteVP, scale: int, norm: str = "l1") -> Tensor:
+    """SR3 training loss on an HR batch (B, C, H, W) in [-1, 1]: mean |eps_hat - eps|^p, p = 1 ("l1") or 2 ("l2")."""
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"norm: expected 'l1' or 'l2', got {norm!r}")
+    lr_up = upsample(make_lr(hr, scale), scale, "bicubic")  # (B, C, H, W)
+    gamma, t, _ = sample_noise_level(schedule, hr.shape[0], device=hr.device)
+    g = gamma.to(hr.dtype)[:, None, None, None]
+    eps = torch.randn_like(hr)
+    x_t = g * hr + torch.sqrt(1.0 - g**2) * eps
+    err = model(x_t, t.to(hr.dtype), lr_up=lr_up) - eps
+    return err.abs().mean() if norm == "l1" else err.pow(2).mean()
+
+
+class SR3Loss:
+    """loss_fn(model, batch) for core `fit`: random crop + flip of the HR batch, then `sr3_loss`."""
+
+    def __init__(self, schedule: DiscreteVP, size: int, scale: int, norm: str = "l1", hflip: bool = True) -> None:
+        self.schedule, self.size, self.scale, self.norm, self.hflip = schedule, size, scale, norm, hflip
+
+    def __call__(self, model: nn.Module, batch) -> Tensor:
+        hr = batch[0] if isinstance(batch, list | tuple) else batch
+        return sr3_loss(model, random_crop_flip(hr, self.size, self.hflip), self.schedule, self.scale, self.norm)
+
+
+class RegressionLoss:
+    """loss_fn(model, batch): L2 between RegressionSR(upsample(LR)) and the HR crop (SR3's regression baseline)."""
+
+    def __init__(self, size: int, scale: int, hflip: bool = True) -> None:
+        self.size, self.scale, self.hflip = size, scale, hflip
+
+    def __call__(self, model: nn.Module, batch) -> Tensor:
+        hr = batch[0] if isinstance(batch, list | tuple) else batch
+        hr = random_crop_flip(hr, self.size, self.hflip)
+        lr_up = upsample(make_lr(hr, self.scale), self.scale, "bicubic")
+        return (model(lr_up) - hr).pow(2).mean()
+
+
+@torch.no_grad()
+def sr3_upscale(
+    model: nn.Module,
+    lr: Tensor,
+    *,
+    method: str = "ddpm",
+    steps: int | None = None,
+    grid: str = "trailing",
+    samples: int = 1,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> Tensor:
+    """Super-resolve LR images (B, C, h, w) in [-1, 1] -> `samples` draws (samples, B, C, h*scale, w*scale).
+
+    method "ddpm" is SR3's ancestral chain (steps = None: all T steps of the training schedule); "dpm++2m" etc.
+    use core's solvers. Each draw starts from its own N(0, I); x0_hat is clipped to [-1, 1] at every step.
+    """
+    check_images(lr, "lr", channels=model.channels)
+    if samples < 1:
+        raise ValueError(f"samples: expected an integer >= 1, got {samples}")
+    device = next(model.parameters()).device
+    scale, T = model.scale, model.schedule.T
+    steps = T if steps is None else int(steps)
+    den = model.denoiser()
+    outs = []
+    for _ in range(samples):
+        chunks = []
+        for lo in range(0, lr.shape[0], batch_size):
+            lr_up = upsample(lr[lo : lo + batch_size], scale, "bicubic").to(device)
+            x_T = torch.randn(lr_up.shape, generator=generator).to(device)
+            gen = None if generator is None else _device_generator(generator, device)
+            y = sample(den, x_T, method, steps, grid, generator=gen, progress=progress, lr_up=lr_up)
+            chunks.append(y.clamp(-1.0, 1.0).cpu())
+        outs.append(torch.cat(chunks))
+    return torch.stack(outs)
+
+
+@torch.no_grad()
+def regression_upscale(model: nn.Module, lr: Tensor, batch_size: int = 256) -> Tensor:
+    """One pass of a RegressionSR: LR (B, C, h, w) in [-1, 1] -> HR estimate (B, C, H, W) clamped to [-1, 1]."""
+    check_images(lr, "lr", channels=model.channels)
+    device = next(model.parameters()).device
+    out = [
+        model(upsample(lr[i : i + batch_size], model.scale, "bicubic").to(device)).clamp(-1, 1).cpu()
+        for i in range(0, lr.shape[0], batch_size)
+    ]
+    return torch.cat(out)
+
+
+def _device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    if generator.device == torch.device(device) or (generator.device.type == "cpu" and device.type == "cpu"):
+        return generator
+    return torch.Generator(device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
