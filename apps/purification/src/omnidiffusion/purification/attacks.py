@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torchattacks
 from torch import Tensor, nn
+from torchattacks.attack import Attack
 
 ATTACKS = ("pgd", "eot-pgd", "apgd", "autoattack")
 NORMS = ("linf", "l2")
@@ -78,7 +79,7 @@ def make_attack(
     stochastic: bool = True,
     n_classes: int = 10,
     seed: int = 0,
-) -> tuple[torchattacks.Attack, str]:
+) -> tuple[Attack, str]:
     """A torchattacks attack on `model` (inputs in [0, 1]) and its protocol in words.
 
     `stochastic` says whether the model's forward pass is random (a purifier): it selects EOT for "apgd" and the

@@ -5,7 +5,8 @@
 
 Stage 1 is the closed-form forward marginal x(t*) = alpha(t*) x + sigma(t*) eps (Nie et al. 2022, eq. 3); stage 2
 runs a core sampler from t* to 0 (eq. 4): the reverse SDE by Euler-Maruyama ("sde", the paper's solver, dt = 1e-3
-by default), ancestral DDPM steps ("ddpm"), or the probability-flow ODE ("ode", deterministic DDIM). Without
+by default), ancestral DDPM steps ("ddpm"), or the probability-flow ODE ("ode", deterministic DDIM; "dpm++2m",
+the few-step DPM-Solver++). Without
 gradients this is exactly `omnidiffusion.core.sample(..., t_start=t_star)`; with gradients the same core sampler
 function runs on the same grid outside `sample`'s no_grad, so an attacker differentiates through every step
 (optionally with gradient checkpointing per network call, bounding memory to one state per step). The BPDA mode
@@ -33,6 +34,7 @@ PURIFY_METHODS: dict[str, tuple[str, dict]] = {
     "sde": ("euler-maruyama", {}),  # the paper's reverse-SDE solver
     "ddpm": ("ddpm", {"variance": "fixed-small"}),  # ancestral steps (DiffPure's DDPM runner, Lee & Kim 2023)
     "ode": ("ddim", {"eta": 0.0}),  # probability-flow ODE, deterministic
+    "dpm++2m": ("dpm++2m", {}),  # probability-flow ODE, few-step DPM-Solver++(2M) (Lu et al. 2022)
 }
 GRADIENTS = ("full", "bpda")
 PAPER_DT = 1e-3  # DiffPure's Euler-Maruyama step in diffusion time (torchsde default dt)
@@ -107,7 +109,8 @@ class DiffPure(nn.Module):
     Args:
         diffusion: a core Denoiser on data in `data_range` (default [-1, 1]), or a model with `.denoiser()`.
         t_star: diffusion time t* in [0, 1) (DiffPure: 0.1 for CIFAR-10 Linf, 0.075 for L2); 0 is the identity.
-        method: "sde" (reverse SDE, Euler-Maruyama), "ddpm" (ancestral) or "ode" (probability flow, DDIM eta=0).
+        method: "sde" (reverse SDE, Euler-Maruyama), "ddpm" (ancestral), "ode" (probability flow, DDIM eta=0)
+            or "dpm++2m" (probability flow, DPM-Solver++ 2M).
         steps: solver steps from t* to 0; default round(t*/1e-3), the paper's dt.
         grid: a core time grid name (`omnidiffusion.core.GRIDS`).
         gradient: "full" (autograd through every step) or "bpda" (identity backward).

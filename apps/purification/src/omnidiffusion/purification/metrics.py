@@ -27,7 +27,8 @@ def _bool_vector(v: Tensor, name: str) -> Tensor:
 
 def accuracy(correct: Tensor) -> float:
     """Mean of a (N,) correctness vector."""
-    return _bool_vector(correct, "correct").float().mean().item()
+    c = _bool_vector(correct, "correct")
+    return int(c.sum()) / c.numel()
 
 
 def correct_predictions(logits_or_labels: Tensor, labels: Tensor) -> Tensor:
