@@ -172,13 +172,14 @@ def encode(tok: Tokenizer, texts: Sequence[str], seq_len: int) -> Tensor:
 
 
 def decode(tok: Tokenizer, ids: Tensor) -> list[str]:
-    """(N, L) ids -> N texts: the words after START up to the first END (PAD/START/UNK inside are dropped)."""
+    """(N, L) ids -> N texts: the words in slots 1..L-2 up to the first END (slot 0 is START's, L-1 END's at most;
+    PAD/START/UNK inside are dropped), so a decoded text always fits START + words + END in L."""
     if ids.ndim != 2:
         raise ValueError(f"ids: expected shape (N, L), got {tuple(ids.shape)}")
     out = []
     for row in ids.tolist():
         words = []
-        for j in row[1:] if row and row[0] == 2 else row:
+        for j in row[1:-1]:
             if j == 3:
                 break
             if j >= len(SPECIALS):
