@@ -169,4 +169,5 @@ class TeacherLM(ConfigurableModule):
     def forward(self, ids: Tensor) -> Tensor:
         if ids.ndim != 2 or ids.shape[1] > self.n_positions:
             raise ValueError(f"ids: expected shape (B, L<={self.n_positions}), got {tuple(ids.shape)}")
-        return self.lm(input_ids=ids).logits
+        # Causal attention never looks right, so PAD after END needs no mask; an all-ones mask says so explicitly.
+        return self.lm(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
