@@ -109,7 +109,8 @@ def test_importing_core_loads_no_modality_library():
 
 
 # The modality libraries each app may load: its own, plus the neighbours those pull in when present
-# (transformers imports torchvision/torchaudio; torch-geometric imports transformers). Purification builds on vision.
+# (transformers imports tokenizers, torchvision, torchaudio; torch-geometric imports transformers).
+# Purification builds on vision.
 APP_LIBS = {
     "vision": {"torchvision"},
     "text": {"transformers", "tokenizers"},
@@ -119,8 +120,8 @@ APP_LIBS = {
     "purification": {"torchattacks", "torchvision"},
 }
 NEIGHBOURS = {
-    "transformers": {"torchvision", "torchaudio"},
-    "torch_geometric": {"transformers", "torchvision", "torchaudio"},
+    "transformers": {"tokenizers", "torchvision", "torchaudio"},
+    "torch_geometric": {"transformers", "tokenizers", "torchvision", "torchaudio"},
 }
 INSTALLED_APPS = [a for a in APPS if (ROOT / "apps" / a / "src" / "omnidiffusion" / a / "__init__.py").exists()]
 
