@@ -191,4 +191,125 @@ def evaluate_robustness(
     }
 
 
-__all__ = ["THREATS", "defended_logits", "evaluate_robustness"]
+# Command-line attack names -> (torchattacks attack, threats it is run under).
+ATTACK_PLANS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pgd": ("pgd", ("classifier", "transfer", "full")),
+    "eot-pgd": ("eot-pgd", ("classifier", "full")),
+    "bpda-eot": ("eot-pgd", ("classifier", "bpda")),
+    "apgd": ("apgd", ("classifier", "full")),
+    "autoattack": ("autoattack", ("classifier", "full")),
+}
+
+
+def plan_attacks(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Command-line attack names (ATTACK_PLANS) -> {torchattacks attack: threats}, threats merged in THREATS order."""
+    plan: dict[str, set[str]] = {}
+    for name in names:
+        if name not in ATTACK_PLANS:
+            raise ValueError(f"attack: expected names from {sorted(ATTACK_PLANS)}, got {name!r}")
+        attack, threats = ATTACK_PLANS[name]
+        plan.setdefault(attack, set()).update(threats)
+    return {a: tuple(t for t in THREATS if t in ts) for a, ts in plan.items()}
+
+
+@torch.no_grad()
+def _purified_correct(model: PurifiedClassifier, x: Tensor, y: Tensor, runs: int, batch_size: int) -> Tensor:
+    return torch.cat(
+        [correct_predictions(defended_logits(model, xb, runs), yb).cpu() for xb, yb in _batches(x, y, batch_size)]
+    )
+
+
+def sweep_t_star(
+    model: PurifiedClassifier,
+    data: tuple[Tensor, Tensor],
+    t_stars: Sequence[float],
+    eps: Sequence[float],
+    norm: str = "linf",
+    *,
+    config: AttackConfig | None = None,
+    eval_runs: int = 1,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict]:
+    """Clean and transfer-PGD accuracy of the purified classifier for every t* x eps (and the classifier's own).
+
+    The PGD examples are made once per eps on the classifier alone; DiffPure keeps its step size dt = t*/steps, so
+    steps(t*) = max(1, round(t* / dt)). Rows: threat "clean" (eps 0), "classifier" or "transfer", with t_star.
+    """
+    dp = model.diffpure
+    if dp is None:
+        raise ValueError("model: sweep_t_star needs a PurifiedClassifier whose purifier is a DiffPure")
+    images, labels = data
+    check_labelled(images, labels)
+    cfg = config or AttackConfig()
+    device = next(model.parameters(), model._device_anchor).device
+    x_all, y_all = images.to(device), labels.to(device)
+    model.eval()
+    dt = dp.t_star / dp.steps if dp.t_star > 0 else 1e-2
+    t0, steps0 = dp.t_star, dp.steps
+    advs: dict[float, Tensor] = {}
+    rows: list[dict] = []
+    for e in eps:
+        norm = check_threat(float(e), norm)
+        atk, protocol = make_attack("pgd", model.classifier, float(e), norm, cfg, stochastic=False, seed=seed)
+        parts = []
+        for bi, (x, y) in enumerate(_batches(x_all, y_all, batch_size)):
+            torch.manual_seed(seed + bi)
+            parts.append(atk(x, y))
+        advs[float(e)] = torch.cat(parts)
+        with torch.no_grad():
+            correct = torch.cat(
+                [
+                    correct_predictions(model.classifier(xb), yb).cpu()
+                    for xb, yb in _batches(advs[float(e)], y_all, batch_size)
+                ]
+            )
+        rows.append(
+            {
+                "threat": "classifier",
+                "attack": "pgd",
+                "eps": float(e),
+                "norm": norm,
+                "t_star": None,
+                **summarize(correct),
+                "protocol": f"{protocol}; classifier alone",
+            }
+        )
+    try:
+        for t in tqdm(list(t_stars), desc="t* sweep", disable=not progress, leave=False):
+            dp.t_star, dp.steps = float(t), max(1, round(float(t) / dt))
+            _reseed(dp, seed + 1)
+            rows.append(
+                {
+                    "threat": "clean",
+                    "attack": "none",
+                    "eps": 0.0,
+                    "norm": norm,
+                    "t_star": float(t),
+                    "steps": dp.steps,
+                    **summarize(_purified_correct(model, x_all, y_all, eval_runs, batch_size)),
+                    "protocol": f"clean; DiffPure {dp.method} t*={t:g}, {dp.steps} steps",
+                }
+            )
+            for e, x_adv in advs.items():
+                _reseed(dp, seed + 1)
+                rows.append(
+                    {
+                        "threat": "transfer",
+                        "attack": "pgd",
+                        "eps": e,
+                        "norm": norm,
+                        "t_star": float(t),
+                        "steps": dp.steps,
+                        **summarize(_purified_correct(model, x_adv, y_all, eval_runs, batch_size)),
+                        "protocol": f"PGD-{cfg.steps} on the classifier alone, then DiffPure {dp.method} t*={t:g}, "
+                        f"{dp.steps} steps, mean logits of {eval_runs} run(s)",
+                    }
+                )
+    finally:
+        dp.t_star, dp.steps = t0, steps0
+    return rows
+
+
+__all__ = ["ATTACK_PLANS", "THREATS", "defended_logits", "evaluate_robustness", "plan_attacks", "sweep_t_star"]

@@ -1,0 +1,149 @@
+"""PurificationPipeline: load a trained diffusion model (and optionally a classifier), purify and classify images.
+
+    pipe = PurificationPipeline.from_pretrained("runs/purification/digits/diffusion",
+                                                classifier="runs/purification/digits/classifier", t_star=0.2)
+    clean = pipe.purify(pil_image)               # PIL in, PIL out; numpy and torch work the same way
+    labels = pipe.classify(batch)                # (N,) numpy int64 from the defended classifier
+
+Accepted images: a PIL image or a list of them; numpy (H, W), (H, W, C) or (N, H, W, C), uint8 (0..255) or float
+in [0, 1]; torch (C, H, W) or (N, C, H, W) float in [0, 1]. Outputs come back in the type and layout given.
+Images are resized to the diffusion model's size only when they come as PIL images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from omnidiffusion.core.io import load_pretrained
+
+from .diffpure import DiffPure
+from .purified import PurifiedClassifier
+
+
+def _load(directory: str | Path, what: str) -> nn.Module:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{what}: {directory} is not a directory (expected a save_pretrained directory)")
+    return load_pretrained(directory)
+
+
+class PurificationPipeline:
+    """DiffPure around a pretrained diffusion model, plus an optional classifier behind it."""
+
+    def __init__(self, purifier: DiffPure, classifier: nn.Module | None = None, device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.purifier = purifier.to(self.device).eval()
+        self.classifier = None if classifier is None else classifier.to(self.device).eval()
+        model = getattr(purifier.denoiser, "net", None)
+        config = getattr(model, "config", None) or {}  # a bare core UNet keeps its kwargs in .config
+        self.image_size = getattr(model, "image_size", None) or config.get("resolution")
+        self.channels = getattr(model, "channels", None) or config.get("in_channels")
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        diffusion: str | Path,
+        classifier: str | Path | None = None,
+        *,
+        t_star: float = 0.1,
+        method: str = "sde",
+        steps: int | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> PurificationPipeline:
+        """Load a diffusion model with `.denoiser()` (e.g. omnidiffusion.vision.ImageDDPM) and a classifier dir."""
+        ddpm = _load(diffusion, "diffusion")
+        make = getattr(ddpm, "denoiser", None)
+        if not callable(make):
+            raise ValueError(f"diffusion: {diffusion} holds a {type(ddpm).__name__}, which has no .denoiser()")
+        den = make(clip=False) if "clip" in make.__code__.co_varnames else make()
+        purifier = DiffPure(den, t_star=t_star, method=method, steps=steps, seed=seed)
+        net = None if classifier is None else _load(classifier, "classifier")
+        return cls(purifier, net, device)
+
+    # ---- conversions
+    def _to_tensor(self, images) -> tuple[Tensor, object]:
+        from PIL import Image
+
+        if isinstance(images, Image.Image) or (
+            isinstance(images, list) and images and all(isinstance(i, Image.Image) for i in images)
+        ):
+            ims = [images] if isinstance(images, Image.Image) else images
+            mode = "L" if self.channels == 1 else "RGB"
+            size = self.image_size
+            arrs = []
+            for im in ims:
+                im = im.convert(mode)
+                if size is not None and im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                a = np.asarray(im, dtype=np.float32) / 255.0
+                arrs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            kind = ("pil", isinstance(images, Image.Image), mode)
+            return torch.from_numpy(np.stack(arrs)), kind
+        if isinstance(images, np.ndarray):
+            a = images
+            x = a.astype(np.float32) / (255.0 if np.issubdtype(a.dtype, np.integer) else 1.0)
+            if x.ndim == 2:  # (H, W)
+                layout, x = "hw", x[None, None]
+            elif x.ndim == 3 and x.shape[-1] in (1, 3):  # (H, W, C)
+                layout, x = "hwc", x.transpose(2, 0, 1)[None]
+            elif x.ndim == 3:  # (N, H, W) grey
+                layout, x = "nhw", x[:, None]
+            elif x.ndim == 4:  # (N, H, W, C)
+                layout, x = "nhwc", x.transpose(0, 3, 1, 2)
+            else:
+                raise ValueError(f"images: expected a numpy array (H, W), (H, W, C) or (N, H, W, C), got {a.shape}")
+            return torch.from_numpy(np.ascontiguousarray(x)), ("numpy", layout, a.dtype)
+        if isinstance(images, Tensor):
+            if images.ndim == 3:
+                return images[None], ("torch", 3)
+            if images.ndim == 4:
+                return images, ("torch", 4)
+            raise ValueError(f"images: expected a tensor (C, H, W) or (N, C, H, W), got {tuple(images.shape)}")
+        raise ValueError(
+            f"images: expected a PIL image, a list of them, a numpy array or a tensor, got {type(images).__name__}"
+        )
+
+    def _from_tensor(self, x: Tensor, kind: tuple):
+        if kind[0] == "torch":
+            return x if kind[1] == 4 else x[0]
+        if kind[0] == "numpy":
+            _, layout, dtype = kind
+            a = x.detach().cpu().numpy().transpose(0, 2, 3, 1)  # (N, H, W, C)
+            a = np.round(a * 255.0).astype(dtype) if np.issubdtype(dtype, np.integer) else a.astype(dtype)
+            return {"hw": lambda: a[0, :, :, 0], "hwc": lambda: a[0], "nhw": lambda: a[..., 0], "nhwc": lambda: a}[
+                layout
+            ]()
+        from PIL import Image
+
+        _, single, mode = kind
+        a = np.round(x.detach().cpu().numpy() * 255.0).astype(np.uint8)
+        ims = [Image.fromarray(i[0] if mode == "L" else i.transpose(1, 2, 0), mode) for i in a]
+        return ims[0] if single else ims
+
+    # ---- the verbs
+    @torch.no_grad()
+    def purify(self, images, batch_size: int = 128):
+        """Purified images, in the type and layout given (see the module docstring)."""
+        x, kind = self._to_tensor(images)
+        out = torch.cat(
+            [self.purifier(x[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)]
+        )
+        return self._from_tensor(out.to(x.dtype) if x.is_floating_point() else out, kind)
+
+    @torch.no_grad()
+    def classify(self, images, votes: int = 1, batch_size: int = 128) -> np.ndarray:
+        """Labels (N,) of the defended classifier: majority vote over `votes` purifications."""
+        if self.classifier is None:
+            raise ValueError("classifier: this pipeline was loaded without a classifier (pass classifier=DIR)")
+        x, _ = self._to_tensor(images)
+        model = PurifiedClassifier(self.purifier, self.classifier).eval()
+        out = [model.predict(x[i : i + batch_size].to(self.device), votes).cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(out).numpy()
+
+
+__all__ = ["PurificationPipeline"]
