@@ -1,0 +1,6 @@
+"""omnidiffusion.timeseries: CSDI probabilistic imputation and forecasting (Tashiro et al. 2021).
+
+Submodules: data (CSV/DataFrame, windows, normalisation, bundled demo data), masks (training and evaluation
+masks), models (the CSDI network), task (conditioning, loss, sampling through core), metrics (CRPS, CRPS-sum,
+MAE, RMSE, coverage), baselines, gluonts (CSDIEstimator / CSDIPredictor), pipeline (Imputer), cli.
+"""

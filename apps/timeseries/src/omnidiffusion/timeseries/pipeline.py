@@ -1,0 +1,164 @@
+"""What a downstream user calls: train an imputer on a wide table, then `Imputer.from_pretrained(dir).impute(...)`.
+
+    settings = load_settings("default", ["train.steps=2000"])
+    train_imputer(settings, "runs/macro")                     # core's fit on windows of the table
+    result = Imputer.from_pretrained("runs/macro").impute(frame_with_nans, n_samples=100)
+    result.median, result.quantiles[0.05], result.samples     # observed entries come back exactly
+
+A series longer than the model's window is cut into consecutive windows (the last one aligned to the end);
+a shorter one is front-padded with missing entries. Values are returned in the table's own units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from omnidiffusion.core.config import from_dict, load_config, to_dict
+from omnidiffusion.core.io import load_pretrained, read_pretrained_config
+from omnidiffusion.core.training import TrainResult, fit
+
+from .data import Scaler, WindowDataset, as_array, load_table, make_windows, time_split
+from .metrics import QUANTILES
+from .settings import Settings
+
+PACKAGE = "omnidiffusion.timeseries"
+
+
+def load_settings(name_or_path: str | Path | None = "default", overrides: Sequence[str] = ()) -> Settings:
+    """A bundled config name (default, paper, forecast, tiny) or a TOML file, with 'a.b=value' overrides."""
+    return load_config(Settings, name_or_path, overrides, package=PACKAGE)
+
+
+def train_imputer(
+    settings: Settings, out_dir: str | Path, table: pd.DataFrame | None = None, resume: bool | None = None
+) -> TrainResult:
+    """Train CSDI for imputation on the first `data.train_fraction` of the table's time range.
+
+    `table` defaults to `settings.data.source`. out_dir receives fit's checkpoints and the final (EMA)
+    weights with the scaler and settings in config.json, so `Imputer.from_pretrained(out_dir)` loads it.
+    """
+    frame = load_table(settings.data.source if table is None else table)
+    values, observed = as_array(frame)
+    end = (
+        values.shape[0]
+        if settings.data.train_fraction >= 1.0
+        else time_split(values.shape[0], settings.data.train_fraction)
+    )
+    scaler = Scaler.fit(values[:end], observed[:end])
+    windows = make_windows(
+        scaler.transform(values[:end], observed[:end]), observed[:end], settings.data.window, settings.data.stride
+    )
+    net = settings.build_net(values.shape[1])
+    meta = {
+        "kind": "csdi-imputer",
+        "scaler": scaler.to_dict(),
+        "settings": to_dict(settings),
+        "columns": [str(c) for c in frame.columns],
+        "train_end": int(end),
+    }
+    return fit(
+        net, settings.build_task().loss, WindowDataset(windows), settings.train, out_dir, metadata=meta, resume=resume
+    )
+
+
+@dataclass
+class ImputationResult:
+    """samples (S, T, K); median and every quantile as (T, K) arrays, or DataFrames for DataFrame input."""
+
+    samples: np.ndarray
+    median: np.ndarray | pd.DataFrame
+    quantiles: dict[float, np.ndarray | pd.DataFrame]
+
+
+class Imputer:
+    """A trained CSDI imputer: `impute(frame_or_array)` fills the NaNs with samples, median and quantiles."""
+
+    def __init__(self, net: nn.Module, scaler: Scaler, settings: Settings, columns: list[str] | None = None):
+        self.net, self.scaler, self.settings = net.eval(), scaler, settings
+        self.task = settings.build_task()
+        self.columns = columns
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> Imputer:
+        """Load the directory `train_imputer` (or `omnidiffusion-timeseries train`) wrote."""
+        meta = read_pretrained_config(directory)["metadata"]
+        if meta.get("kind") != "csdi-imputer":
+            raise ValueError(f"{directory}: not a CSDI imputer (metadata kind {meta.get('kind')!r})")
+        settings = from_dict(Settings, meta["settings"])
+        return cls(load_pretrained(directory), Scaler.from_dict(meta["scaler"]), settings, meta.get("columns"))
+
+    @property
+    def window(self) -> int:
+        return self.settings.data.window
+
+    def sample_windows(
+        self, z: torch.Tensor, cond: torch.Tensor, *, n_samples: int, method: str, steps: int, seed: int
+    ) -> torch.Tensor:
+        """Samples for z-scored windows (B, K, L) with known entries `cond`: (S, B, K, L) in z-units."""
+        s = self.settings.sampler
+        return self.task.impute(
+            self.net,
+            z,
+            cond,
+            n_samples=n_samples,
+            method=method,
+            steps=steps,
+            grid=s.grid,
+            generator=torch.Generator().manual_seed(seed),
+            batch_size=s.batch_size,
+        )
+
+    def impute(
+        self,
+        data: pd.DataFrame | np.ndarray,
+        n_samples: int | None = None,
+        *,
+        method: str | None = None,
+        steps: int | None = None,
+        quantiles: Sequence[float] = QUANTILES,
+        seed: int | None = None,
+    ) -> ImputationResult:
+        """Fill the missing (NaN) entries of a (T, K) table with `n_samples` draws; known entries stay exact."""
+        s = self.settings.sampler
+        values, observed = as_array(data)
+        T, K = values.shape
+        if K != self.scaler.mean.size:
+            raise ValueError(f"data: the model was trained on {self.scaler.mean.size} features, got {K} columns")
+        L = self.window
+        z = self.scaler.transform(values, observed)
+        starts = list(range(0, max(T - L, 0) + 1, L))
+        if T > L and starts[-1] != T - L:
+            starts.append(T - L)
+        vals = np.zeros((len(starts), K, L))
+        obs = np.zeros((len(starts), K, L), dtype=bool)
+        for i, a in enumerate(starts):  # a short series sits at the end of a front-padded window
+            n = min(L, T - a)
+            vals[i, :, L - n :], obs[i, :, L - n :] = z[a : a + n].T, observed[a : a + n].T
+        out = self.sample_windows(
+            torch.as_tensor(vals, dtype=torch.float32),
+            torch.as_tensor(obs),
+            n_samples=n_samples or s.n_samples,
+            method=method or s.method,
+            steps=steps or s.steps,
+            seed=s.seed if seed is None else seed,
+        ).numpy()
+        S = out.shape[0]
+        filled = np.zeros((S, T, K))
+        for i, a in enumerate(starts):
+            n = min(L, T - a)
+            filled[:, a : a + n] = out[:, i, :, L - n :].transpose(0, 2, 1)
+        filled = self.scaler.inverse(filled)
+        samples = np.where(observed[None], values[None], filled)  # the known entries, bit for bit
+        median = np.median(samples, axis=0)
+        qs = {float(q): np.quantile(samples, q, axis=0) for q in quantiles}
+        if isinstance(data, pd.DataFrame):
+            wrap = lambda a: pd.DataFrame(a, index=data.index, columns=data.columns)  # noqa: E731
+            return ImputationResult(samples, wrap(median), {q: wrap(a) for q, a in qs.items()})
+        return ImputationResult(samples, median, qs)
