@@ -64,7 +64,8 @@ def write_markdown(result: dict, path: Path) -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, m in result["model"].items():
-        lines.append(_row(f"GeoDiff-C, {name.replace('@', ', ')} steps", m))
+        label = f"GeoDiff-C, {name.replace('@', ', ')} steps"
+        lines.append(_row(label, m) if "diverged" not in m else f"| {label} | diverged | | | | |")
     for name, m in result["baselines"].items():
         lines.append(_row(name, m))
     t = result["training"]
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="default")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--molecules", type=int, default=20, help="held-out molecules scored")
+    p.add_argument("--molecules", type=int, default=10, help="held-out molecules scored")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default=str(ROOT / "runs" / "bench-molecules"))
     p.add_argument("--results", default=str(RESULTS))

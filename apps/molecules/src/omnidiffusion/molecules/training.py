@@ -82,7 +82,11 @@ def evaluate_model(
     if generator is not None:
         for method, steps in samplers or [(generator.sampler.method, generator.sampler.steps)]:
             t0 = time.perf_counter()
-            gens = generator.generate_many(refs, counts, method=method, steps=steps, seed=seed, progress=progress)
+            try:
+                gens = generator.generate_many(refs, counts, method=method, steps=steps, seed=seed, progress=progress)
+            except FloatingPointError as e:  # a diverged sampler is a result, not a crash of the whole evaluation
+                out["model"][f"{method}@{steps}"] = {"diverged": str(e), "method": method, "steps": steps}
+                continue
             wall = time.perf_counter() - t0
             scores = evaluate_sets(refs, gens, threshold, max_matches=max_matches)
             scores.update(sampling_s=wall, method=method, steps=steps)
