@@ -37,9 +37,21 @@ matching (MAT, mean best RMSD in A), recall (R: references matched by generated)
 coordinates scaled to the molecule's size and RDKit ETKDG with another seed.
 """
 
-QUICK = ["model.hidden=16", "model.global_layers=1", "model.local_layers=1", "model.num_rbf=8",
-         "diffusion.num_steps=50", "diffusion.beta_end=0.2", "train.steps=4", "train.batch_size=4",
-         "train.log_every=2", "train.ckpt_every=2", "data.max_molecules=8", "data.n_confs=2", "train.progress=false"]
+QUICK = [
+    "model.hidden=16",
+    "model.global_layers=1",
+    "model.local_layers=1",
+    "model.num_rbf=8",
+    "diffusion.num_steps=50",
+    "diffusion.beta_end=0.2",
+    "train.steps=4",
+    "train.batch_size=4",
+    "train.log_every=2",
+    "train.ckpt_every=2",
+    "data.max_molecules=8",
+    "data.n_confs=2",
+    "train.progress=false",
+]
 FULL = ["train.steps=500", "train.log_every=25", "train.progress=false"]
 
 
@@ -58,21 +70,29 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
     generated = gen.generate_many(test_mols, counts, method="dpm++2m", steps=steps)
     write_sdf(generated, out_dir / "generated.sdf")
     _figure(test_mols[:3], generated[:3], scores, out_dir / "conformers.png")
-    metrics = {"quick": quick, "training": {"steps": result.step, "loss": result.loss,
-                                            "wall_time_s": result.wall_time}, **scores}
+    metrics = {
+        "quick": quick,
+        "training": {"steps": result.step, "loss": result.loss, "wall_time_s": result.wall_time},
+        **scores,
+    }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
 
     rows = []
     for name, m in [(f"GeoDiff-C ({model_name})", scores["model"][model_name]), *scores["baselines"].items()]:
         rows.append({"method": name, **{k: round(m[k], 3) for k in ("COV-R", "MAT-R", "COV-P", "MAT-P")}})
     return SectionResult(
-        figures=[("Held-out molecules: a reference conformer (grey) and the best-matching generated one aligned "
-                  "onto it (colour), heavy atoms projected on their principal plane; right: COV-R / MAT-R.",
-                  out_dir / "conformers.png")],
-        tables=[(f"COV/MAT at 0.5 A on {len(test_mols)} held-out molecules (mean over molecules; COV %, MAT A)",
-                 rows)],
-        notes=[f"Trained {result.step} steps in {result.wall_time:.0f} s (final loss {result.loss:.3g}); sampled with "
-               f"DPM-Solver++(2M), {steps} steps."],
+        figures=[
+            (
+                "Held-out molecules: a reference conformer (grey) and the best-matching generated one aligned "
+                "onto it (colour), heavy atoms projected on their principal plane; right: COV-R / MAT-R.",
+                out_dir / "conformers.png",
+            )
+        ],
+        tables=[(f"COV/MAT at 0.5 A on {len(test_mols)} held-out molecules (mean over molecules; COV %, MAT A)", rows)],
+        notes=[
+            f"Trained {result.step} steps in {result.wall_time:.0f} s (final loss {result.loss:.3g}); sampled with "
+            f"DPM-Solver++(2M), {steps} steps."
+        ],
         files=[out_dir / "metrics.json", out_dir / "generated.sdf", out_dir / "train"],
     )
 
@@ -92,12 +112,12 @@ def _figure(refs: list[Chem.Mol], gens: list[Chem.Mol], scores: dict, path: Path
         ax = fig.add_subplot(1, len(refs) + 1, k + 1)
         r, g = Chem.RemoveHs(ref), Chem.RemoveHs(gen)
         ref_id = r.GetConformers()[0].GetId()
-        best, best_id = np.inf, None
+        best, aligned = np.inf, None
         for conf in g.GetConformers():
             probe = Chem.Mol(g, confId=conf.GetId())
             rms = rdMolAlign.GetBestRMS(probe, r, refId=ref_id, maxMatches=1000)
             if rms < best:
-                best, best_id, aligned = rms, conf.GetId(), probe
+                best, aligned = rms, probe
         xy_r, basis = _heavy_xy(r, ref_id)
         xy_g, _ = _heavy_xy(aligned, aligned.GetConformers()[0].GetId(), basis)
         for bond in r.GetBonds():
@@ -110,7 +130,8 @@ def _figure(refs: list[Chem.Mol], gens: list[Chem.Mol], scores: dict, path: Path
         ax.legend(fontsize=8, loc="lower left")
     ax = fig.add_subplot(1, len(refs) + 1, len(refs) + 1)
     entries = [("model", next(iter(scores["model"].values())))] + [
-        (n.split(" ")[0], m) for n, m in scores["baselines"].items()]
+        (n.split(" ")[0], m) for n, m in scores["baselines"].items()
+    ]
     names = [n for n, _ in entries]
     ax.bar(np.arange(len(names)) - 0.2, [m["COV-R"] for _, m in entries], 0.4, label="COV-R (%)", color="C0")
     ax2 = ax.twinx()
