@@ -9,6 +9,7 @@ omnidiffusion-molecules convert-geom --trust-pickle --pickle mol.pickle --out mo
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from omnidiffusion.core.cli import AppCLI, print_json
@@ -24,6 +25,8 @@ PACKAGE = "omnidiffusion.molecules"
 def run_train(args: argparse.Namespace, config: MoleculesConfig) -> int:
     out = args.out or config.out
     result = train(config, out)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print_json(
         {
             "out_dir": str(result.out_dir),
