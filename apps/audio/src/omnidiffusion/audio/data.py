@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -39,10 +38,7 @@ def read_audio(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise ValueError(f"{path}: not a readable audio file (expected wav or flac): {e}") from None
+    data, rate = _read_samples(path)  # (N, channels) float32
     if data.shape[1] != 1:
         if not mix_to_mono:
             raise ValueError(
@@ -62,10 +58,35 @@ def read_audio(
     return wav
 
 
+def _read_samples(path: Path) -> tuple[np.ndarray, int]:
+    """(N, channels) float32 samples and the rate, with soundfile; stdlib `wave` for PCM wavs without it."""
+    try:
+        import soundfile as sf
+    except ImportError:  # soundfile is a dependency; this keeps 16-bit wavs readable where it cannot load
+        sf = None
+    if sf is not None:
+        try:
+            return sf.read(str(path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+            raise ValueError(f"{path}: not a readable audio file (expected wav or flac): {e}") from None
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise ValueError(f"{path}: only 16-bit PCM wavs are readable without soundfile")
+            raw = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+            return raw.reshape(-1, w.getnchannels()), w.getframerate()
+    except (wave.Error, EOFError) as e:
+        raise ValueError(f"{path}: not a readable audio file (expected wav or flac): {e}") from None
+
+
 def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:
     """Write a mono waveform (N,) or (1, N) as 16-bit PCM wav (values clipped to [-1, 1])."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import soundfile as sf
+
     data = wav.detach().float().reshape(-1).clamp(-1, 1).cpu().numpy()
     sf.write(str(path), data, sample_rate, subtype="PCM_16")
     return path

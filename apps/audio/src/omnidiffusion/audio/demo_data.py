@@ -108,6 +108,11 @@ def synthetic_corpus(split: str, sample_rate: int, *, count: int | None = None, 
     ]
 
 
+def _cached(split: str, cache_dir: str | Path) -> bool:
+    count = {"train": len(TRAIN_SENTENCES), "validation": len(VALIDATION_SENTENCES), "test": len(TEST_SENTENCES)}
+    return all((Path(cache_dir) / split / f"s{i:02d}.wav").is_file() for i in range(1, count[split] + 1))
+
+
 def demo_clips(
     split: str, sample_rate: int, cache_dir: str | Path, *, limit: int | None = None, source: str = "auto"
 ) -> tuple[list[Tensor], str]:
@@ -115,7 +120,7 @@ def demo_clips(
     else synthetic harmonic signals. Returns (clips, source used)."""
     if source not in ("auto", "espeak", "synthetic"):
         raise ValueError(f"source: expected 'auto', 'espeak' or 'synthetic', got {source!r}")
-    if source == "espeak" or (source == "auto" and espeak_available()):
+    if source == "espeak" or (source == "auto" and (espeak_available() or _cached(split, cache_dir))):
         paths = espeak_corpus(split, cache_dir, limit=limit)
         return [read_audio(p, sample_rate) for p in paths], "espeak-ng"
     return synthetic_corpus(split, sample_rate, count=limit), "synthetic"
