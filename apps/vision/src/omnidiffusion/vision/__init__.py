@@ -6,15 +6,39 @@
 - `data`: bundled demo images (digits, lfw faces, photo crops) and image folders; `metrics`: PSNR, SSIM, ...
 """
 
-from . import data, imaging
-from .data import load_digits_16, load_faces, load_photo_crops
+from . import baselines, data, evaluation, imaging, masks, metrics
+from .data import ImageFolder, PairedFolders, load_digits_16, load_faces, load_photo_crops
+from .evaluation import evaluate_inpaint, evaluate_sr
+from .inpaint import repaint_inpaint
+from .masks import box_mask, half_mask, lines_mask, load_mask, make_mask, stroke_mask
 from .models import SR3, ImageDDPM, RegressionSR
+from .pipeline import Inpainter, SuperResolution
 from .settings import VisionConfig, load_vision_config
+from .sr3 import sample_noise_level, sr3_upscale
 from .training import train, train_image_ddpm, train_regression, train_sr3
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ImageFolder",
+    "Inpainter",
+    "PairedFolders",
+    "SuperResolution",
+    "baselines",
+    "box_mask",
+    "evaluate_inpaint",
+    "evaluate_sr",
+    "evaluation",
+    "half_mask",
+    "lines_mask",
+    "load_mask",
+    "make_mask",
+    "masks",
+    "metrics",
+    "repaint_inpaint",
+    "sample_noise_level",
+    "sr3_upscale",
+    "stroke_mask",
     "SR3",
     "ImageDDPM",
     "RegressionSR",

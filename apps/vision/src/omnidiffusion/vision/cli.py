@@ -11,6 +11,10 @@ omnidiffusion-vision evaluate --task inpaint --checkpoint DIR --image-dir FOLDER
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+import torch
 
 from omnidiffusion.core.cli import AppCLI
 
@@ -44,8 +48,175 @@ train_parser.add_argument(
 )
 
 
+def _device(name: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def run_sample(args: argparse.Namespace, config: VisionConfig) -> int:
+    from .imaging import to_pixel_range
+    from .models import ImageDDPM
+
+    model = ImageDDPM.from_pretrained(args.checkpoint, map_location=_device(args.device))
+    s = config.sample
+    gen = torch.Generator().manual_seed(s.seed)
+    x = to_pixel_range(model.generate(args.n, method=s.method, steps=s.steps, grid=s.grid, generator=gen))
+    _save_grid(x, args.output)
+    print(f"{args.n} samples ({s.method}, {s.steps} steps) -> {args.output}")
+    return 0
+
+
+def run_upscale(args: argparse.Namespace, config: VisionConfig) -> int:
+    from .imaging import read_image, tensor_to_pil
+    from .pipeline import SuperResolution
+
+    sr = SuperResolution.from_pretrained(args.checkpoint, _device(args.device))
+    s = config.sample
+    image = read_image(args.input, sr.model.channels)
+    out = sr.upscale(image, method=s.method, steps=s.steps, grid=s.grid, samples=s.samples, seed=s.seed)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tensor_to_pil(out).save(args.output)
+    print(f"{tuple(image.shape[-2:])} -> {tuple(out.shape[-2:])} ({s.method}, {s.steps} steps) -> {args.output}")
+    return 0
+
+
+def run_inpaint(args: argparse.Namespace, config: VisionConfig) -> int:
+    from .imaging import read_image, tensor_to_pil
+    from .pipeline import Inpainter
+
+    inp = Inpainter.from_pretrained(args.checkpoint, _device(args.device))
+    r = config.repaint
+    image = read_image(args.input, inp.model.channels)
+    out = inp.inpaint(
+        image,
+        args.mask,
+        steps=r.steps,
+        jump_length=r.jump_length,
+        jump_n_sample=r.jump_n_sample,
+        samples=r.samples,
+        seed=r.seed,
+    )
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tensor_to_pil(out).save(args.output)
+    print(f"inpainted ({args.mask}, RePaint {r.steps} steps, j={r.jump_length}, r={r.jump_n_sample}) -> {args.output}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
+    from omnidiffusion.core.cli import print_json
+
+    from .data import load_folder_images
+    from .evaluation import evaluate_inpaint, evaluate_sr
+    from .models import SR3, ImageDDPM, RegressionSR
+
+    device = _device(args.device)
+    if args.task == "sr":
+        if not args.hr_dir:
+            raise ValueError("--hr-dir: expected a folder of high-resolution images for --task sr")
+        model = SR3.from_pretrained(args.checkpoint, map_location=device)
+        if args.scale is not None and args.scale != model.scale:
+            raise ValueError(f"--scale: the checkpoint was trained for scale {model.scale}, got {args.scale}")
+        hr = load_folder_images(args.hr_dir, model.channels, args.crop)
+        reg = RegressionSR.from_pretrained(args.regression, map_location=device) if args.regression else None
+        s = config.sample
+        result = evaluate_sr(
+            model,
+            hr,
+            regression=reg,
+            method=s.method,
+            steps=s.steps,
+            grid=s.grid,
+            samples=s.samples,
+            seed=s.seed,
+            batch_size=s.batch_size,
+        )
+        result["protocol"]["data"] = str(args.hr_dir)
+    else:
+        if not args.image_dir:
+            raise ValueError("--image-dir: expected a folder of images for --task inpaint")
+        model = ImageDDPM.from_pretrained(args.checkpoint, map_location=device)
+        images = load_folder_images(args.image_dir, model.channels, args.crop or model.image_size)
+        r = config.repaint
+        result = evaluate_inpaint(
+            model,
+            images,
+            args.mask,
+            steps=r.steps,
+            jump_length=r.jump_length,
+            jump_n_sample=r.jump_n_sample,
+            samples=r.samples,
+            seed=r.seed,
+            batch_size=r.batch_size,
+        )
+        result["protocol"]["data"] = str(args.image_dir)
+    print_json(result)
+    return 0
+
+
+def _save_grid(x, path: str) -> None:
+    """(B, C, H, W) in [0, 1] -> one PNG grid (8 per row)."""
+    from .imaging import tensor_to_pil
+
+    b, c, h, w = x.shape
+    cols = min(8, b)
+    rows = -(-b // cols)
+    grid = torch.ones(c, rows * (h + 1) + 1, cols * (w + 1) + 1)
+    for i in range(b):
+        r, k = divmod(i, cols)
+        grid[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + k * (w + 1) : 1 + k * (w + 1) + w] = x[i]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tensor_to_pil(grid).save(path)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a directory written by `train` (or save_pretrained)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+_sample = cli.add_command(
+    "sample", run_sample, VisionConfig, help="draw images from an unconditional DDPM ([sample] settings)"
+)
+_common(_sample)
+_sample.add_argument("--n", type=int, default=16, help="number of images")
+_sample.add_argument("--output", default="samples.png", help="PNG grid to write")
+
+_upscale = cli.add_command(
+    "upscale", run_upscale, VisionConfig, help="super-resolve one image with SR3 ([sample] settings)"
+)
+_common(_upscale)
+_upscale.add_argument("--input", required=True, help="the low-resolution image (PNG/JPEG)")
+_upscale.add_argument("--output", default="upscaled.png", help="PNG to write")
+
+_inpaint = cli.add_command(
+    "inpaint", run_inpaint, VisionConfig, help="fill the holes of one image with RePaint ([repaint] settings)"
+)
+_common(_inpaint)
+_inpaint.add_argument("--input", required=True, help="the image (PNG/JPEG) at the model's size")
+_inpaint.add_argument("--mask", default="box", help="box | half | lines | strokes | a mask image (white = keep)")
+_inpaint.add_argument("--output", default="inpainted.png", help="PNG to write")
+
+_evaluate = cli.add_command(
+    "evaluate",
+    run_evaluate,
+    VisionConfig,
+    help="score a model against its baselines on a folder of images; prints one JSON object",
+)
+_common(_evaluate)
+_evaluate.add_argument("--task", choices=("sr", "inpaint"), required=True)
+_evaluate.add_argument("--hr-dir", default=None, help="--task sr: folder of high-resolution images")
+_evaluate.add_argument("--scale", type=int, default=None, help="--task sr: SR factor (must match the checkpoint)")
+_evaluate.add_argument("--regression", default=None, help="--task sr: a RegressionSR checkpoint to compare with")
+_evaluate.add_argument("--image-dir", default=None, help="--task inpaint: folder of images")
+_evaluate.add_argument("--mask", default="box", help="--task inpaint: box | half | lines | strokes | mask file")
+_evaluate.add_argument("--crop", type=int, default=None, help="center-crop every image to this side")
+
+
 def main() -> None:
-    raise SystemExit(cli.main())
+    try:
+        code = cli.main()
+    except (ValueError, FileNotFoundError) as e:
+        print(f"omnidiffusion-vision: error: {e}", file=sys.stderr)
+        code = 2
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
