@@ -207,7 +207,9 @@ def run_gpu(args: argparse.Namespace) -> dict:
     )
     loss = lambda model, batch: e2e_loss(model, batch, schedule)[0]  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints of a timing run are not kept
-        rate = fit(net, loss, TokenDataset(ids), probe, Path(tmp) / "probe", resume=False).steps_per_sec
+        fit(net, loss, TokenDataset(ids), probe, Path(tmp) / "probe", resume=False)  # warm-up (kernels, allocator)
+        more = dataclasses.replace(probe, steps=30)
+        rate = fit(net, loss, TokenDataset(ids), more, Path(tmp) / "probe", resume=True).steps_per_sec
         timed = dataclasses.replace(probe, steps=max(10, int(rate * args.seconds)))
         res = fit(net, loss, TokenDataset(ids), timed, Path(tmp) / "run", resume=False)
     lm = DiffusionLM(res.model, tok, schedule, None, device)

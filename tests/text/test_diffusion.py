@@ -101,9 +101,7 @@ def test_networks_check_shapes():
         net(torch.randn(2, 13, 8), torch.ones(2))
     with pytest.raises(ValueError, match="t: expected shape"):
         net(torch.randn(2, 12, 8), torch.ones(3))
-    clf = AttributeClassifier(
-        ["food=Chinese", "area=riverside"], embed_dim=8, seq_len=12, hidden_size=16, num_layers=1, num_heads=2
-    )
+    clf = AttributeClassifier(["food=Chinese", "area=riverside"], embed_dim=8, seq_len=12, hidden_size=16, num_layers=1)
     assert clf(torch.randn(3, 12, 8), torch.rand(3)).shape == (3, 2)
     lm = TeacherLM(20, n_positions=12, n_embd=16, n_layer=1, n_head=2)
     assert lm(torch.zeros(2, 5, dtype=torch.long)).shape == (2, 5, 20)

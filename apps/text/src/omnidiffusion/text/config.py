@@ -46,8 +46,8 @@ class DiffusionConfig:
 class ClassifierConfig:
     enabled: bool = True  # trained when the corpus has MRs
     hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
+    num_layers: int = 3
+    kernel_size: int = 5
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=1500, batch_size=64, lr=1e-3, ema_decay=None, log_every=100, ckpt_every=500

@@ -26,7 +26,7 @@ from omnidiffusion.core.io import load_pretrained, read_pretrained_config
 
 from .checker import normalise_field, normalise_value
 from .control import AdagradGuidance, combine, length_loss, semantic_loss
-from .data import decode, load_tokenizer
+from .data import SPECIALS, decode, load_tokenizer
 from .diffusion import make_denoiser, make_schedule, nearest_ids
 from .models import AttributeClassifier, DiffusionLMNet
 
@@ -227,5 +227,11 @@ class DiffusionLM:
             x_known = self.net.embed(ids[lo : lo + batch_size].to(self.device))  # (b, L, d)
             mask = known[lo : lo + batch_size].to(self.device)[..., None]  # (b, L, 1)
             x = repaint(denoiser, x_known, mask, steps=steps, jump_n_sample=resample, generator=gen)
-            out += self.to_text(x)
+            # A blank is one word: round it among the ordinary words only (never PAD/UNK/START/END), so the filled
+            # sentence keeps the template's length; known positions round back to themselves exactly.
+            weight = self.net.embedding.weight
+            ids_x = nearest_ids(x, weight)
+            words_x = nearest_ids(x, weight[len(SPECIALS) :]) + len(SPECIALS)
+            blank = ~known[lo : lo + batch_size].to(self.device)
+            out += decode(self.tokenizer, torch.where(blank, words_x, ids_x).cpu())
         return out

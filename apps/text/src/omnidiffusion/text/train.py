@@ -177,7 +177,7 @@ def train_classifier(
     """Fit the time-aware attribute classifier on the (frozen) word vectors of the trained diffusion model."""
     c = config.classifier
     model = AttributeClassifier(
-        labels, config.model.embed_dim, config.data.seq_len, c.hidden_size, c.num_layers, c.num_heads
+        labels, config.model.embed_dim, config.data.seq_len, c.hidden_size, c.num_layers, c.kernel_size
     )
     table = diffusion.embedding.weight.detach().clone()
     fit(model, classifier_loss(table, schedule), TokenDataset(ids, y), _with_progress(c.train, progress), out_dir)
