@@ -59,7 +59,7 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     t0 = time.perf_counter()
     tiny = ["model.base_channels=8", "model.channel_mults=1,2", "model.norm_groups=4"] if quick else []
-    steps = 10 if quick else 1200
+    steps = 4 if quick else 800
     common = [
         *tiny,
         f"train.steps={steps}",
@@ -69,7 +69,7 @@ def _run(out_dir: Path, quick: bool) -> SectionResult:
         f"train.ckpt_every={steps}",
     ]
     train = load_digits_16("train") * 2 - 1  # (1497, 1, 16, 16)
-    n_eval = 8 if quick else 48
+    n_eval = 4 if quick else 48
     test = load_digits_16("test")[:n_eval]  # (n, 1, 16, 16) in [0, 1]
 
     sr_cfg = load_vision_config(
@@ -77,7 +77,7 @@ def _run(out_dir: Path, quick: bool) -> SectionResult:
         [*common, "data.image_size=16", "data.hflip=false", "model.num_res_blocks=1", "model.attention_resolutions=[]"],
     )
     sr3 = train_sr3(train, sr_cfg, out_dir / "sr3", resume=None)
-    sr_steps = 3 if quick else 25
+    sr_steps = 2 if quick else 25
     sr_res = evaluate_sr(sr3, test, method="dpm++2m", steps=sr_steps, samples=1, seed=0)
 
     dd_cfg = load_vision_config("ddpm-digits", common)
