@@ -124,3 +124,18 @@ def test_tiny_overfit_loss_falls():
         [task.loss(res.model, {"values": values[:8], "observed": data.observed[:8]}).item() for _ in range(20)]
     )
     assert last < 0.7 * first
+
+
+def test_conditioning_is_level_free_and_window_scale_makes_it_scale_free():
+    from omnidiffusion.timeseries.task import conditioning
+
+    values = torch.randn(3, 4, 12)
+    cond = masks.fixed_rate_mask(torch.ones(3, 4, 12, dtype=torch.bool), 0.5, torch.Generator().manual_seed(0))
+    interp, centred, scale = conditioning(values, cond)
+    _, shifted, _ = conditioning(values + 7.0, cond)
+    torch.testing.assert_close(shifted, centred, atol=1e-5, rtol=0)  # blind to the level
+    assert torch.equal(scale, torch.ones_like(scale))
+    _, a, sa = conditioning(values, cond, window_scale=1e-3)
+    _, b, sb = conditioning(5.0 * values - 2.0, cond, window_scale=1e-3)
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=0)  # and, with window_scale, to the spread
+    torch.testing.assert_close(sb, 5.0 * sa)

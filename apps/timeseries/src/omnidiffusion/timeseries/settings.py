@@ -68,6 +68,7 @@ class TaskConfig:
     strategy: Literal["random", "historical", "mix", "forecast"] = "random"
     horizon: int = 4
     forecast_share: float = 0.8  # forecast task: share of batches with the forecast mask (the rest random)
+    window_scale: float | None = None  # instance normalisation floor (see task.conditioning); None = off
 
 
 @dataclass
@@ -93,4 +94,5 @@ class Settings:
             strategy="forecast" if forecast else self.task.strategy,
             horizon=self.task.horizon if forecast else 0,
             forecast_share=self.task.forecast_share,
+            window_scale=self.task.window_scale,
         )
