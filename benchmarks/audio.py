@@ -52,7 +52,6 @@ from omnidiffusion.audio.settings import AudioConfig, ModelConfig  # noqa: E402
 from omnidiffusion.audio.task import vocode_mel, wavegrad_loss  # noqa: E402
 from omnidiffusion.audio.wavegrad import WaveGradNet  # noqa: E402
 from omnidiffusion.core.config import load_config  # noqa: E402
-from omnidiffusion.core.io import load_tensors  # noqa: E402
 from omnidiffusion.core.training import TrainConfig, fit  # noqa: E402
 
 REFERENCE = {  # lmnt-com/wavegrad, 60 espeak sentences, batch 4, 2,000 steps, CPU 1 thread (reference/audio.md)
@@ -70,8 +69,7 @@ REFERENCE_MEL = MelConfig(
 
 
 def paper_model(name: str = "paper") -> ModelConfig:
-    overrides = ["model.factors=5,5,3,2,2", "mel.hop_length=300"]  # hop 300 as the reference
-    cfg = load_config(AudioConfig, name, overrides, package="omnidiffusion.audio")
+    cfg = load_config(AudioConfig, name, ["model.factors=5,5,3,2,2"], package="omnidiffusion.audio")  # hop 300
     return cfg.model
 
 
@@ -84,18 +82,19 @@ def splits(sample_rate: int, cache: Path, source: str = "auto") -> dict:
     return out
 
 
-def ema_checkpoints(run: Path, mel: MelConfig, device: str = "cpu") -> list[tuple[int, WaveGrad]]:
-    """(step, model with the EMA weights) of every checkpoint fit() kept in run/checkpoint."""
-    from omnidiffusion.core.io import read_pretrained_config
-
-    kwargs = read_pretrained_config(run)["kwargs"]
-    models = []
-    for d in sorted((run / "checkpoint").glob("step_*")):
-        state = load_tensors(d / "ema.safetensors")
-        net = WaveGradNet(**kwargs)
-        net.load_state_dict({k[len("module.") :]: v for k, v in state.items() if k.startswith("module.")})
-        models.append((int(d.name.split("_")[1]), WaveGrad(net.to(device), mel)))
-    return models
+def train_in_chunks(config: AudioConfig, clips: list, run: Path, chunks: int, score, *, device: str = "cpu"):
+    """Train config.train.steps steps in `chunks` calls of fit (each resumes the last: one run with a constant LR),
+    calling score(step, WaveGrad with the EMA weights) after each; returns (train info, [scores])."""
+    total = config.train.steps
+    marks = sorted({max(1, round(total * (k + 1) / chunks)) for k in range(chunks)})
+    points, info = [], None
+    for mark in marks:
+        cfg = replace(config, train=replace(config.train, steps=mark, ckpt_every=mark))
+        t = time.perf_counter()
+        info = train(cfg, clips, run, device=device)
+        info["chunk_wall_s"] = time.perf_counter() - t
+        points.append(score(mark, WaveGrad.from_pretrained(run, device=device)))
+    return info, points
 
 
 def train(config: AudioConfig, clips: list, out: Path, *, device: str = "cpu") -> dict:
@@ -125,18 +124,19 @@ def cpu_small(data: dict, work: Path, steps: int, quick: bool) -> dict:
     config = load_config(
         AudioConfig,
         "default",
-        [f"train.steps={steps}", f"train.ckpt_every={max(1, steps // 4)}"],
+        [f"train.steps={steps}", "train.min_lr=1e-3", "train.progress=false"],  # constant LR: chunks = one run
         package="omnidiffusion.audio",
     )
     run = work / "default"
-    info = train(config, data["train"], run)
     test, val = data["test"], data["validation"]
     gl = evaluate_griffin_lim(config.mel, test)
-    curve = []
-    for step, model in ema_checkpoints(run, config.mel):
+
+    def score(step: int, model: WaveGrad) -> dict:
         r = evaluate_model(model, test, iterations=6)
-        curve.append({"step": step, **pick(r)})
         print(f"  small step {step}: log-mel {r['log_mel_distance']:.3f}", flush=True)
+        return {"step": step, **pick(r)}
+
+    info, curve = train_in_chunks(config, data["train"], run, 4, score)
     model = WaveGrad.from_pretrained(run)
     search = search_model_schedule(model, val, steps=6, sweeps=1, max_seconds=1.0, progress=False)
     rows = []
@@ -310,7 +310,6 @@ def gpu_mode(args: argparse.Namespace) -> None:
         raise SystemExit("--device cuda: CUDA is not available; pass --device cpu to exercise this mode")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
     work = Path(args.work)
     data = splits(22050, Path(args.cache_dir))
     if args.test_seconds:
@@ -324,6 +323,12 @@ def gpu_mode(args: argparse.Namespace) -> None:
         "torch": torch.__version__,
     }
     t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every stage, so a run cut short still leaves its figures
+        res["wall_s"] = time.perf_counter() - t0
+        (out / "audio_gpu.json").write_text(json.dumps(res, indent=2) + "\n")
 
     # 1. The reference protocol: paper size, batch 4, 24-frame segments, Adam 2e-4, --ref-steps steps.
     if args.ref_steps > 0:
@@ -342,10 +347,16 @@ def gpu_mode(args: argparse.Namespace) -> None:
                 progress=False,
             ),
         )
-        info = train(cfg, data["train"], work / "ref", device=device)
-        points = ema_checkpoints(work / "ref", REFERENCE_MEL, device)
-        curve = [_curve_point(m, data, {"step": s}, args.val_seconds) for s, m in points]
+        info, curve = train_in_chunks(
+            cfg,
+            data["train"],
+            work / "ref",
+            4,
+            lambda s, m: _curve_point(m, data, {"step": s}, args.val_seconds),
+            device=device,
+        )
         res["reference_protocol"] = {"train": info, "curve": curve, "batch_size": 4, "segment_frames": 24}
+        save()
 
     # 2. Paper scale: batch 256 (halved until it fits), bf16 autocast, trained for --seconds in 4 chunks.
     batch = args.batch
@@ -413,6 +424,8 @@ def gpu_mode(args: argparse.Namespace) -> None:
         curve.append(
             _curve_point(model, data, {"step": steps_done, "train_seconds": round(t_train, 1)}, args.val_seconds)
         )
+        res["paper_scale_partial"] = {"batch_size": batch, "steps_per_sec": speeds, "curve": curve}
+        save()
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
 
     # 3. Sampling speed: one batch of 16 two-second mels, 6 iterations (ddpm, searched schedule).
@@ -453,10 +466,8 @@ def gpu_mode(args: argparse.Namespace) -> None:
         },
         "peak_gpu_memory_gib": peak,
     }
-    res["wall_s"] = time.perf_counter() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audio_gpu.json").write_text(json.dumps(res, indent=2) + "\n")
+    res.pop("paper_scale_partial", None)
+    save()
     print(json.dumps({k: v for k, v in res.items() if k != "reference"}, indent=2)[:6000])
 
 

@@ -36,7 +36,7 @@ def test_upsampling_factors_multiply_to_the_hop(name):
     y = net(torch.randn(2, 1, frames * cfg.mel.hop_length), torch.rand(2), torch.randn(2, cfg.mel.n_mels, frames))
     assert y.shape == (2, 1, frames * cfg.mel.hop_length)
     with pytest.raises(ValueError, match="model.factors"):
-        load_config(AudioConfig, name, ["model.factors=5,5,3,2,3"], package="omnidiffusion.audio")
+        load_config(AudioConfig, name, ["model.factors=5,5,3,2,3"], package="omnidiffusion.audio").check()
 
 
 def test_paper_model_size():

@@ -64,14 +64,17 @@ class AudioConfig:
     )
     sample: SampleConfig = field(default_factory=SampleConfig)
 
-    def __post_init__(self) -> None:
+    def check(self) -> AudioConfig:
+        """Cross-field checks (here rather than in __post_init__, so that --set can change hop and factors)."""
         hop = math.prod(self.model.factors)
         if hop != self.mel.hop_length:
             raise ValueError(
                 f"model.factors: their product {hop} must equal mel.hop_length = {self.mel.hop_length} "
                 f"(got factors {self.model.factors})"
             )
+        return self
 
     def model_kwargs(self) -> dict:
         """Constructor kwargs of WaveGradNet for this config."""
+        self.check()
         return {"n_mels": self.mel.n_mels, **asdict(self.model)}
