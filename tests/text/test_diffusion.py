@@ -85,7 +85,7 @@ def test_short_training_lowers_the_loss_and_keeps_embeddings_apart(tmp_path):
     sched = make_schedule("sqrt", 100)
     g = torch.Generator().manual_seed(0)
     first = e2e_loss(net, ids, sched, generator=g)[0].item()
-    cfg = TrainConfig(steps=150, batch_size=16, lr=3e-3, ema_decay=None, progress=False, log_every=50, ckpt_every=150)
+    cfg = TrainConfig(steps=100, batch_size=16, lr=3e-3, ema_decay=None, progress=False, log_every=50, ckpt_every=100)
     fit(net, lambda m, b: e2e_loss(m, b, sched)[0], TokenDataset(ids), cfg, tmp_path)
     g = torch.Generator().manual_seed(0)
     after_loss = e2e_loss(net, ids, sched, generator=g)[0].item()

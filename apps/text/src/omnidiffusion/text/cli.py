@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 from omnidiffusion.core.cli import AppCLI, print_json
@@ -34,7 +35,8 @@ def run_train(args: argparse.Namespace, config: TextConfig) -> int:
     from .train import train_text
 
     paths = train_text(config, args.out)
-    print(f"Diffusion-LM: {paths.model}\nclassifier: {paths.classifier}\nteacher LM: {paths.teacher}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
+        print(f"Diffusion-LM: {paths.model}\nclassifier: {paths.classifier}\nteacher LM: {paths.teacher}")
     return 0
 
 

@@ -13,10 +13,12 @@ stage returns at once, so `train` after a kill picks up where it stopped.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
@@ -85,18 +87,40 @@ class TrainedPaths:
 
 
 def train_text(config: TextConfig, out_dir: str | Path, *, progress: bool = True) -> TrainedPaths:
-    """Run every stage into `out_dir` (resuming finished or interrupted stages); returns their directories."""
-    out = Path(out_dir)
+    """Run every stage into `out_dir` (resuming finished or interrupted stages); returns their directories.
+
+    Under `torchrun` one process group serves all stages (each `fit` then runs DistributedDataParallel on it);
+    rank 0 writes the tokenizer and the training sentences, the other ranks read them after a barrier.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
+        cuda = config.train.device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    try:
+        return _train_stages(config, Path(out_dir), progress, world > 1 and dist.get_rank() != 0)
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def _train_stages(config: TextConfig, out: Path, progress: bool, follower: bool) -> TrainedPaths:
     splits = load_examples(config)
     train = splits["train"]
-    if (out / TOKENIZER_FILE).is_file():
-        tok = load_tokenizer(out)  # a resumed run keeps its vocabulary
-    else:
-        tok = train_tokenizer([ex.text for ex in train], config.data.min_frequency)
-        save_tokenizer(tok, out)
+    if not follower:
+        if (out / TOKENIZER_FILE).is_file():
+            tok = load_tokenizer(out)  # a resumed run keeps its vocabulary
+        else:
+            tok = train_tokenizer([ex.text for ex in train], config.data.min_frequency)
+            save_tokenizer(tok, out)
     seq_len = config.data.seq_len
+    if dist.is_initialized():
+        dist.barrier()
+    if follower:
+        tok = load_tokenizer(out)
     train = _fitting(train, tok, seq_len)
-    (out / TRAIN_TEXTS).write_text("\n".join(ex.text for ex in train) + "\n", encoding="utf-8")
+    if not follower:
+        (out / TRAIN_TEXTS).write_text("\n".join(ex.text for ex in train) + "\n", encoding="utf-8")
     ids = encode(tok, [ex.text for ex in train], seq_len)
 
     # 1. Diffusion-LM
