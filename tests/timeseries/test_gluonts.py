@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from gluonts.dataset.common import ListDataset
 from gluonts.evaluation import Evaluator, MultivariateEvaluator, make_evaluation_predictions
@@ -45,15 +46,28 @@ def test_predictor_through_make_evaluation_predictions_and_evaluators(trained):
     assert agg["m_sum_mean_wQuantileLoss"] == pytest.approx(ours_sum, rel=1e-5)
 
 
-def test_univariate_dataset_and_evaluator():
-    ds = ListDataset([{"start": "2021-01", "target": np.sin(np.arange(40) / 2) + i} for i in range(3)], freq="M")
+def test_univariate_gluonts_artificial_dataset_and_evaluator():
+    from omnidiffusion.timeseries.forecasting import artificial
+
+    train, ds = artificial(num_series=3, prediction_length=2, length=(30, 40))
     settings = load_settings("tiny", ["train.steps=3", "sampler.n_samples=5"])
-    predictor = CSDIEstimator(prediction_length=2, context_length=4, settings=settings).train(ds)
+    predictor = CSDIEstimator(prediction_length=2, context_length=4, settings=settings).train(train)
     forecasts, tss = make_evaluation_predictions(ds, predictor, num_samples=5)
     forecasts = list(forecasts)
     assert [f.samples.shape for f in forecasts] == [(5, 2)] * 3
     agg, _ = Evaluator(quantiles=Q19, num_workers=None)(list(tss), forecasts, num_series=3)
     assert np.isfinite(agg["mean_wQuantileLoss"])
+
+
+def test_pandas_dataset_input(trained):
+    from gluonts.dataset.pandas import PandasDataset
+
+    predictor, ds, _ = trained
+    entry = next(iter(ds))
+    index = pd.period_range(entry["start"], periods=entry["target"].shape[1], freq="D")
+    frame = pd.DataFrame(entry["target"].T, index=index, columns=["a", "b"])
+    fc = next(iter(predictor.predict(PandasDataset(frame, target=["a", "b"]), num_samples=4)))
+    assert fc.samples.shape == (4, 3, 2) and fc.start_date == index[-1] + 1
 
 
 def test_save_load_round_trip_gives_identical_forecasts(trained, tmp_path):

@@ -114,3 +114,22 @@ def forecast_table(predictor: CSDIPredictor, frame: pd.DataFrame) -> tuple[pd.Da
         cols[f"{name}_q05"] = np.quantile(samples[..., k], 0.05, axis=0)
         cols[f"{name}_q95"] = np.quantile(samples[..., k], 0.95, axis=0)
     return pd.DataFrame(cols, index=index), samples.astype(np.float64)
+
+
+def artificial(
+    num_series: int = 10, prediction_length: int = 4, length: tuple[int, int] = (60, 120), freq: str = "D"
+) -> tuple[ListDataset, ListDataset]:
+    """gluonts' ComplexSeasonalTimeSeries (ramping sinusoids with weekly spikes), generated offline:
+    (train, test) ListDatasets; test series extend the train ones by `prediction_length`."""
+    from gluonts.dataset.artificial import ComplexSeasonalTimeSeries
+
+    data = ComplexSeasonalTimeSeries(
+        num_series=num_series,
+        prediction_length=prediction_length,
+        freq_str=freq,
+        length_low=length[0],
+        length_high=length[1],
+        is_noise=True,
+    ).generate()
+    strip = lambda entries: [{"start": e["start"], "target": e["target"]} for e in entries]  # noqa: E731
+    return ListDataset(strip(data.train), freq=freq), ListDataset(strip(data.test), freq=freq)
