@@ -187,3 +187,15 @@ def test_stochastic_purification_keeps_the_data_distribution(method, std_tol):
     assert abs(out.mean().item() - mean) < 0.01
     # DDPM's fixed-small ancestral steps under-disperse slightly at 100 steps over [0, 0.3] (first-order bias).
     assert abs(out.std().item() - std) < std_tol
+
+
+def test_accepts_a_vision_image_ddpm_and_registers_its_weights(images):
+    vision = pytest.importorskip("omnidiffusion.vision")
+    torch.manual_seed(0)
+    unet = {"base_channels": 8, "channel_mults": [1, 2], "norm_groups": 4, "attention_resolutions": []}
+    ddpm = vision.ImageDDPM(8, 1, unet)
+    dp = DiffPure(ddpm, t_star=0.1, steps=2)
+    names = {n for n, _ in dp.named_parameters()}
+    assert names and all(n.startswith("diffusion.") for n in names)
+    out = dp(images)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
