@@ -119,7 +119,9 @@ def pick(d: dict) -> dict:
 # CPU mode
 
 
-def cpu_small(data: dict, work: Path, steps: int, quick: bool, table_seconds: float) -> dict:
+def cpu_small(
+    data: dict, work: Path, steps: int, quick: bool, table_seconds: float, table_clips: int, search_seconds: float
+) -> dict:
     torch.set_num_threads(1)
     config = load_config(
         AudioConfig,
@@ -129,19 +131,20 @@ def cpu_small(data: dict, work: Path, steps: int, quick: bool, table_seconds: fl
     )
     run = work / "default"
     test, val = data["test"], data["validation"]
-    gl = evaluate_griffin_lim(config.mel, test)
+    curve_clips = data.get("test_curve", test)
+    gl = evaluate_griffin_lim(config.mel, curve_clips)
 
     def score(step: int, model: WaveGrad) -> dict:
-        r = evaluate_model(model, test, iterations=6)
+        r = evaluate_model(model, curve_clips, iterations=6)
         print(f"  small step {step}: log-mel {r['log_mel_distance']:.3f}", flush=True)
         return {"step": step, **pick(r)}
 
     info, curve = train_in_chunks(config, data["train"], run, 4, score)
     model = WaveGrad.from_pretrained(run)
-    search = search_model_schedule(model, val, steps=6, sweeps=1, max_seconds=1.0, progress=False)
+    search = search_model_schedule(model, val[:1], steps=6, sweeps=1, max_seconds=search_seconds, progress=False)
     rows = []
     one = [test[0][: config.mel.sample_rate]]  # 1000 iterations: the first second of the first clip
-    test = [c[: int(table_seconds * config.mel.sample_rate)] for c in test]  # the table: each clip's start
+    test = [c[: int(table_seconds * config.mel.sample_rate)] for c in test[:table_clips]]  # the table: clip starts
     plans = [
         ("ddpm 1000 (first 1 s of clip 1)", {"iterations": 1000}, one),
         ("ddpm 50", {"iterations": 50}, test),
@@ -152,6 +155,7 @@ def cpu_small(data: dict, work: Path, steps: int, quick: bool, table_seconds: fl
     plans += [(f"dpm++2m {s}", {"method": "dpm++2m", "steps": s}, test) for s in (6, 12, 25)]
     if quick:
         plans = [p for p in plans if "1000" not in p[0]]
+    rows.append({"sampler": "Griffin-Lim, 32 iterations", **pick(evaluate_griffin_lim(config.mel, test))})
     for name, kw, clips in plans:
         r = evaluate_model(model, clips, **kw)
         rows.append({"sampler": name, **pick(r)})
@@ -195,8 +199,9 @@ def cpu_paper(data: dict, work: Path, steps: int) -> dict:
     )
     info = train(config, clips["train"], work / "paper")
     model = WaveGrad.from_pretrained(work / "paper")
-    mel = model.mel(clips["test"][0])[0]
-    seconds = clips["test"][0].numel() / REFERENCE_MEL.sample_rate
+    one = clips["test"][0][: 2 * REFERENCE_MEL.sample_rate]  # RTF on the first 2 s of a held-out clip
+    mel = model.mel(one)[0]
+    seconds = one.numel() / REFERENCE_MEL.sample_rate
     rtf, _ = real_time_factor(lambda: model.vocode(mel, betas=inference_betas(6)), seconds)
     search = search_model_schedule(model, clips["validation"], steps=6, max_seconds=0.5, progress=False)
     r = evaluate_model(model, clips["test"], betas=search["betas"])
@@ -281,8 +286,17 @@ def cpu_mode(args: argparse.Namespace) -> None:
         },
         "reference": REFERENCE,
     }
-    res["small"] = cpu_small(data, work, args.default_steps, args.quick, args.table_seconds)
-    res["protocol"]["table_seconds_per_clip"] = args.table_seconds
+    if args.curve_seconds:
+        data["test_curve"] = [c[: int(args.curve_seconds * 22050)] for c in data["test"]]
+    res["small"] = cpu_small(
+        data, work, args.default_steps, args.quick, args.table_seconds, args.table_clips, args.search_seconds
+    )
+    res["protocol"].update(
+        table_seconds_per_clip=args.table_seconds,
+        table_clips=args.table_clips,
+        curve_seconds_per_clip=args.curve_seconds,
+        search_seconds=args.search_seconds,
+    )
     if args.paper_steps > 0:
         res["paper"] = cpu_paper(data, work, args.paper_steps)
     res["wall_s"] = time.perf_counter() - start
@@ -483,6 +497,9 @@ def main() -> None:
     parser.add_argument("--paper-steps", type=int, default=100, help="CPU: steps of the paper-size run (0: skip)")
     parser.add_argument("--quick", action="store_true", help="CPU: skip the 1000-iteration row")
     parser.add_argument("--table-seconds", type=float, default=2.0, help="CPU: clip length in the iterations table")
+    parser.add_argument("--table-clips", type=int, default=5, help="CPU: test clips in the iterations table")
+    parser.add_argument("--curve-seconds", type=float, default=None, help="CPU: cut test clips for the curve")
+    parser.add_argument("--search-seconds", type=float, default=1.0, help="CPU: validation clip length (search)")
     parser.add_argument("--gpu-paper-scale", action="store_true", help="GPU mode (see the module docstring)")
     parser.add_argument("--seconds", type=float, default=240.0, help="GPU mode: paper-scale training seconds")
     parser.add_argument("--ref-steps", type=int, default=2000, help="GPU mode: steps of the reference protocol")
