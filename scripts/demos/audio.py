@@ -109,6 +109,9 @@ def _run(out_dir: Path, quick: bool) -> SectionResult:
                 rows,
             )
         ],
-        notes=[f"Trained {result.step} steps, final loss {result.loss:.3f} (L1 on the noise; 0.80 untrained)."],
+        notes=[
+            f"Trained {result.step} steps, final loss {result.loss:.3f} "
+            "(L1 on the noise; predicting zero scores E|eps| = 0.80)."
+        ],
         files=[out_dir / "metrics.json", wav],
     )

@@ -20,9 +20,10 @@ def spectrogram_comparison(
     """One row per signal: its log-mel (the model's mel function), titled with its score when given."""
     fig = Figure(figsize=(10, 2.2 * len(signals)), layout="constrained")
     axes = fig.subplots(len(signals), 1, squeeze=False)[:, 0]
-    for ax, (name, wav) in zip(axes, signals.items(), strict=True):
-        m = log_mel(wav.reshape(-1).float().cpu(), mel)[0].numpy()
-        ax.imshow(m, origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=max(float(m.max()), -5.0))
+    mels = {name: log_mel(wav.reshape(-1).float().cpu(), mel)[0].numpy() for name, wav in signals.items()}
+    top = float(next(iter(mels.values())).max())  # one colour scale for all rows: the first signal's top 10 nats
+    for ax, (name, m) in zip(axes, mels.items(), strict=True):
+        ax.imshow(m, origin="lower", aspect="auto", cmap="magma", vmin=top - 10.0, vmax=top)
         title = name if not scores or name not in scores else f"{name}: log-mel distance {scores[name]:.3f}"
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("mel band")
