@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def run_train(args: argparse.Namespace, settings) -> None:
         estimator.train(dataset)
     else:
         train_imputer(settings, args.out)
-    print(f"wrote {args.out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"wrote {args.out}")
 
 
 def _load_model(checkpoint: str, config: UseConfig):
