@@ -52,7 +52,7 @@ def geodiff_ld(
     with torch.no_grad():
         for sigma in steps:
             sig = torch.full((pos.shape[0],), sigma, dtype=pos.dtype, device=pos.device)
-            g, _, _ = model.chain_rule(pos, sig, graph["atom_type"], graph["edge_index"], graph["edge_type"], batch)
+            g, *_ = model.chain_rule(pos, sig, graph["atom_type"], graph["edge_index"], graph["edge_type"], batch)
             step = cfg.step_lr * (sigma / 0.01) ** 2
             noise = torch.randn(pos.shape, generator=generator, dtype=pos.dtype, device=pos.device)
             pos = pos - (step / sigma) * g + math.sqrt(2.0 * step) * noise

@@ -9,7 +9,8 @@ mapped to atoms by the chain rule, g_i = sum_j r_ij (x_i - x_j)/d_ij; the square
 (local edges) and 2 (radius-only edges within the cutoff) and averaged over atoms.
 
 As a core eps-model (`GeoDiffEps`) the chain-rule vectors g = J^T r (J: the distance Jacobian) are mapped to
-coordinates by damped least squares, eps_hat = (J^T J + lambda I)^-1 g, per molecule. This is our addition,
+coordinates by damped weighted least squares, eps_hat = (J^T W J + lambda I)^-1 g, per molecule (W: 1 on
+local edges, w_global on the radius-only edges switched on), times `eps_scale`. This is our addition,
 so that x0_hat = (x_t - sigma eps_hat)/alpha is on the right scale for core's DDPM and DPM-Solver++; it is
 equivariant (J^T J rotates with the input) and removes the rigid-motion part of g. The paper's own sampler
 (sampling.geodiff_ld) uses g directly.
@@ -70,11 +71,18 @@ def geodiff_loss(model: nn.Module, batch: dict[str, Tensor], schedule: DiscreteV
 
 
 def least_squares_eps(
-    g: Tensor, pos: Tensor, edge_index: Tensor, length: Tensor, batch: Tensor, damping: float
+    g: Tensor,
+    pos: Tensor,
+    edge_index: Tensor,
+    length: Tensor,
+    batch: Tensor,
+    damping: float,
+    weight: Tensor | None = None,
 ) -> Tensor:
-    """Solve (J^T J + lambda I) eps = g per molecule; J = d distances / d positions over `edge_index`.
+    """Solve (J^T W J + lambda I) eps = g per molecule; J = d distances / d positions over `edge_index`.
 
-    g (N, 3), edges directed with both directions present -> eps (N, 3). lambda = damping * trace(J^T J)/(3n).
+    g (N, 3) = J^T W r, edges directed with both directions present, W = diag(weight) (E,) (default 1)
+    -> eps (N, 3). lambda = damping * trace(J^T W J)/(3n).
     """
     n_graphs = num_graphs(batch)
     counts = torch.bincount(batch, minlength=n_graphs)
@@ -84,6 +92,8 @@ def least_squares_eps(
     row, col = edge_index
     unit = (pos[row] - pos[col]) / length.clamp(min=1e-6)[:, None]
     outer = unit[:, :, None] * unit[:, None, :]  # (E, 3, 3)
+    if weight is not None:
+        outer = outer * weight[:, None, None]
     # Each directed edge (i, j) adds u u^T at (i, i) and -u u^T at (i, j): both directions give J^T J.
     hess = pos.new_zeros(n_graphs, n_max, n_max, 3, 3)
     mol = batch[row]
@@ -112,16 +122,19 @@ class GeoDiffEps(nn.Module):
 
     def chain_rule(
         self, pos: Tensor, sigma: Tensor, atom_type: Tensor, edge_index: Tensor, edge_type: Tensor, batch: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(g (N, 3), active edge_index, their lengths) at VE coordinates `pos` and noise levels `sigma` (N,)."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(g (N, 3), active edge_index, their lengths, their weights) at VE coordinates `pos`, noise `sigma` (N,)."""
         out = self.net(pos, sigma, atom_type, edge_index, edge_type, batch)
         use_global = sigma < self.cfg.global_start_sigma  # (N,)
         g = clip_norm(out.local, self.cfg.clip_local)
         if self.cfg.w_global != 0 and bool(use_global.any()):
             g = g + self.cfg.w_global * use_global[:, None] * clip_norm(out.global_, self.cfg.clip)
         is_local = out.edge_type != RADIUS_TYPE
-        active = is_local | ((out.length <= self.net.cutoff) & use_global[out.edge_index[0]])
-        return g, out.edge_index[:, active], out.length[active]
+        global_on = (out.length <= self.net.cutoff) & use_global[out.edge_index[0]] & (self.cfg.w_global != 0)
+        active = is_local | global_on
+        # Edge weights of the mixture g = J^T W r: 1 on local edges, w_global on radius-only edges.
+        weight = torch.where(is_local, 1.0, self.cfg.w_global).to(pos.dtype)[active]
+        return g, out.edge_index[:, active], out.length[active], weight
 
     def forward(
         self, x_t: Tensor, t: Tensor, *, atom_type: Tensor, edge_index: Tensor, edge_type: Tensor, batch: Tensor
@@ -129,8 +142,9 @@ class GeoDiffEps(nn.Module):
         alpha, sigma_ve = ve_scale(self.schedule, t)
         pos = x_t / alpha.to(x_t.dtype)[:, None]
         sig = sigma_ve.to(x_t.dtype)
-        g, e_index, e_len = self.chain_rule(pos, sig, atom_type, edge_index, edge_type, batch)
-        return least_squares_eps(g, pos, e_index, e_len, batch, self.cfg.damping)
+        g, e_index, e_len, e_w = self.chain_rule(pos, sig, atom_type, edge_index, edge_type, batch)
+        eps = least_squares_eps(g, pos, e_index, e_len, batch, self.cfg.damping, e_w)
+        return eps if self.cfg.eps_scale == 1.0 else self.cfg.eps_scale * eps
 
 
 def make_denoiser(net: nn.Module, schedule: DiscreteVP, sampler: SamplerConfig, batch: Tensor) -> Denoiser:

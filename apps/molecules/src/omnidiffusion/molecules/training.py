@@ -64,13 +64,13 @@ def evaluate_model(
     *,
     threshold: float = 0.5,
     ratio: int = 2,
-    samplers: list[tuple[str, int]] | None = None,
+    samplers: list[tuple] | None = None,
     baselines: bool = True,
     seed: int = 0,
     progress: bool = False,
     max_matches: int = MAX_MATCHES,
 ) -> dict[str, Any]:
-    """COV/MAT of the model (one entry per (method, steps) in `samplers`) and of the baselines.
+    """COV/MAT of the model (one entry per (method, steps[, sampler overrides]) in `samplers`) and the baselines.
 
     Each molecule gets ratio x (its reference count) conformers, as in the GeoDiff protocol.
     Returns {"model": {name: metrics}, "baselines": {name: metrics}, "protocol": {...}}.
@@ -80,17 +80,21 @@ def evaluate_model(
     counts = [ratio * m.GetNumConformers() for m in refs]
     out: dict[str, Any] = {"model": {}, "baselines": {}}
     if generator is not None:
-        for method, steps in samplers or [(generator.sampler.method, generator.sampler.steps)]:
+        for spec in samplers or [(generator.sampler.method, generator.sampler.steps)]:
+            method, steps, extra = spec[0], spec[1], dict(spec[2]) if len(spec) > 2 else {}
+            name = f"{method}@{steps}" + "".join(f", {k}={v}" for k, v in extra.items())
             t0 = time.perf_counter()
             try:
-                gens = generator.generate_many(refs, counts, method=method, steps=steps, seed=seed, progress=progress)
+                gens = generator.generate_many(
+                    refs, counts, method=method, steps=steps, seed=seed, progress=progress, **extra
+                )
             except FloatingPointError as e:  # a diverged sampler is a result, not a crash of the whole evaluation
-                out["model"][f"{method}@{steps}"] = {"diverged": str(e), "method": method, "steps": steps}
+                out["model"][name] = {"diverged": str(e), "method": method, "steps": steps}
                 continue
             wall = time.perf_counter() - t0
             scores = evaluate_sets(refs, gens, threshold, max_matches=max_matches)
-            scores.update(sampling_s=wall, method=method, steps=steps)
-            out["model"][f"{method}@{steps}"] = scores
+            scores.update(sampling_s=wall, method=method, steps=steps, **extra)
+            out["model"][name] = scores
     if baselines:
         rand = [random_baseline(m, n, seed + k) for k, (m, n) in enumerate(zip(refs, counts, strict=True))]
         out["baselines"]["random (Rg-scaled Gaussian)"] = evaluate_sets(refs, rand, threshold, max_matches=max_matches)
