@@ -95,14 +95,25 @@ def length_targets(lengths: Tensor, seq_len: int, pad_id: int = 0, end_id: int =
     return ids, mask
 
 
-def length_loss(net: nn.Module, lengths: Tensor) -> ControlLoss:
-    """The diffusion model as length classifier: squared distance of f(x_t, t) to EMB(END/PAD) where they belong."""
+def length_loss(net: nn.Module, lengths: Tensor, word_weight: float = 1.0) -> ControlLoss:
+    """The diffusion model as length classifier on its x0 estimate f(x_t, t) (no clamping):
+    squared distance to EMB(END) at position n+1 and EMB(PAD) after it (the released length control), plus
+    `word_weight` x -log(1 - p(END or PAD | f_j)) at the word positions 1..n (the rounding head's probability that
+    a word slot would end the sentence early)."""
     ids, mask = length_targets(lengths, net.seq_len)
+    pos = torch.arange(net.seq_len)[None]
+    words = (pos >= 1) & (pos <= lengths[:, None].cpu())  # (B, L) the n word slots
 
     def loss(x: Tensor, t: Tensor) -> Tensor:
         target = net.embed(ids.to(x.device)).detach()  # (B, L, d)
-        err = ((net(x, t) - target) ** 2).sum(-1)  # (B, L)
-        return (err * mask.to(err)).sum(-1)
+        x0 = net(x, t)  # (B, L, d)
+        err = ((x0 - target) ** 2).sum(-1)  # (B, L)
+        total = (err * mask.to(err)).sum(-1)
+        if word_weight > 0:
+            logp = torch.log_softmax(net.logits(x0), dim=-1)  # (B, L, V)
+            p_stop = (logp[..., 0].exp() + logp[..., 3].exp()).clamp(max=1 - 1e-6)  # PAD or END
+            total = total - word_weight * (torch.log1p(-p_stop) * words.to(x0)).sum(-1)
+        return total
 
     return loss
 
