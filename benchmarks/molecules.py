@@ -122,7 +122,7 @@ def run_cpu(args: argparse.Namespace) -> dict:
         train_molecules=len(train_mols),
         train_conformers=sum(m.GetNumConformers() for m in train_mols),
         test_molecules=f"first {len(test_mols)} of the last {config.data.test_molecules} bundled SMILES",
-        samplers=[f"{m}@{s}" for m, s in samplers],
+        samplers=list(scores["model"]),
         grid="trailing table steps (DiscreteVP)",
         config=asdict(config),
     )
