@@ -105,3 +105,18 @@ def test_com_projection_hook_centres_every_molecule():
             out[batch == b] - x0[batch == b], -x0[batch == b].mean(0).expand(int((batch == b).sum()), 3)
         )
     assert torch.allclose(center_pos(out, batch), out)
+
+
+def test_zero_weight_edges_drop_out_of_the_least_squares():
+    # Weighted least squares with weight 0 on some edges equals the unweighted solve on the other edges.
+    gen = torch.Generator().manual_seed(3)
+    batch = _batch([6])
+    pos = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    g = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    index = radius_graph(pos, batch, 100.0)
+    keep = (index[0] + index[1]) % 3 != 0  # symmetric in (i, j), so both directions stay together
+    weight = keep.to(torch.float64)
+    length = edge_lengths(pos, index)
+    full = least_squares_eps(g, pos, index, length, batch, 0.05, weight)
+    sub = least_squares_eps(g, pos, index[:, keep], length[keep], batch, 0.05)
+    assert torch.allclose(full, sub, atol=1e-10)
