@@ -64,3 +64,14 @@ def test_perturbation_norms_match_numpy():
     d = (x_adv - x).reshape(3, -1)
     np.testing.assert_allclose(n["linf"].numpy(), np.abs(d).max(1), rtol=0, atol=1e-15)
     np.testing.assert_allclose(n["l2"].numpy(), np.linalg.norm(d, axis=1), rtol=1e-12)
+
+
+def test_plot_handles_accuracies_of_zero_and_one(tmp_path):
+    from omnidiffusion.purification.plots import plot_robustness
+
+    rows = []
+    for k, threat in ((0, "classifier"), (64, "transfer"), (7, "full")):
+        rows.append({"threat": threat, "attack": "pgd", "eps": 0.1, "t_star": 0.1, **summarize(torch.arange(64) < k)})
+    rows.append({"threat": "clean", "attack": "none", "eps": 0.0, "t_star": 0.1, **summarize(torch.ones(64))})
+    path = plot_robustness(rows, tmp_path / "r.png", t_star=0.1)
+    assert path.is_file() and path.stat().st_size > 1000

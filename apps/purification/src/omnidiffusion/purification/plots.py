@@ -45,9 +45,9 @@ def plot_robustness(rows: Sequence[dict], path: str | Path, *, t_star: float | N
         rs = sorted({r["eps"]: r for r in rs}.values(), key=lambda r: r["eps"])
         e = np.array([r["eps"] for r in rs])
         acc = np.array([100 * r["accuracy"] for r in rs])
-        err = np.array(
-            [[100 * (r["accuracy"] - r["ci_low"]) for r in rs], [100 * (r["ci_high"] - r["accuracy"]) for r in rs]]
-        )
+        lo = [100 * (r["accuracy"] - r["ci_low"]) for r in rs]
+        hi = [100 * (r["ci_high"] - r["accuracy"]) for r in rs]
+        err = np.clip(np.array([lo, hi]), 0.0, None)  # rounding can leave -1e-15 at 0% or 100%
         ax_eps.errorbar(e, acc, yerr=err, marker="o", capsize=3, label=f"{THREAT_LABELS.get(threat, threat)}: {attack}")
     ax_eps.set_xlabel("eps")
     ax_eps.set_ylabel("accuracy (%)")
