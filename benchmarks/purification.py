@@ -17,7 +17,8 @@ Protocol (CPU, one thread, every number with the number of test images it rests 
     python benchmarks/purification.py [--work runs/bench/purification] [--n-adaptive 64] [--quick]
     python benchmarks/purification.py --gpu-paper-scale --seconds 60 --out DIR [--device cuda]
 
-Writes benchmarks/results/purification.json, purification.md (the RESULTS.md section) and purification.png.
+Writes benchmarks/results/purification.json, purification.md (the RESULTS.md section) and the figure
+runs/bench/purification/purification.png.
 GPU mode (--gpu-paper-scale) trains the paper-scale DDPM (vision `ddpm-paper`: Ho et al. 2020's CIFAR-10 UNet,
 batch 128, bf16 autocast) on 32x32 crops of the bundled photographs for S seconds, then times DiffPure at the
 paper's CIFAR-10 setting (t* = 0.1, 100 Euler-Maruyama steps) and one full-gradient attack step through the 100-step
@@ -241,6 +242,16 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
     )
 
 
+def render(result: dict, out_json: Path, figure_dir: Path = Path("runs/bench/purification")) -> None:
+    """Write the markdown section beside `out_json` and the figure under `figure_dir` from a result dict."""
+    rows = result["undefended_pgd20"] + result["t_star_eps_table"]
+    rows += [{**r, "t_star": T_MAIN} for r in result["adaptive"]["results"] if r["threat"] in ("bpda", "full")]
+    png = plot_robustness(
+        rows, figure_dir / out_json.with_suffix(".png").name, t_star=T_MAIN, title="DiffPure on held-out digits (Linf)"
+    )
+    out_json.with_suffix(".md").write_text(markdown(result, str(png)))
+
+
 def markdown(r: dict, png: str) -> str:
     h, m = r["headline"], r["models"]
     e = h["eps"]
@@ -313,7 +324,7 @@ def markdown(r: dict, png: str) -> str:
     t = r["timing_s"]
     lines += [
         "",
-        f"![robust accuracy against eps and t*]({png})",
+        f"Figure (accuracy against eps and t*): `{png}`, written by the run.",
         "",
         f"Acceptance: {json.dumps(r['acceptance'])}.",
         "",
@@ -448,12 +459,15 @@ def main() -> None:
     p.add_argument("--adaptive-steps", type=int, default=20, help="EOT-PGD iterations of the adaptive attacks")
     p.add_argument("--eot", type=int, default=4, help="EOT samples per attack step")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (writes purification_quick.*)")
+    p.add_argument("--render", default=None, metavar="JSON", help="only redraw the figure and markdown of a result")
     p.add_argument("--gpu-paper-scale", action="store_true", help="GPU mode (see the module docstring)")
     p.add_argument("--seconds", type=float, default=60.0, help="GPU mode: training seconds")
     p.add_argument("--out", default="runs/purification_gpu", help="GPU mode: output folder")
     p.add_argument("--device", default="cuda", help="GPU mode: device (falls back to cpu without CUDA)")
     args = p.parse_args()
-    if args.gpu_paper_scale:
+    if args.render:
+        render(json.loads(Path(args.render).read_text()), Path(args.render), Path(args.work))
+    elif args.gpu_paper_scale:
         gpu_mode(args)
     else:
         cpu_benchmark(args)
