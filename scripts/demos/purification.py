@@ -10,6 +10,7 @@ OUT/purification/: digits.png (clean, adversarial, purified), robustness.png, me
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,11 @@ compares the classifier alone with DiffPure + classifier on held-out digits: cle
 
 @dataclass
 class DemoConfig:
-    classifier_steps: int = 400
-    ddpm_steps: int = 700
+    classifier_steps: int = 300
+    ddpm_steps: int = 400
     ddpm_overrides: tuple[str, ...] = ("model.base_channels=16", "model.channel_mults=1,2", "train.batch_size=32")
-    n_test: int = 200
-    n_adaptive: int = 32
+    n_test: int = 150
+    n_adaptive: int = 16
     eps: float = 0.1
     t_star: float = 0.1
     steps: int = 10
@@ -81,6 +82,8 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
 
 def _run(cfg: DemoConfig, out_dir: Path) -> SectionResult:
     t0 = time.perf_counter()
+    for sub in ("classifier", "diffusion"):  # a fresh run each time: the section's own folders
+        shutil.rmtree(out_dir / sub, ignore_errors=True)
     x_tr, y_tr = digits_split("train")
     x_te, y_te = digits_split("test")
     x_te, y_te = x_te[: cfg.n_test], y_te[: cfg.n_test]
