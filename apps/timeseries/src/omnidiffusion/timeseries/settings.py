@@ -45,7 +45,7 @@ class SamplerConfig:
     n_samples: int = 100
     method: str = "ddpm"
     steps: int = 50
-    grid: str = "time-uniform"
+    grid: str = "auto"  # time-uniform for ddpm, logsnr for the others (see CSDITask.impute)
     batch_size: int = 2048  # (window, sample) pairs per network call
     seed: int = 0
 

@@ -117,15 +117,19 @@ class CSDITask:
         n_samples: int = 100,
         method: str = "ddpm",
         steps: int = 50,
-        grid: str = "time-uniform",
+        grid: str = "auto",
         generator: torch.Generator | None = None,
         batch_size: int = 4096,
     ) -> Tensor:
         """Draw `n_samples` completions of each window: (B, K, L) -> (n_samples, B, K, L), in z-units.
 
         `cond` marks the known entries; they come back exactly. `batch_size` bounds how many (window, sample)
-        pairs go through the network at once (the sample dimension is batched, not looped).
+        pairs go through the network at once (the sample dimension is batched, not looped). grid "auto":
+        "time-uniform" for ddpm (with steps = T it visits every table step: the paper's chain) and the
+        log-SNR grid of DPM-Solver (Lu et al. 2022) for every other method.
         """
+        if grid == "auto":
+            grid = "time-uniform" if method == "ddpm" else "logsnr"
         if values.shape != cond.shape or values.ndim != 3:
             raise ValueError(
                 f"values, cond: expected equal shapes (B, K, L), got {tuple(values.shape)}, {tuple(cond.shape)}"
