@@ -86,7 +86,6 @@ def test_search_finds_the_optimum_of_a_separable_score():
     torch.testing.assert_close(betas, target)
     assert best == pytest.approx(0.0, abs=1e-12)
     assert 1 + 6 * 8 <= len(trials) <= 1 + 6 * 9  # the start, then every other mantissa at each of the 6 steps
-    assert levels_from_betas(betas)[-1] < 0.6
 
 
 def test_core_ddpm_equals_wavegrad_algorithm_2():
