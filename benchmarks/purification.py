@@ -330,7 +330,9 @@ def markdown(r: dict, png: str) -> str:
         "",
         f"Wall time {t['total'] / 60:.1f} min on {r['machine']['cpu_count']} shared CPU cores, 1 thread "
         f"(classifier {t['classifier_train']:.0f} s, DDPM {t['ddpm_train']:.0f} s, t* x eps table {t['sweep']:.0f} s,"
-        f" samplers {t['samplers']:.0f} s, adaptive attacks {t['adaptive']:.0f} s; load average at the end "
+        f" samplers {t['samplers']:.0f} s, adaptive attacks {t['adaptive']:.0f} s"
+        + (f"; process CPU time {t['process_cpu'] / 60:.1f} min" if "process_cpu" in t else "")
+        + f"; load average at the end "
         f"{r['machine']['load_average_end'][0]:.1f}, so times are inflated by other work). Peak RSS "
         f"{r['peak_rss_mib']:.0f} MiB. Reproduce: `python benchmarks/purification.py`.",
         "",
