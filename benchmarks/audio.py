@@ -259,7 +259,7 @@ def write_markdown(res: dict, path: Path) -> None:
         lines += [
             "### Paper-size WaveGrad (15.9 M) against the measured reference (lmnt-com/wavegrad)",
             "",
-            "| system | steps | log-mel distance (searched 6 it.) | RTF 6 it., 1 thread | s/step, 1 thread |",
+            "| system | steps | log-mel distance (6 it.) | RTF 6 it., 1 thread | s/step, 1 thread |",
             "|---|---|---|---|---|",
             f"| reference WaveGrad, searched 6-step schedule | 2000 | {REFERENCE['searched_6']['log_mel_distance']} | "
             f"{REFERENCE['searched_6']['rtf_1_thread']} | {REFERENCE['seconds_per_step_1_thread']} |",
