@@ -90,7 +90,7 @@ def test_clips_of_any_length_vocode_and_search(model, n):
     if n % 256 == 0:
         # The schedule search runs on such clips (the reference's search crashes on an exact multiple of the hop).
         res = search_model_schedule(model, [clip], steps=1, progress=False)
-        assert len(res["betas"]) == 1 and np.isfinite(res["score"]) and len(res["trials"]) == 9
+        assert len(res["betas"]) == 1 and np.isfinite(res["score"]) and 9 <= len(res["trials"]) <= 10
 
 
 def test_pipeline_round_trip_and_errors(model, tmp_path):
