@@ -1,0 +1,14 @@
+"""One torch thread for these small networks: on a shared 2-core machine more threads only add contention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
