@@ -23,7 +23,6 @@ and times one sampling batch; it writes DIR/text_gpu.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import resource
@@ -193,24 +192,43 @@ def run_gpu(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    # A short probe (warm-up included) measures steps/s; the timed run is then sized to the seconds asked for.
-    probe = TrainConfig(
-        steps=10,
-        batch_size=config.train.batch_size,
+    # Steps/s from a bare warm loop (fit's final checkpoint write would weigh on a short probe), then a fit run
+    # sized to the seconds asked for.
+    loss = lambda model, batch: e2e_loss(model, batch, schedule)[0]  # noqa: E731
+    net.to(device).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=config.train.lr)
+    batch_size = config.train.batch_size
+
+    def one_step() -> None:
+        batch = ids[torch.randint(0, len(ids), (batch_size,))].to(device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp == "bf16"):
+            value = loss(net, batch)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    for _ in range(5):
+        one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        one_step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    rate = 20 / (time.perf_counter() - t0)
+    timed = TrainConfig(
+        steps=max(10, int(rate * args.seconds)),
+        batch_size=batch_size,
         lr=config.train.lr,
         amp=amp,
         device=str(device),
         ema_decay=config.train.ema_decay,
         progress=False,
-        log_every=5,
+        log_every=50,
         ckpt_every=10**9,
     )
-    loss = lambda model, batch: e2e_loss(model, batch, schedule)[0]  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints of a timing run are not kept
-        fit(net, loss, TokenDataset(ids), probe, Path(tmp) / "probe", resume=False)  # warm-up (kernels, allocator)
-        more = dataclasses.replace(probe, steps=30)
-        rate = fit(net, loss, TokenDataset(ids), more, Path(tmp) / "probe", resume=True).steps_per_sec
-        timed = dataclasses.replace(probe, steps=max(10, int(rate * args.seconds)))
         res = fit(net, loss, TokenDataset(ids), timed, Path(tmp) / "run", resume=False)
     lm = DiffusionLM(res.model, tok, schedule, None, device)
     batch = config.train.batch_size
