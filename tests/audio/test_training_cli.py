@@ -20,26 +20,26 @@ from omnidiffusion.audio.wavegrad import WaveGradNet
 def test_tiny_overfit_loss_falls():
     torch.manual_seed(0)
     clip = synthetic_clip(22050, 0.3, 180.0, generator=torch.Generator().manual_seed(0))
-    ds = SegmentDataset([clip], MelConfig(), segment_frames=8)
+    ds = SegmentDataset([clip], MelConfig(), segment_frames=4)
     batch = {k: torch.stack([ds[0][k] for _ in range(4)]) for k in ("audio", "mel")}
     net = WaveGradNet(
         n_mels=80,
         factors=(4, 4, 4, 2, 2),
-        mel_channels=32,
-        up_channels=(32, 32, 16, 16, 16),
-        down_channels=(8, 16, 16, 16, 32),
+        mel_channels=16,
+        up_channels=(16, 16, 16, 16, 16),
+        down_channels=(8, 16, 16, 16, 16),
     )
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
-    for _ in range(120):
+    for _ in range(60):
         loss = wavegrad_loss(net, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     assert first > 0.6  # about E|eps| = 0.80 for an untrained net
-    assert last < 0.7 * first
+    assert last < 0.6 * first
 
 
 def _run(capsys, *argv) -> dict:
