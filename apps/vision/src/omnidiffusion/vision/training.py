@@ -116,16 +116,7 @@ def train_image_ddpm(
         config.prediction,
     )
     loss = DDPMLoss(config.data.image_size, config.data.hflip)
-    result = fit(
-        model,
-        loss,
-        data,
-        config.train,
-        _out(out_dir, config),
-        resume=resume,
-        metadata={"task": "ddpm", "vision_config": to_dict(config)},
-    )
-    return _final(result, model)
+    return _fit(model, loss, data, config, out_dir, resume, "ddpm")
 
 
 def train_sr3(
@@ -142,16 +133,7 @@ def train_sr3(
     d = config.data
     model = SR3(d.image_size, d.channels, d.scale, config.model.unet_kwargs(), config.schedule.to_dict())
     loss = SR3Loss(model.schedule, d.image_size, d.scale, config.loss, d.hflip)
-    result = fit(
-        model,
-        loss,
-        data,
-        config.train,
-        _out(out_dir, config),
-        resume=resume,
-        metadata={"task": "sr3", "vision_config": to_dict(config)},
-    )
-    return _final(result, model)
+    return _fit(model, loss, data, config, out_dir, resume, "sr3")
 
 
 def train_regression(
@@ -168,16 +150,7 @@ def train_regression(
     d = config.data
     model = RegressionSR(d.image_size, d.channels, d.scale, config.model.unet_kwargs())
     loss = RegressionLoss(d.image_size, d.scale, d.hflip)
-    result = fit(
-        model,
-        loss,
-        data,
-        config.train,
-        _out(out_dir, config),
-        resume=resume,
-        metadata={"task": "regression", "vision_config": to_dict(config)},
-    )
-    return _final(result, model)
+    return _fit(model, loss, data, config, out_dir, resume, "regression")
 
 
 def train(
@@ -189,6 +162,13 @@ def train(
     """Run config.task ("ddpm", "sr3" or "regression") on config.data (or `images`)."""
     fn = {"ddpm": train_image_ddpm, "sr3": train_sr3, "regression": train_regression}[config.task]
     return fn(images, config, out_dir, resume=resume)
+
+
+def _fit(model, loss, data, config: VisionConfig, out_dir, resume, task: str):
+    """core's fit with the run's metadata, then the EMA weights on CPU."""
+    metadata = {"task": task, "vision_config": to_dict(config)}
+    result = fit(model, loss, data, config.train, _out(out_dir, config), resume=resume, metadata=metadata)
+    return _final(result, model)
 
 
 def _final(result, model: nn.Module) -> nn.Module:
