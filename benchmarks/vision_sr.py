@@ -14,7 +14,6 @@ scikit-image in tests) and consistency MSE(downsample(SR), LR), for SR3's full a
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import resource
@@ -23,63 +22,23 @@ import time
 from pathlib import Path
 
 import torch
+from _vision import gpu_mode, parser  # benchmarks/_vision.py, beside this script
 
 from omnidiffusion.vision import load_faces, load_vision_config, train_regression, train_sr3
 from omnidiffusion.vision.data import center_crop
 from omnidiffusion.vision.evaluation import evaluate_sr
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def gpu_mode(args: argparse.Namespace) -> None:
-    from omnidiffusion.vision.throughput import paper_scale_throughput
-
-    device = args.device if args.device != "auto" else "cuda"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--gpu-paper-scale: CUDA is not available; pass --device cpu to exercise the code path")
-    config = load_vision_config("sr3-paper", args.set)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = paper_scale_throughput(
-        config,
-        args.seconds,
-        device,
-        out / "vision_sr_gpu_run",
-        batch_size=args.batch,
-        amp=args.amp,
-        sample_steps=args.sample_steps,
-    )
-    result["benchmark"] = "vision_sr --gpu-paper-scale (sr3-paper: 16 -> 128, photo crops)"
-    (out / "vision_sr_gpu.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2))
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
-    p.add_argument("--samples", type=int, default=4, help="SR3 draws per image (mean of k reported too)")
-    p.add_argument("--quick", action="store_true", help="seconds-long smoke run (not a result)")
-    p.add_argument("--work", default="runs/bench/vision_sr")
-    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
-    p.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
-    p.add_argument("--gpu-paper-scale", action="store_true")
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--out", default="runs/bench/gpu")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--amp", default="bf16")
-    p.add_argument("--sample-steps", type=int, default=None)
+    p = parser(__doc__, "SR3", "runs/bench/vision_sr")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.gpu_paper_scale:
-        if args.device == "cpu" and args.amp == "bf16":
-            args.amp = "none"
-        gpu_mode(args)
+        gpu_mode(args, "sr3-paper", "vision_sr", "sr3-paper: 16 -> 128, photo crops")
         return
 
     t_start = time.perf_counter()
