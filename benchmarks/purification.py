@@ -18,7 +18,7 @@ Protocol (CPU, one thread, every number with the number of test images it rests 
     python benchmarks/purification.py --gpu-paper-scale --seconds 60 --out DIR [--device cuda]
 
 Writes benchmarks/results/purification.json, purification.md (the RESULTS.md section) and the figure
-runs/bench/purification/purification.png.
+benchmarks/results/purification.png (beside the JSON; --results moves all three).
 GPU mode (--gpu-paper-scale) trains the paper-scale DDPM (vision `ddpm-paper`: Ho et al. 2020's CIFAR-10 UNet,
 batch 128, bf16 autocast) on 32x32 crops of the bundled photographs for S seconds, then times DiffPure at the
 paper's CIFAR-10 setting (t* = 0.1, 100 Euler-Maruyama steps) and one full-gradient attack step through the 100-step
