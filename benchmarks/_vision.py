@@ -57,3 +57,14 @@ def gpu_mode(args: argparse.Namespace, config_name: str, name: str, description:
     result["benchmark"] = f"{name} --gpu-paper-scale ({description})"
     (out / f"{name}_gpu.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "config"}, indent=2))
+
+
+def train_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides from the flags: device, steps, and a tiny model for --quick."""
+    over = [*args.set, f"train.device={args.device}", "train.progress=false"]
+    if args.steps is not None:
+        over.append(f"train.steps={args.steps}")
+    if args.quick:
+        over += ["train.steps=20", "model.base_channels=8", "model.num_res_blocks=1", "model.norm_groups=4"]
+        over += ["train.log_every=10", "train.ckpt_every=20"]
+    return over

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _vision import gpu_mode, parser  # benchmarks/_vision.py, beside this script
+from _vision import gpu_mode, parser, train_overrides  # benchmarks/_vision.py, beside this script
 
 from omnidiffusion.vision import load_faces, load_vision_config, train_image_ddpm
 from omnidiffusion.vision.data import center_crop
@@ -40,21 +40,9 @@ def main() -> None:
         return
 
     t_start = time.perf_counter()
-    over = [*args.set, f"train.device={args.device}", "train.progress=false"]
-    if args.steps is not None:
-        over.append(f"train.steps={args.steps}")
+    over = train_overrides(args)
     if args.quick:
-        over += [
-            "train.steps=20",
-            "model.base_channels=8",
-            "model.num_res_blocks=1",
-            "model.norm_groups=4",
-            "train.log_every=10",
-            "train.ckpt_every=20",
-            "repaint.steps=10",
-            "repaint.jump_length=2",
-            "repaint.jump_n_sample=2",
-        ]
+        over += ["repaint.steps=10", "repaint.jump_length=2", "repaint.jump_n_sample=2"]
     config = load_vision_config("ddpm-faces", over)
     rp = config.repaint
     k = 1 if args.quick else args.samples

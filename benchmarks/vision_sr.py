@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _vision import gpu_mode, parser  # benchmarks/_vision.py, beside this script
+from _vision import gpu_mode, parser, train_overrides  # benchmarks/_vision.py, beside this script
 
 from omnidiffusion.vision import load_faces, load_vision_config, train_regression, train_sr3
 from omnidiffusion.vision.data import center_crop
@@ -42,18 +42,7 @@ def main() -> None:
         return
 
     t_start = time.perf_counter()
-    over = [*args.set, f"train.device={args.device}", "train.progress=false"]
-    if args.steps is not None:
-        over.append(f"train.steps={args.steps}")
-    if args.quick:
-        over += [
-            "train.steps=20",
-            "model.base_channels=8",
-            "model.num_res_blocks=1",
-            "model.norm_groups=4",
-            "train.log_every=10",
-            "train.ckpt_every=20",
-        ]
+    over = train_overrides(args)
     config = load_vision_config("sr3-faces", over)
     work = Path(args.work)
     faces_train = load_faces("train") * 2 - 1  # (80, 1, 25, 25)
