@@ -18,7 +18,13 @@ import torch
 
 from omnidiffusion.core.cli import AppCLI
 
+from .anomaly import commands as anomaly_commands
+from .points import commands as points_commands
+from .segmentation import commands as seg_commands
 from .settings import PACKAGE, VisionConfig
+
+# Vision II tasks: each module adds its own verbs and answers `evaluate --task <name>`.
+EXTRA_TASKS = {"seg": seg_commands, "points": points_commands, "anomaly": anomaly_commands}
 
 cli = AppCLI(
     "omnidiffusion-vision", "Image diffusion: DDPM, SR3 super-resolution, RePaint inpainting.", package=PACKAGE
@@ -109,6 +115,10 @@ def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
     from .models import SR3, ImageDDPM, RegressionSR
 
     device = _device(args.device)
+    if args.task in EXTRA_TASKS:
+        result = EXTRA_TASKS[args.task].evaluate(args, config)
+        print_json(result)
+        return 0
     if args.task == "sr":
         if not args.hr_dir:
             raise ValueError("--hr-dir: expected a folder of high-resolution images for --task sr")
@@ -201,13 +211,18 @@ _evaluate = cli.add_command(
     help="score a model against its baselines on a folder of images; prints one JSON object",
 )
 _common(_evaluate)
-_evaluate.add_argument("--task", choices=("sr", "inpaint"), required=True)
+_evaluate.add_argument("--task", choices=("sr", "inpaint", *EXTRA_TASKS), required=True)
 _evaluate.add_argument("--hr-dir", default=None, help="--task sr: folder of high-resolution images")
 _evaluate.add_argument("--scale", type=int, default=None, help="--task sr: SR factor (must match the checkpoint)")
 _evaluate.add_argument("--regression", default=None, help="--task sr: a RegressionSR checkpoint to compare with")
-_evaluate.add_argument("--image-dir", default=None, help="--task inpaint: folder of images")
+_evaluate.add_argument("--image-dir", default=None, help="--task inpaint | seg | anomaly: folder of images")
+_evaluate.add_argument("--mask-dir", default=None, help="--task seg | anomaly: folder of ground-truth masks (PNG)")
+_evaluate.add_argument("--data-dir", default=None, help="--task points: folder of point clouds (.npy/.ply/.off/.xyz)")
 _evaluate.add_argument("--mask", default="box", help="--task inpaint: box | half | lines | strokes | mask file")
 _evaluate.add_argument("--crop", type=int, default=None, help="center-crop every image to this side")
+
+for _module in EXTRA_TASKS.values():
+    _module.register(cli, _common)
 
 
 def main() -> None:

@@ -6,10 +6,14 @@
     [train]      core's TrainConfig (steps, batch size, lr, EMA, AMP, checkpoints, device)
     [sample]     sampler used by upscale / sample / evaluate (method, steps, grid)
     [repaint]    RePaint's resampling schedule (steps, jump_length, jump_n_sample)
+    [seg]        segmentation: mask diffusion, its UNet baseline, DDPM-Seg (segmentation/settings.py)
+    [points]     the point-cloud DDPM (points/settings.py)
+    [anomaly]    AnoDDPM anomaly detection (anomaly/settings.py)
 
 `task` picks what `train` builds: "ddpm" (unconditional image DDPM), "sr3" (Saharia et al. 2021) or
 "regression" (the same UNet trained with L2 to map the upsampled low-resolution image to the high-resolution one,
-SR3's regression baseline).
+SR3's regression baseline), "segdiff" / "seg-unet" / "ddpm-seg" (segmentation), "points" (point clouds) or
+"anomaly" (AnoDDPM's DDPM on anomaly-free images).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from omnidiffusion.core.training import TrainConfig
+
+from .anomaly.settings import AnomalySettings
+from .points.settings import PointsSettings
+from .segmentation.settings import SegSettings
 
 PACKAGE = "omnidiffusion.vision"
 
@@ -102,7 +110,7 @@ class RepaintSettings:
 class VisionConfig:
     """Everything `omnidiffusion-vision` reads; see the module docstring for the sections."""
 
-    task: Literal["ddpm", "sr3", "regression"] = "ddpm"
+    task: Literal["ddpm", "sr3", "regression", "segdiff", "seg-unet", "ddpm-seg", "points", "anomaly"] = "ddpm"
     prediction: Literal["eps", "x0", "v"] = "eps"
     loss: Literal["l1", "l2"] = "l2"
     out: str = "runs/vision/ddpm-digits"
@@ -112,6 +120,9 @@ class VisionConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleSettings = field(default_factory=SampleSettings)
     repaint: RepaintSettings = field(default_factory=RepaintSettings)
+    seg: SegSettings = field(default_factory=SegSettings)
+    points: PointsSettings = field(default_factory=PointsSettings)
+    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
 
 
 def load_vision_config(

@@ -159,7 +159,19 @@ def train(
     out_dir: str | Path | None = None,
     resume: bool | None = None,
 ) -> nn.Module:
-    """Run config.task ("ddpm", "sr3" or "regression") on config.data (or `images`)."""
+    """Run config.task on config.data (or `images`); the tasks of Vision II train through their own modules."""
+    if config.task in ("segdiff", "seg-unet", "ddpm-seg"):
+        from .segmentation.commands import train as train_seg
+
+        return train_seg(config, out_dir, resume)
+    if config.task == "points":
+        from .points.commands import train as train_points
+
+        return train_points(config, out_dir, resume)
+    if config.task == "anomaly":
+        from .anomaly.commands import train as train_anomaly
+
+        return train_anomaly(config, out_dir, resume)
     fn = {"ddpm": train_image_ddpm, "sr3": train_sr3, "regression": train_regression}[config.task]
     return fn(images, config, out_dir, resume=resume)
 

@@ -1,0 +1,1 @@
+"""Anomaly detection with AnoDDPM: partial diffusion with Gaussian or simplex noise, then reconstruction."""

@@ -1,0 +1,1 @@
+"""Segmentation by diffusion: SegDiff / MedSegDiff-style mask diffusion and DDPM-Seg pixel classifiers."""

@@ -1,0 +1,22 @@
+"""CLI wiring of the segmentation task: extra verbs and `evaluate --task`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from omnidiffusion.core.cli import AppCLI
+
+
+def register(cli: AppCLI, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add this task's verbs to `omnidiffusion-vision` (`common` adds --checkpoint and --device)."""
+
+
+def evaluate(args: argparse.Namespace, config) -> dict:
+    """`omnidiffusion-vision evaluate --task ...`: one JSON-able dict with the model and its baselines."""
+    raise NotImplementedError("segmentation evaluation is not written yet")
+
+
+def train(config, out_dir, resume):
+    """`omnidiffusion-vision train` for this task's config.task values; returns the trained model."""
+    raise NotImplementedError("segmentation training is not written yet")
