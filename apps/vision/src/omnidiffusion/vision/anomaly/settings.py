@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
 @dataclass
 class AnomalySettings:
-    """AnoDDPM: diffuse to step `t_star` of the training table with `noise` ("gaussian" | "simplex"), reconstruct."""
+    """AnoDDPM: diffuse to step `t_star` of the training table with `noise` ("gaussian" | "simplex"), reconstruct.
+
+    Noise: simplex fields of `octaves` octaves, amplitude decay `persistence`, first-octave `frequency` (pixels per
+    lattice cell; AnoDDPM: 6, 0.8, 64 at 256 px), 3-D noise sliced at the step index (`simplex_dims` = 3) or 2-D.
+    Training draws steps from [0, train_max_index) only (AnoDDPM: 800 of 1000).
+    Detection: `method` ("ddpm" = the paper's ancestral chain, or a core solver such as "dpm++2m") with `steps`
+    (0 = every table step from t*), squared error summed over channels, Gaussian smoothing of `smooth_sigma`
+    pixels (0 = none); image score = `score` ("max" | "mean") of the map. Baseline |x - blur(x)| uses `blur_sigma`.
+    Data: crops of scikit-image texture `texture` downscaled by `zoom` (train: left 3/4, test: right 1/4 of the
+    texture), or `dataset` = "digits"; test anomalies of `anomaly_kinds`, `anomalous_fraction` of the test images.
+    """
 
     noise: Literal["gaussian", "simplex"] = "simplex"
     t_star: int = 250
+    octaves: int = 6
+    persistence: float = 0.8
+    frequency: float = 8.0
+    simplex_dims: int = 3
+    train_max_index: int = 800
+    method: str = "ddpm"
+    steps: int = 0
+    smooth_sigma: float = 1.0
+    score: Literal["max", "mean"] = "max"
+    blur_sigma: float = 1.5
+    seed: int = 0
+    batch_size: int = 64
+    dataset: Literal["textures", "digits"] = "textures"
+    texture: str = "brick"
+    other_texture: str = "gravel"
+    zoom: int = 3
+    train_crops: int = 2048
+    test_images: int = 64
+    anomalous_fraction: float = 0.75
+    anomaly_kinds: list[str] = field(default_factory=lambda: ["texture", "intensity", "scratch"])

@@ -1,0 +1,168 @@
+"""AnoDDPM end to end on a tiny config: train, evaluate (folders and bundled), anomaly-score, pipeline, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omnidiffusion.core import Denoiser
+from omnidiffusion.vision.anomaly.anoddpm import AnoDDPMLoss, partial_diffusion, reconstruct, step_grid
+from omnidiffusion.vision.anomaly.data import anomaly_test_set, write_pairs
+from omnidiffusion.vision.anomaly.pipeline import AnomalyDetector
+from omnidiffusion.vision.anomaly.settings import AnomalySettings
+from omnidiffusion.vision.cli import cli
+from omnidiffusion.vision.models import ImageDDPM
+
+TINY = [
+    "--set",
+    "model.base_channels=8",
+    "--set",
+    "model.channel_mults=1,2",
+    "--set",
+    "model.norm_groups=4",
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "schedule.T=100",
+    "--set",
+    "anomaly.t_star=10",
+    "--set",
+    "anomaly.train_max_index=80",
+    "--set",
+    "anomaly.frequency=4",
+    "--set",
+    "anomaly.train_crops=64",
+    "--set",
+    "anomaly.test_images=8",
+    "--set",
+    "train.steps=4",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.log_every=2",
+    "--set",
+    "train.ckpt_every=2",
+    "--set",
+    "train.progress=false",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("anomaly") / "model"
+    torch.set_num_threads(1)
+    assert cli.main(["train", "--config", "anomaly-textures", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_writes_a_loadable_detector(trained):
+    det = AnomalyDetector.from_pretrained(trained)
+    assert det.settings.t_star == 10 and det.settings.noise == "simplex"
+    assert det.model.image_size == 16 and det.mean_image.shape == (1, 16, 16)
+    amap, score = det.score(Image.fromarray(np.full((16, 16), 128, np.uint8)))
+    assert amap.shape == (16, 16) and amap.dtype == np.float32 and np.isfinite(score)
+    assert score == pytest.approx(float(amap.max()))
+    with pytest.raises(ValueError, match="images"):
+        det.score_batch(torch.rand(1, 1, 12, 12))
+
+
+def test_evaluate_folders_and_bundled(trained, tmp_path, capsys):
+    settings = AnomalyDetector.from_pretrained(trained).settings
+    images, masks = anomaly_test_set(settings, 16)
+    write_pairs(images, masks, tmp_path / "img", tmp_path / "mask")
+    args = ["evaluate", "--task", "anomaly", "--checkpoint", str(trained), "--device", "cpu"]
+    capsys.readouterr()
+    assert cli.main([*args, "--image-dir", str(tmp_path / "img"), "--mask-dir", str(tmp_path / "mask")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"model", "baselines", "protocol"}
+    for metrics in [result["model"], *result["baselines"].values()]:
+        assert 0.0 <= metrics["pixel_auroc"] <= 1.0 and 0.0 < metrics["best_dice"] <= 1.0
+    assert "mean-image" in result["baselines"] and "blur-residual(sigma=1.5)" in result["baselines"]
+    assert result["protocol"]["images"] == 8
+    # bundled test set, with a setting overridden from the command line
+    assert cli.main([*args, "--set", "anomaly.t_star=5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"]["anomaly"]["t_star"] == 5
+    # a mask of the wrong size
+    Image.fromarray(np.zeros((15, 16), np.uint8)).save(tmp_path / "mask" / "0000.png")
+    with pytest.raises(ValueError, match="mask_dir"):
+        cli.main([*args, "--image-dir", str(tmp_path / "img"), "--mask-dir", str(tmp_path / "mask")])
+    with pytest.raises(ValueError, match="--mask-dir"):
+        cli.main([*args, "--image-dir", str(tmp_path / "img")])
+
+
+def test_anomaly_score_verb(trained, tmp_path, capsys):
+    img = tmp_path / "x.png"
+    Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(img)
+    out = tmp_path / "out"
+    args = ["anomaly-score", "--checkpoint", str(trained), "--input", str(img), "--output-dir", str(out)]
+    assert cli.main([*args, "--save-npy", "--device", "cpu"]) == 0
+    assert "score" in capsys.readouterr().out
+    assert Image.open(out / "x_overlay.png").mode == "RGB"
+    assert Image.open(out / "x_map.png").size == (16, 16)
+    assert np.load(out / "x_map.npy", allow_pickle=False).shape == (16, 16)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="bad.png"):
+        cli.main(["anomaly-score", "--checkpoint", str(trained), "--input", str(bad), "--output-dir", str(out)])
+
+
+def _tiny_model(T: int = 50) -> ImageDDPM:
+    torch.manual_seed(0)
+    unet = {"base_channels": 8, "channel_mults": [1], "norm_groups": 4, "attention_resolutions": []}
+    return ImageDDPM(8, 1, unet, {"name": "linear", "T": T, "beta_start": 1e-4, "beta_end": 0.02}).eval()
+
+
+def test_step_grid_and_partial_diffusion_marginal():
+    model = _tiny_model()
+    sched = model.schedule
+    grid = step_grid(sched, 10)
+    assert len(grid) == 11 and grid[0] == pytest.approx(10 / 50) and grid[-1] == 0
+    assert len(step_grid(sched, 10, 4)) == 5
+    with pytest.raises(ValueError, match="t_star"):
+        step_grid(sched, 51)
+    # x_{t*} = sqrt(abar) x + sqrt(1 - abar) eps with abar the product of (1 - beta) over the first t* steps
+    betas = np.linspace(1e-4, 0.02, 50)
+    abar = np.prod(1 - betas[:10])
+    x = torch.full((64, 1, 8, 8), 0.5)
+    s = AnomalySettings(noise="gaussian", t_star=10)
+    xt = partial_diffusion(Denoiser(model, sched, "eps"), x, 10, s, torch.Generator().manual_seed(0))
+    assert xt.mean().item() == pytest.approx(0.5 * np.sqrt(abar), abs=0.01)
+    assert xt.std().item() == pytest.approx(np.sqrt(1 - abar), rel=0.05)
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "simplex"])
+def test_reconstruct_shapes_seeds_and_loss(noise):
+    model = _tiny_model()
+    s = AnomalySettings(noise=noise, t_star=5, frequency=4.0, train_max_index=40)
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    a = reconstruct(model, x, s, generator=torch.Generator().manual_seed(1))
+    b = reconstruct(model, x, s, generator=torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and a.abs().max() <= 1
+    c = reconstruct(model, x, s, method="ddim", steps=3, generator=torch.Generator().manual_seed(1))
+    assert c.shape == x.shape
+    loss = AnoDDPMLoss(s)(model.train(), x)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+
+
+def test_training_loss_falls_on_one_texture():
+    from omnidiffusion.vision.anomaly.data import texture_crops
+
+    torch.manual_seed(0)
+    model = _tiny_model(T=100).train()
+    x = texture_crops("brick", "train", 32, 8, 3) * 2 - 1
+    loss_fn = AnoDDPMLoss(AnomalySettings(t_star=20, train_max_index=80, frequency=4.0))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = loss_fn(model, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
