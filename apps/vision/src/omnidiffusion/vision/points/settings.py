@@ -7,6 +7,34 @@ from dataclasses import dataclass
 
 @dataclass
 class PointsSettings:
-    """Point-cloud settings: clouds of `n_points` points."""
+    """Point-cloud settings: data, network, PVD-style completion and evaluation sizes.
 
-    n_points: int = 512
+    source "shapes" draws the bundled procedural shapes (n_train / n_test clouds from seeds `seed` and
+    seed + 10000); "folder" reads a ShapeNet-like folder (points/formats.py) and holds out `test_fraction`.
+    """
+
+    n_points: int = 256
+    source: str = "shapes"  # shapes | folder
+    folder: str = ""
+    test_fraction: float = 0.1  # source = folder: share held out for evaluation
+    normalize: str = "none"  # folders: none | unit-sphere | bbox, per cloud (points/formats.py)
+    n_train: int = 400
+    n_test: int = 64
+    seed: int = 0
+    scale_min: float = 0.6
+    scale_max: float = 1.0
+    rotation: str = "so3"  # so3 | z | none: the bundled shapes' random rotation
+    augment_rotation: bool = True  # random z rotations while training (turn off for axis-aligned data)
+    # network (points/network.py)
+    width: int = 128
+    depth: int = 4
+    inducing: int = 16  # inducing summaries per block; 0 = max/mean pooling only
+    heads: int = 4
+    # PVD-style completion (Zhou et al. 2021): observed points stay clean
+    complete_frac: float = 0.5  # share of training clouds that carry an observed subset
+    n_known: int = 64  # observed points of a completion input
+    keep_min: float = 0.25  # the cutting plane keeps a fraction in [keep_min, keep_max] of the cloud
+    keep_max: float = 0.5
+    # evaluation
+    n_eval: int = 64  # generated clouds compared with as many held-out clouds (MMD / COV / 1-NNA)
+    emd: bool = True  # also the EMD-based metrics (exact assignment; O(n_eval^2) assignments)
