@@ -6,8 +6,9 @@ Bundled (nothing is downloaded):
   right 1/4, so they never overlap.
 - `normal_images(settings, split, size)`: the normal set of the configured dataset (textures or digits 16 x 16).
 - `paste_anomalies(images, ...)`: a test set with known pixel masks. Kinds: "texture" (an elliptic patch of
-  another texture), "intensity" (a smooth bright or dark elliptic blob), "scratch" (a straight 1-2 px line of
-  constant intensity). A fraction of the images stays normal (empty mask) for the image-level AUROC.
+  another texture), "intensity" (a bright or dark elliptic blob), "scratch" (a straight 1-2 px line of constant
+  intensity), by default matched to the normal image's intensity statistics. A fraction of the images stays
+  normal (empty mask) for the image-level AUROC.
 
 User data: `read_pairs(image_dir, mask_dir)` pairs images and masks by file name (masks: white = anomalous,
 thresholded at 0.5); `write_pairs` writes the same layout as PNG.
@@ -107,14 +108,19 @@ def paste_anomalies(
     *,
     other: Tensor | None = None,
     anomalous_fraction: float = 0.75,
+    match_intensity: bool = True,
     seed: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Paste one anomaly into a fraction of `images` (N, 1, S, S) in [0, 1]: (images, masks (N, 1, S, S) bool).
 
-    "texture" copies the same region of `other` (N, 1, S, S), another texture; "intensity" adds a smooth blob of
-    +-(0.35..0.6) (clamped); "scratch" sets a line to a value 0.35 away from the local mean. The first
-    round(fraction * N) images get anomalies (kinds in turn), the rest stay normal; the mask is exactly the
-    pixels that were changed by the paste region.
+    "texture" copies the same region of `other` (N, 1, S, S), another texture; "intensity" adds a smooth-edged
+    elliptic blob of constant offset; "scratch" draws a 1-2 px line of constant value. With `match_intensity`
+    the anomalies stay inside the normal image's intensity range, so that a per-pixel intensity test alone
+    cannot find them: the pasted texture is rescaled to the image's mean and standard deviation, blobs shift by
+    +-(0.15..0.3) in a random direction, scratches take the image's 90th-percentile value (the brightness of brick
+    mortar). Without it: raw texture, blobs of +-(0.35..0.6) away from mid-grey, scratches 0.35 away from the
+    mean. The first round(fraction * N) images get anomalies (kinds in turn), the rest stay normal; the mask is
+    exactly the pasted region.
     """
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[-1] != images.shape[-2]:
         raise ValueError(f"images: expected shape (N, 1, S, S), got {tuple(images.shape)}")
@@ -131,18 +137,28 @@ def paste_anomalies(
     for i in range(round(anomalous_fraction * n)):
         kind = kinds[i % len(kinds)]
         img = out[i, 0]
+        mean, std = float(img.mean()), float(img.std())
         if kind == "texture":
             m = _ellipse(s, gen, 0.12, 0.28)
-            img[m] = other[i, 0][m]
+            patch = other[i, 0]
+            if match_intensity:
+                patch = (patch - patch.mean()) / patch.std().clamp(min=1e-6) * std + mean
+            img[m] = patch[m].clamp(0.0, 1.0)
         elif kind == "intensity":
             m = _ellipse(s, gen, 0.1, 0.25)
-            sign = 1.0 if float(img[m].mean()) < 0.5 else -1.0
-            amp = 0.35 + 0.25 * float(torch.rand(1, generator=gen))
+            r = torch.rand(2, generator=gen)
+            if match_intensity:
+                sign, amp = (1.0 if float(r[0]) < 0.5 else -1.0), 0.15 + 0.15 * float(r[1])
+            else:
+                sign, amp = (1.0 if float(img[m].mean()) < 0.5 else -1.0), 0.35 + 0.25 * float(r[1])
             img[m] = (img[m] + sign * amp).clamp(0.0, 1.0)
         else:
             m = _scratch(s, gen)
-            level = float(img.mean())
-            img[m] = level + 0.35 if level < 0.5 else level - 0.35
+            if match_intensity:
+                level = float(torch.quantile(img, 0.9))
+            else:
+                level = mean + 0.35 if mean < 0.5 else mean - 0.35
+            img[m] = level
         masks[i, 0] = m
     return out, masks
 
@@ -157,7 +173,12 @@ def anomaly_test_set(settings: AnomalySettings, size: int) -> tuple[Tensor, Tens
         else:  # digits: the "other texture" is another digit image, flipped upside down
             other = normal.flip(-2).roll(1, dims=0)
     return paste_anomalies(
-        normal, settings.anomaly_kinds, other=other, anomalous_fraction=settings.anomalous_fraction, seed=settings.seed
+        normal,
+        settings.anomaly_kinds,
+        other=other,
+        anomalous_fraction=settings.anomalous_fraction,
+        match_intensity=settings.match_intensity,
+        seed=settings.seed,
     )
 
 

@@ -17,7 +17,8 @@ class AnomalySettings:
     (0 = every table step from t*), squared error summed over channels, Gaussian smoothing of `smooth_sigma`
     pixels (0 = none); image score = `score` ("max" | "mean") of the map. Baseline |x - blur(x)| uses `blur_sigma`.
     Data: crops of scikit-image texture `texture` downscaled by `zoom` (train: left 3/4, test: right 1/4 of the
-    texture), or `dataset` = "digits"; test anomalies of `anomaly_kinds`, `anomalous_fraction` of the test images.
+    texture), or `dataset` = "digits"; test anomalies of `anomaly_kinds` in `anomalous_fraction` of the test images,
+    kept inside the normal intensity range when `match_intensity` (see data.paste_anomalies).
     """
 
     noise: Literal["gaussian", "simplex"] = "simplex"
@@ -41,4 +42,5 @@ class AnomalySettings:
     train_crops: int = 2048
     test_images: int = 64
     anomalous_fraction: float = 0.75
+    match_intensity: bool = True
     anomaly_kinds: list[str] = field(default_factory=lambda: ["texture", "intensity", "scratch"])
