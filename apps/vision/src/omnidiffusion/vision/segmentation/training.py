@@ -1,0 +1,159 @@
+"""Training of the segmentation models, all through core's `fit` (EMA, atomic checkpoints, exact resume).
+
+- `train_segdiff(images, masks, config, out_dir)`: SegDiff (Amit et al. 2021): the mask m in {0, 1} is mapped to
+  x0 = 2m - 1 in [-1, 1] and the network learns core `denoising_loss` (L_simple, eps-MSE at a uniformly drawn table
+  step of the T = 100 schedule) conditioned on the image.
+- `train_seg_unet(images, masks, config, out_dir)`: the same-size UNet baseline with BCE + soft Dice on its logits
+  (the usual medical-segmentation loss; Milletari et al. 2016 for the Dice term), for the same number of steps.
+Both augment with random left-right and up-down flips of image and mask together (torch's global RNG, which core's
+checkpoints save). Images are (N, C, H, W) in [0, 1] and masks (N, 1, H, W) in {0, 1}; the networks see [-1, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from omnidiffusion.core import Denoiser, denoising_loss
+from omnidiffusion.core.config import to_dict
+from omnidiffusion.core.training import fit
+
+from .models import SegDiff, SegUNet
+
+
+class ImageMaskPairs(Dataset):
+    """(image (C, H, W), mask (1, H, W)) pairs in [-1, 1] from pixel-range images and {0, 1} masks."""
+
+    def __init__(self, images: Tensor, masks: Tensor) -> None:
+        check_pairs(images, masks)
+        self.images = (images.float() * 2 - 1).contiguous()
+        self.masks = ((masks.float() >= 0.5).float() * 2 - 1).contiguous()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.images[i], self.masks[i]
+
+
+def check_pairs(images: Tensor, masks: Tensor, channels: int | None = None) -> None:
+    """Validate images (N, C, H, W) in [0, 1] and masks (N, 1, H, W) with values in {0, 1}."""
+    from ..imaging import check_images
+
+    check_images(images, "images", channels=channels, low=0.0, high=1.0)
+    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
+        got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+        raise ValueError(f"masks: expected shape (N, 1, H, W), got {got}")
+    if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+        raise ValueError(
+            f"masks: expected {images.shape[0]} masks of size {tuple(images.shape[-2:])} (one per image), "
+            f"got shape {tuple(masks.shape)}"
+        )
+    if not bool(((masks == 0) | (masks == 1)).all()):
+        raise ValueError("masks: expected binary values in {0, 1}, got other values")
+
+
+def flip_pair(image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Random left-right and up-down flips of (B, C, H, W) images and (B, 1, H, W) masks, the same per pair."""
+    b = image.shape[0]
+    for dim in (-1, -2):
+        flip = (torch.rand(b) < 0.5).to(image.device)[:, None, None, None]
+        image = torch.where(flip, image.flip(dim), image)
+        mask = torch.where(flip, mask.flip(dim), mask)
+    return image, mask
+
+
+class SegDiffLoss:
+    """loss_fn(model, batch) for `fit`: flips, then core `denoising_loss` on the mask with image conditioning."""
+
+    def __init__(self, flips: bool = True) -> None:
+        self.flips = flips
+
+    def __call__(self, model: nn.Module, batch) -> Tensor:
+        image, mask = batch
+        if self.flips:
+            image, mask = flip_pair(image, mask)
+        inner = model.module if hasattr(model, "module") else model  # DDP wraps the SegDiff
+        return denoising_loss(Denoiser(model, inner.schedule, inner.prediction), mask, image=image)
+
+
+def bce_dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
+    """BCE-with-logits + (1 - soft Dice), Dice = (2 sum p y + s) / (sum p + sum y + s) per image, batch mean."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits).flatten(1)
+    y = target.flatten(1)
+    dice = (2 * (p * y).sum(1) + smooth) / (p.sum(1) + y.sum(1) + smooth)
+    return bce + (1 - dice).mean()
+
+
+class SegUNetLoss:
+    """loss_fn(model, batch) for `fit`: flips, then BCE + Dice of the logits against the {0, 1} mask."""
+
+    def __init__(self, flips: bool = True) -> None:
+        self.flips = flips
+
+    def __call__(self, model: nn.Module, batch) -> Tensor:
+        image, mask = batch
+        if self.flips:
+            image, mask = flip_pair(image, mask)
+        return bce_dice_loss(model(image), (mask + 1) / 2)
+
+
+def segdiff_from_config(config, channels: int) -> SegDiff:
+    """A fresh SegDiff from a VisionConfig's [model], [schedule], [data] and [seg] sections."""
+    s = config.seg
+    return SegDiff(
+        config.data.image_size,
+        channels,
+        config.model.unet_kwargs(),
+        config.schedule.to_dict(),
+        config.prediction,
+        s.fusion,
+        s.encoder_blocks,
+        s.encoder_growth,
+    )
+
+
+def seg_unet_from_config(config, channels: int) -> SegUNet:
+    """The same-size UNet baseline for a VisionConfig (same [model] and encoder settings as SegDiff)."""
+    s = config.seg
+    return SegUNet(config.data.image_size, channels, config.model.unet_kwargs(), s.encoder_blocks, s.encoder_growth)
+
+
+def _fit(model: nn.Module, loss, data: Dataset, config, out_dir, resume, task: str) -> nn.Module:
+    metadata = {"task": task, "vision_config": to_dict(config)}
+    out = Path(config.out if out_dir is None else out_dir)
+    result = fit(model, loss, data, config.train, out, resume=resume, metadata=metadata)
+    final = result.ema_model if result.ema_model is not None else result.model
+    return (model if final is None else final).to(torch.device("cpu")).eval()
+
+
+def _check_size(images: Tensor, config) -> None:
+    size = config.data.image_size
+    if tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(f"images: expected {size}x{size} (data.image_size), got {tuple(images.shape[-2:])}")
+
+
+def train_segdiff(
+    images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
+) -> SegDiff:
+    """Train SegDiff on pixel-range images (N, C, S, S) and masks (N, 1, S, S); returns the EMA model (saved too)."""
+    check_pairs(images, masks)
+    _check_size(images, config)
+    model = segdiff_from_config(config, images.shape[1])
+    return _fit(model, SegDiffLoss(config.seg.flips), ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
+
+
+def train_seg_unet(
+    images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
+) -> SegUNet:
+    """Train the same-size UNet baseline (BCE + Dice) on the same data and steps; returns the EMA model."""
+    check_pairs(images, masks)
+    _check_size(images, config)
+    model = seg_unet_from_config(config, images.shape[1])
+    data = ImageMaskPairs(images, masks)
+    return _fit(model, SegUNetLoss(config.seg.flips), data, config, out_dir, resume, "seg-unet")
