@@ -1,0 +1,134 @@
+"""SegDiff / SegUNet networks: the feature addition, same size, ensemble fusion, sampling shapes, losses that fall."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from omnidiffusion.core.training import TrainConfig, fit
+from omnidiffusion.vision.segmentation.models import SegDiff, SegUNet, count_parameters
+from omnidiffusion.vision.segmentation.pipeline import ensemble_statistics
+from omnidiffusion.vision.segmentation.pixel_classifier import PixelEnsemble
+from omnidiffusion.vision.segmentation.training import (
+    ImageMaskPairs,
+    SegDiffLoss,
+    SegUNetLoss,
+    bce_dice_loss,
+    check_pairs,
+)
+
+UNET = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "norm_groups": 4, "attention_resolutions": []}
+
+
+def test_same_size_unet_has_the_same_parameter_count():
+    a = SegDiff(16, 1, UNET, encoder_blocks=1, encoder_growth=4)
+    b = SegUNet(16, 1, UNET, encoder_blocks=1, encoder_growth=4)
+    assert count_parameters(a) == count_parameters(b)
+
+
+def test_encoder_features_are_added_after_the_first_conv():
+    torch.manual_seed(0)
+    model = SegDiff(16, 1, UNET, encoder_blocks=1, encoder_growth=4).eval()
+    x, img, t = torch.randn(2, 1, 16, 16), torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2)
+    feats = model.encode(img)
+    # independent route: a copy of the UNet whose first conv has the features folded into its output
+    net = model.net
+    plain_first = net.input_conv
+    with torch.no_grad():
+
+        class Shifted(torch.nn.Module):
+            weight = plain_first.weight  # the UNet reads its dtype
+
+            def forward(self, h):
+                return plain_first(h) + feats
+
+        net.input_conv = Shifted()
+        expected = net(x, t)
+        net.input_conv = plain_first
+        got = model(x, t, image=img)
+    torch.testing.assert_close(got, expected)
+    assert not net.input_conv._forward_hooks  # the hook is gone after the call
+    # the image changes the output (with a non-zero output conv)
+    with torch.no_grad():
+        torch.nn.init.normal_(net.out_conv.weight, std=0.1)
+        assert not torch.allclose(model(x, t, image=img), model(x, t, image=-img))
+    with pytest.raises(ValueError, match="image"):
+        model(x, t, image=torch.zeros(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("fusion", ["concat", "both"])
+def test_concat_fusion_builds_and_runs(fusion):
+    model = SegDiff(16, 1, UNET, fusion=fusion, encoder_growth=4)
+    out = model(torch.randn(2, 1, 16, 16), torch.rand(2), image=torch.zeros(2, 1, 16, 16))
+    assert out.shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="fusion"):
+        SegDiff(16, 1, UNET, fusion="sum")
+
+
+def test_ensemble_statistics_hand_worked():
+    draws = torch.ones(4, 1, 1, 2, 2)  # four draws of a 2x2 mask in [-1, 1]
+    draws[:, 0, 0, 0, 1] = torch.tensor([1.0, 1.0, -1.0, -1.0])  # a 2-2 split: mean 0.5, std 0.5
+    draws[:, 0, 0, 1, 0] = torch.tensor([-1.0, -1.0, -1.0, 1.0])  # mean 0.25, std sqrt(3)/4
+    draws[:, 0, 0, 1, 1] = -1.0
+    mean, mask, std = ensemble_statistics(draws)
+    torch.testing.assert_close(mean[0, 0], torch.tensor([[1.0, 0.5], [0.25, 0.0]]))
+    torch.testing.assert_close(mask[0, 0], torch.tensor([[1.0, 1.0], [0.0, 0.0]]))  # threshold 0.5 inclusive
+    torch.testing.assert_close(std[0, 0], torch.tensor([[0.0, 0.5], [3**0.5 / 4, 0.0]]))
+
+
+def test_sample_masks_shapes_and_range():
+    model = SegDiff(16, 1, UNET, schedule={"name": "linear", "T": 10, "beta_start": 1e-3, "beta_end": 0.2})
+    img = torch.rand(3, 1, 16, 16) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    draws = model.sample_masks(img, 2, method="dpm++2m", steps=3, generator=gen, batch_size=4)
+    assert draws.shape == (2, 3, 1, 16, 16) and draws.abs().max() <= 1
+
+
+def test_bce_dice_hand_worked():
+    logits = torch.zeros(1, 1, 1, 2)  # p = 0.5 everywhere; target [1, 0]
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    # BCE = log 2; Dice = (2 * 0.5 + 1) / (1 + 1 + 1) = 2/3 -> loss = log 2 + 1/3
+    assert bce_dice_loss(logits, target).item() == pytest.approx(float(torch.log(torch.tensor(2.0))) + 1 / 3)
+
+
+def test_bad_pairs():
+    with pytest.raises(ValueError, match="binary"):
+        check_pairs(torch.rand(2, 1, 4, 4), torch.full((2, 1, 4, 4), 0.5))
+    with pytest.raises(ValueError, match="one per image"):
+        check_pairs(torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 4, 5))
+
+
+def _overfit(model, loss, tmp_path, steps=40):
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 8, 8)
+    masks = (images > 0.5).float()  # a per-pixel rule any of the nets can learn
+    cfg = TrainConfig(steps=steps, batch_size=8, lr=5e-3, ema_decay=None, progress=False, log_every=5, ckpt_every=1000)
+    fit(model, loss, ImageMaskPairs(images, masks), cfg, tmp_path)
+    log = (tmp_path / "log.csv").read_text().strip().splitlines()[1:]
+    losses = [float(line.split(",")[1]) for line in log]
+    return losses[0], losses[-1]
+
+
+def test_segdiff_and_unet_losses_fall(tmp_path):
+    first, last = _overfit(SegUNet(8, 1, UNET, encoder_growth=4), SegUNetLoss(), tmp_path / "u")
+    assert last < 0.7 * first
+    sd = SegDiff(8, 1, UNET, prediction="x0", encoder_growth=4)
+    first, last = _overfit(sd, SegDiffLoss(), tmp_path / "s")
+    assert last < 0.7 * first
+
+
+def test_pixel_ensemble_majority_vote():
+    ens = PixelEnsemble(2, 2, n_models=3, hidden=[4]).eval()
+    with torch.no_grad():  # member m says class 1 iff x[:, m % 2] > 0, by construction of its last layer
+        for m, member in enumerate(ens.members):
+            for p in member.parameters():
+                p.zero_()
+            member[0].weight[0, m % 2] = 1.0
+            member[2].weight.fill_(1.0)  # BatchNorm (eval: running mean 0, var 1) as the identity
+            member[3].weight[1, 0] = 1.0
+            member[3].bias[0] = 1e-3
+    x = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
+    ens.mean.zero_()
+    ens.std.fill_(1.0)
+    # members 0 and 2 look at x0, member 1 at x1: the vote follows x0
+    assert ens.predict(x).tolist() == [1, 0, 1]
