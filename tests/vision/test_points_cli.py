@@ -28,6 +28,7 @@ TINY = [
     "train.ckpt_every=3",
     "train.progress=false",
     "train.device=cpu",
+    "sample.method=dpm++2m",
     "sample.steps=3",
 ]
 

@@ -21,12 +21,12 @@ def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
             p.copy_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
 
 
-@pytest.mark.parametrize("inducing", [0, 4])
-def test_network_is_permutation_equivariant_float64(inducing):
-    net = PointDenoiserNet(width=16, depth=2, inducing=inducing, heads=2).double().eval()
+@pytest.mark.parametrize("inducing,local", [(0, False), (4, False), (0, True), (4, True)])
+def test_network_is_permutation_equivariant_float64(inducing, local):
+    net = PointDenoiserNet(width=16, depth=3, inducing=inducing, heads=2, local=local).double().eval()
     _randomise(net)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 23, 3, generator=g, dtype=torch.float64)
+    x = 0.3 * torch.randn(2, 23, 3, generator=g, dtype=torch.float64)
     t = torch.tensor([0.3, 0.9], dtype=torch.float64)
     known = torch.rand(2, 23, generator=g) < 0.3
     perm = torch.randperm(23, generator=g)

@@ -61,7 +61,7 @@ class KnownPoints(DenoiserBase):
 
 
 class PointDiffusionModel(_Pretrained):
-    """DDPM over point clouds of `n_points` points: PointDenoiserNet(width, depth, inducing, heads) + a DiscreteVP.
+    """DDPM over point clouds of `n_points` points: PointDenoiserNet + a DiscreteVP schedule.
 
     schedule: {"name", "T", "beta_start", "beta_end"} (default PVD's linear 1e-4..0.02 over T = 1000);
     prediction: "eps" | "x0" | "v". `n_points` is the training size; generate/complete accept any size.
@@ -75,6 +75,7 @@ class PointDiffusionModel(_Pretrained):
         inducing: int = 16,
         heads: int = 4,
         schedule: dict | None = None,
+        local: bool = True,
         prediction: str = "eps",
     ) -> None:
         super().__init__()
@@ -85,7 +86,7 @@ class PointDiffusionModel(_Pretrained):
         self.n_points, self.prediction = int(n_points), prediction
         self.schedule_spec = dict(PVD_SCHEDULE if schedule is None else schedule)
         self.schedule = make_schedule(self.schedule_spec)
-        self.net = PointDenoiserNet(width, depth, inducing, heads)
+        self.net = PointDenoiserNet(width, depth, inducing, heads, local)
 
     def forward(self, x_t: Tensor, t: Tensor, known: Tensor | None = None) -> Tensor:
         """x_t (B, N, 3), t (B,) in [0, 1], known (B, N) bool or None -> the raw prediction (B, N, 3)."""

@@ -26,7 +26,8 @@ def render_clouds(
     """Render each (N, 3) cloud as a 3-D scatter in a grid and save a PNG.
 
     highlight[i] = K colours the first K points of cloud i apart (the observed points of a completion).
-    limit: half-width of the shared axes (default: the largest |coordinate| over all clouds).
+    limit: half-width of the shared axes (default: 1.1 x the median over clouds of each cloud's largest |coordinate|,
+    so that one diverged cloud does not shrink the others).
     """
     try:
         from matplotlib.figure import Figure
@@ -39,7 +40,7 @@ def render_clouds(
             raise ValueError(f"clouds[{i}]: expected shape (N, 3), got {c.shape}")
     if not items:
         raise ValueError("clouds: expected at least one cloud")
-    lim = limit or float(max(np.abs(c).max() for c in items)) or 1.0
+    lim = limit or 1.1 * float(np.median([np.abs(c).max() for c in items])) or 1.0
     cols = max(1, min(cols, len(items)))
     rows = -(-len(items) // cols)
     fig = Figure(figsize=(cols * size, rows * size))

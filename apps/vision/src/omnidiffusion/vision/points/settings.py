@@ -30,6 +30,7 @@ class PointsSettings:
     depth: int = 4
     inducing: int = 16  # inducing summaries per block; 0 = max/mean pooling only
     heads: int = 4
+    local: bool = True  # kernel-weighted local context and mean-shift input features (points/network.py)
     # PVD-style completion (Zhou et al. 2021): observed points stay clean
     complete_frac: float = 0.5  # share of training clouds that carry an observed subset
     n_known: int = 64  # observed points of a completion input

@@ -128,7 +128,7 @@ def build_model(config: VisionConfig) -> PointDiffusionModel:
     """A fresh PointDiffusionModel from config.points and config.schedule / config.prediction."""
     p = config.points
     return PointDiffusionModel(
-        p.n_points, p.width, p.depth, p.inducing, p.heads, config.schedule.to_dict(), config.prediction
+        p.n_points, p.width, p.depth, p.inducing, p.heads, config.schedule.to_dict(), p.local, config.prediction
     )
 
 
