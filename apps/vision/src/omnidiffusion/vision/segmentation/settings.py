@@ -27,6 +27,7 @@ class SegSettings:
     fusion: Literal["add", "concat", "both"] = "add"
     encoder_blocks: int = 1  # RRDBs in the image encoder
     encoder_growth: int = 8
+    dice_weight: float = 0.0  # + weight x soft Dice of x0_hat in the SegDiff loss (0 = the paper's L_simple)
     n_samples: int = 5  # ensemble size: mean mask, threshold, per-pixel std
     threshold: float = 0.5
     unet_checkpoint: str = ""  # evaluate: a seg-unet checkpoint to score beside the model

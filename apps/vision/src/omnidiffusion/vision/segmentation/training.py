@@ -67,27 +67,48 @@ def flip_pair(image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return image, mask
 
 
-class SegDiffLoss:
-    """loss_fn(model, batch) for `fit`: flips, then core `denoising_loss` on the mask with image conditioning."""
+class _KeepX0:
+    """A Denoiser proxy that keeps x0_hat of its last call, so one network call serves both loss terms."""
 
-    def __init__(self, flips: bool = True) -> None:
-        self.flips = flips
+    def __init__(self, denoiser: Denoiser) -> None:
+        self.inner, self.schedule, self.prediction = denoiser, denoiser.schedule, denoiser.prediction
+        self.x0: Tensor | None = None
+
+    def predict(self, x_t: Tensor, t: Tensor, **cond):
+        out = self.inner.predict(x_t, t, **cond)
+        self.x0 = out.x0
+        return out
+
+
+def soft_dice_loss(p: Tensor, y: Tensor, smooth: float = 1.0) -> Tensor:
+    """1 - (2 sum p y + s) / (sum p + sum y + s) per image, batch mean; p, y (B, 1, H, W) in [0, 1]."""
+    p, y = p.flatten(1), y.flatten(1)
+    return (1 - (2 * (p * y).sum(1) + smooth) / (p.sum(1) + y.sum(1) + smooth)).mean()
+
+
+class SegDiffLoss:
+    """loss_fn(model, batch) for `fit`: flips, core `denoising_loss` on the mask with image conditioning, plus
+    `dice_weight` x soft Dice of the same call's x0_hat (mapped to [0, 1]) against the mask (0 = the paper's loss)."""
+
+    def __init__(self, flips: bool = True, dice_weight: float = 0.0) -> None:
+        self.flips, self.dice_weight = flips, float(dice_weight)
 
     def __call__(self, model: nn.Module, batch) -> Tensor:
         image, mask = batch
         if self.flips:
             image, mask = flip_pair(image, mask)
         inner = model.module if hasattr(model, "module") else model  # DDP wraps the SegDiff
-        return denoising_loss(Denoiser(model, inner.schedule, inner.prediction), mask, image=image)
+        den = _KeepX0(Denoiser(model, inner.schedule, inner.prediction))
+        loss = denoising_loss(den, mask, image=image)
+        if self.dice_weight:
+            loss = loss + self.dice_weight * soft_dice_loss(((den.x0 + 1) / 2).clamp(0, 1), (mask + 1) / 2)
+        return loss
 
 
 def bce_dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
     """BCE-with-logits + (1 - soft Dice), Dice = (2 sum p y + s) / (sum p + sum y + s) per image, batch mean."""
     bce = F.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits).flatten(1)
-    y = target.flatten(1)
-    dice = (2 * (p * y).sum(1) + smooth) / (p.sum(1) + y.sum(1) + smooth)
-    return bce + (1 - dice).mean()
+    return bce + soft_dice_loss(torch.sigmoid(logits), target, smooth)
 
 
 class SegUNetLoss:
@@ -145,7 +166,8 @@ def train_segdiff(
     check_pairs(images, masks)
     _check_size(images, config)
     model = segdiff_from_config(config, images.shape[1])
-    return _fit(model, SegDiffLoss(config.seg.flips), ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
+    loss = SegDiffLoss(config.seg.flips, config.seg.dice_weight)
+    return _fit(model, loss, ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
 
 
 def train_seg_unet(
