@@ -75,6 +75,10 @@ def test_segdiff_train_segment_evaluate(tmp_path, folders, capsys):
     for row in (result["model"], *result["baselines"].values()):
         assert 0.0 <= row["dice"] <= 1.0 and 0.0 <= row["iou"] <= row["dice"] + 1e-9  # IoU <= Dice always
         assert row["n_images"] == 3
+    # without folders (and without --config): the run's own bundled held-out split (seg.n_test = 4 at training)
+    assert cli.main(["evaluate", "--task", "seg", "--checkpoint", str(unet), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"]["n_images"] == 4 and "held-out" in result["protocol"]["data"]
 
 
 def test_ddpm_seg_train_and_evaluate(tmp_path, folders, capsys):

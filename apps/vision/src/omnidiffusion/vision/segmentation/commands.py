@@ -53,6 +53,27 @@ def train(config, out_dir, resume):
     return fn(images, masks, config, out_dir, resume=resume)
 
 
+def run_config(args: argparse.Namespace, config):
+    """Without --config, the config the checkpoint was trained with (kept in its metadata) plus the --set overrides,
+    so the bundled split, image size and DDPM-Seg settings are the run's; otherwise `config`."""
+    from omnidiffusion.core.config import apply_override, from_dict
+    from omnidiffusion.core.io import read_pretrained_config
+
+    from ..settings import VisionConfig
+
+    if getattr(args, "config", None) is not None:
+        return config
+    directory = Path(args.checkpoint)
+    directory = directory / "ddpm" if (directory / "ddpm" / "config.json").is_file() else directory
+    stored = read_pretrained_config(directory).get("metadata", {}).get("vision_config")
+    if not stored:
+        return config
+    run = from_dict(VisionConfig, stored)
+    for override in getattr(args, "overrides", []):
+        run = apply_override(run, override)
+    return run
+
+
 def evaluate(args: argparse.Namespace, config) -> dict:
     """`evaluate --task seg`: the checkpoint's Dice / IoU (or mIoU for DDPM-Seg) and its baselines' in one dict."""
     from ..data import center_crop
@@ -61,6 +82,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     from .pipeline import Segmenter
 
     device = _device(args.device)
+    config = run_config(args, config)
     seg = Segmenter.from_pretrained(args.checkpoint, device, threshold=config.seg.threshold)
     if bool(args.image_dir) != bool(args.mask_dir):
         raise ValueError("--image-dir, --mask-dir: expected both folders (images and masks with the same stems)")
