@@ -139,3 +139,16 @@ def test_conditioning_is_level_free_and_window_scale_makes_it_scale_free():
     _, b, sb = conditioning(5.0 * values - 2.0, cond, window_scale=1e-3)
     torch.testing.assert_close(b, a, atol=1e-5, rtol=0)  # and, with window_scale, to the spread
     torch.testing.assert_close(sb, 5.0 * sa)
+
+
+def test_window_scale_needs_min_known_entries():
+    from omnidiffusion.timeseries.task import conditioning
+
+    values = torch.tensor([[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [0.5, 0.5, 9.0, 9.0]]])  # (1, 3, 4)
+    cond = torch.tensor([[[True, False, True, False], [False, False, False, False], [False, False, True, True]]])
+    # feature 0 has two known entries: scaled by its interpolation's spread with min_known=2, z-units with 3
+    _, _, s2 = conditioning(values, cond, window_scale=1e-3, min_known=2)
+    _, _, s3 = conditioning(values, cond, window_scale=1e-3, min_known=3)
+    interp0 = torch.tensor([1.0, 2.0, 3.0, 3.0])  # linear between the ends, flat after the last known entry
+    torch.testing.assert_close(s2[0, 0, 0], interp0.std())
+    assert s3[0, 0, 0] == 1.0

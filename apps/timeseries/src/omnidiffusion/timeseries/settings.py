@@ -69,6 +69,7 @@ class TaskConfig:
     horizon: int = 4
     forecast_share: float = 0.8  # forecast task: share of batches with the forecast mask (the rest random)
     window_scale: float | None = None  # instance normalisation floor (see task.conditioning); None = off
+    scale_min_known: int = 2  # features with fewer known entries in the window stay in z-units
 
 
 @dataclass
@@ -95,4 +96,5 @@ class Settings:
             horizon=self.task.horizon if forecast else 0,
             forecast_share=self.task.forecast_share,
             window_scale=self.task.window_scale,
+            scale_min_known=self.task.scale_min_known,
         )

@@ -53,11 +53,13 @@ def linear_interpolation(values: Tensor, mask: Tensor, fill: float = 0.0) -> Ten
     return torch.where(mask, values, out)
 
 
-def conditioning(values: Tensor, cond: Tensor, window_scale: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def conditioning(
+    values: Tensor, cond: Tensor, window_scale: float | None = None, min_known: int = 2
+) -> tuple[Tensor, Tensor, Tensor]:
     """(interp (B, K, L), centred interp (B, K, L), scale (B, K, 1)) of the conditioning values.
 
     The centred copy subtracts each feature's mean conditioning value in the window (0 when there is none).
-    With `window_scale` = f, each feature with two or more known entries is measured in units of its own
+    With `window_scale` = f, each feature with `min_known` or more known entries is measured in units of its own
     spread in the window, max(std over time of interp, f) (instance normalisation: a series that grows keeps
     the same shape in these units); otherwise, and for features with fewer known entries, the scale is 1.
     """
@@ -69,7 +71,7 @@ def conditioning(values: Tensor, cond: Tensor, window_scale: float | None = None
     scale = torch.ones_like(level)
     if window_scale is not None:
         spread = interp.std(-1, keepdim=True).clamp(min=window_scale)
-        scale = torch.where(count >= 2, spread, scale)
+        scale = torch.where(count >= max(min_known, 2), spread, scale)
     return interp, (interp - level) / scale, scale
 
 
@@ -84,6 +86,7 @@ class CSDITask:
     horizon: int = 0
     forecast_share: float = 1.0
     window_scale: float | None = None
+    scale_min_known: int = 2
 
     def __post_init__(self) -> None:
         self.schedule = DiscreteVP.quadratic(self.n_steps, beta_start=self.beta_start, beta_end=self.beta_end)
@@ -96,7 +99,7 @@ class CSDITask:
         values, observed = batch["values"], batch["observed"].bool()
         cond = training_mask(observed, self.strategy, horizon=self.horizon, forecast_share=self.forecast_share)
         target = observed & ~cond
-        interp, centred, scale = conditioning(values, cond, self.window_scale)
+        interp, centred, scale = conditioning(values, cond, self.window_scale, self.scale_min_known)
         x0 = torch.where(observed, (values - interp) / scale, torch.zeros_like(values))
         t = sample_t(self.schedule, values.shape[0], device=values.device)
         noise = torch.randn_like(x0)
@@ -138,7 +141,7 @@ class CSDITask:
             raise ValueError(f"n_samples: expected an int >= 1, got {n_samples}")
         cond = cond.bool()
         values = torch.where(cond, values, torch.zeros_like(values))
-        interp, centred, scale = conditioning(values, cond, self.window_scale)
+        interp, centred, scale = conditioning(values, cond, self.window_scale, self.scale_min_known)
         B, K, L = values.shape
         denoiser = self.denoiser(net)
         rep = lambda x: x.unsqueeze(0).expand(n_samples, B, K, L).reshape(n_samples * B, K, L)  # noqa: E731
