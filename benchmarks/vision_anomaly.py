@@ -44,6 +44,12 @@ def _row(name: str, m: dict) -> str:
     return f"| {name} | {m['pixel_auroc']:.3f} | {m['best_dice']:.3f} | {m['image_auroc']:.3f} |"
 
 
+def rewrite_markdown(path: Path) -> None:
+    """Regenerate vision_anomaly.md from a results JSON (the tables only depend on it)."""
+    result = json.loads(path.read_text())
+    path.with_suffix(".md").write_text(_markdown(result))
+
+
 def main() -> None:
     p = parser(__doc__, "reconstruction", "runs/bench/vision_anomaly")
     p.add_argument("--no-gaussian", action="store_true", help="skip the Gaussian-noise model (comparison)")
@@ -193,7 +199,13 @@ def _markdown(result: dict) -> str:
     ]
     for key, res in result["runs"].items():
         m = res["model"]
-        lines.append(f"{_row(key, m)[:-1]} {m['seconds']:.0f} |")
+        lines.append(f"{_row(key, m)} {m['seconds']:.0f} |")
+    for key, res in result["runs"].items():
+        if key.endswith("unmatched-anomalies"):
+            lines += ["", f"Baselines on the anomalies without intensity matching ({key}):", ""]
+            lines += ["| method | pixel AUROC | best Dice | image AUROC |", "|---|---|---|---|"]
+            lines.append(_row("AnoDDPM (simplex)", res["model"]))
+            lines += [_row(f"baseline {name}", m) for name, m in res["baselines"].items()]
     lines += [
         "",
         "Training: "
