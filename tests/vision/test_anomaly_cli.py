@@ -166,3 +166,16 @@ def test_training_loss_falls_on_one_texture():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
+
+
+def test_bundled_configs_load():
+    from omnidiffusion.vision.settings import load_vision_config
+
+    small = load_vision_config("anomaly-textures")
+    paper = load_vision_config("anomaly-paper")
+    assert small.task == paper.task == "anomaly"
+    assert (paper.data.image_size, paper.model.base_channels, paper.train.batch_size) == (256, 128, 1)
+    assert (paper.anomaly.octaves, paper.anomaly.persistence, paper.anomaly.frequency) == (6, 0.8, 64.0)
+    assert paper.anomaly.t_star == 250 and paper.anomaly.train_max_index == 800
+    with pytest.raises(ValueError, match="anomaly"):
+        load_vision_config("anomaly-textures", ["anomaly.octave=3"])
