@@ -81,7 +81,7 @@ def _check_t_star(t_star: int, T: int) -> int:
 
 
 def step_grid(schedule, t_star: int, steps: int | None = None) -> Tensor:
-    """Decreasing times of table steps t*-1, ..., 0 (0-based; every `T/steps`-th when `steps` < t*), then 0."""
+    """Decreasing times of table steps t*-1, ..., 0 (0-based; `steps` evenly spaced ones when `steps` < t*), then 0."""
     t_star = _check_t_star(t_star, schedule.T)
     if steps is None or steps >= t_star:
         idx = torch.arange(t_star - 1, -1, -1)

@@ -43,7 +43,7 @@ def evaluate_anomaly(detector: AnomalyDetector, images: Tensor, masks: Tensor) -
         "anomalous_pixel_fraction": float(masks.float().mean()),
         "image_size": list(images.shape[-2:]),
         "anomaly": asdict(s),
-        "reverse_steps": s.steps or s.t_star,
+        "reverse_steps": s.steps or (s.t_star if s.method == "ddpm" else 20),
         "device": str(detector.device),
         "torch_threads": torch.get_num_threads(),
     }
