@@ -128,8 +128,9 @@ def test_bad_files(tmp_path):
         read_points(tmp_path / "bad.off")
     with pytest.raises(FileNotFoundError, match="data_dir"):
         load_cloud_folder(tmp_path / "missing", 8)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no point-cloud files"):
-        load_cloud_folder(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else tmp_path, 8)
+        load_cloud_folder(tmp_path / "empty", 8)
 
 
 def test_shapenet_like_folder(tmp_path):

@@ -131,8 +131,8 @@ def evaluate(args: argparse.Namespace, config) -> dict:
         test = shape_split(1, p.n_test, model.n_points, p.seed, **kwargs)[1]
         data = f"bundled shapes, {p.n_test} held-out clouds (seed {p.seed + 10_000})"
     test = test[: p.n_eval]
-    if p.n_known >= test.shape[1] * p.keep_min:
-        raise ValueError(f"points.n_known: expected fewer than keep_min * N = {test.shape[1] * p.keep_min:g}")
+    if not 0 < p.n_known <= test.shape[1] * p.keep_min:
+        raise ValueError(f"points.n_known: expected 1..keep_min * N = {test.shape[1] * p.keep_min:g}, got {p.n_known}")
     s = config.sample
     result = evaluate_points(
         model.cpu() if _device(args.device) == "cpu" else model,
