@@ -38,7 +38,8 @@ def run_generate(args: argparse.Namespace, config) -> int:
     model = _load(args)
     s = config.sample
     gen = torch.Generator().manual_seed(s.seed)
-    x = model.generate(args.n, args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen)
+    clip = config.points.clip or None
+    x = model.generate(args.n, args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen, clip=clip)
     out = Path(args.out_dir)
     for i, cloud in enumerate(x):
         write_points(out / f"cloud_{i:03d}.{args.format}", cloud)
@@ -57,7 +58,10 @@ def run_complete(args: argparse.Namespace, config) -> int:
     partial = torch.from_numpy(read_points(args.input))  # (K, 3)
     s = config.sample
     gen = torch.Generator().manual_seed(s.seed)
-    full = model.complete(partial[None], args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen)
+    full = model.complete(
+        partial[None], args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen,
+        clip=config.points.clip or None,
+    )  # fmt: skip
     write_points(args.output, full[0])
     note = ""
     if args.png:
@@ -144,6 +148,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
         keep_max=p.keep_max,
         use_emd=p.emd,
         seed=s.seed,
+        clip=p.clip or None,
     )
     result["protocol"]["data"] = data
     return result

@@ -37,6 +37,7 @@ def evaluate_generation(
     use_emd: bool = True,
     seed: int = 0,
     progress: bool = False,
+    clip: float | None = None,
 ) -> dict:
     """MMD / COV / 1-NNA of the model (one entry per (method, steps)) and of the blob baseline, plus the copy check.
 
@@ -51,7 +52,9 @@ def evaluate_generation(
     for method, steps in samplers:
         gen = torch.Generator().manual_seed(seed)
         t0 = time.perf_counter()
-        x = model.generate(ref.shape[0], ref.shape[1], method=method, steps=steps, generator=gen, progress=progress)
+        x = model.generate(
+            ref.shape[0], ref.shape[1], method=method, steps=steps, generator=gen, progress=progress, clip=clip
+        )
         seconds = time.perf_counter() - t0
         key = f"{method}_{steps}"
         out["model"][key] = {**generation_metrics(x, ref, metrics), "sample_seconds": seconds}
@@ -67,6 +70,7 @@ def evaluate_generation(
         "samplers": [f"{m} {s} steps" for m, s in samplers],
         "metrics": "CD squared (PointFlow), EMD mean matched distance (exact assignment); no renormalisation",
         "copy_check": "on the first sampler's clouds vs the training set",
+        "x0_clip": clip,
         "seed": seed,
     }
     return out
@@ -84,6 +88,7 @@ def evaluate_completion(
     use_emd: bool = True,
     seed: int = 0,
     progress: bool = False,
+    clip: float | None = None,
 ) -> dict:
     """Chamfer (and EMD) of PVD-style completions and of the reflection baseline to the full clouds (B, N, 3)."""
     gt = _as_clouds(clouds, "clouds")
@@ -98,7 +103,7 @@ def evaluate_completion(
     refl = torch.as_tensor(np.stack(mirrored))  # (B, N, 3)
     t0 = time.perf_counter()
     done = model.complete(
-        part, n, method=method, steps=steps, generator=torch.Generator().manual_seed(seed), progress=progress
+        part, n, method=method, steps=steps, generator=torch.Generator().manual_seed(seed), progress=progress, clip=clip
     )
     seconds = time.perf_counter() - t0
     # the partial alone, repeated up to N: what completion has to add to
@@ -119,6 +124,7 @@ def evaluate_completion(
             "n_known": int(n_known),
             "kept_fraction": [keep_min, keep_max],
             "sampler": f"{method} {steps} steps",
+            "x0_clip": clip,
             "seed": seed,
         },
     }
@@ -136,9 +142,12 @@ def evaluate_points(
     use_emd: bool = True,
     seed: int = 0,
     progress: bool = False,
+    clip: float | None = None,
 ) -> dict:
     """Generation and completion together: {"model": {...}, "baselines": {...}, "protocol": {...}}."""
-    gen = evaluate_generation(model, test, train, samplers=samplers, use_emd=use_emd, seed=seed, progress=progress)
+    gen = evaluate_generation(
+        model, test, train, samplers=samplers, use_emd=use_emd, seed=seed, progress=progress, clip=clip
+    )
     method, steps = samplers[0]
     comp = evaluate_completion(
         model,
@@ -151,6 +160,7 @@ def evaluate_points(
         use_emd=use_emd,
         seed=seed,
         progress=progress,
+        clip=clip,
     )
     return {
         "model": {"generation": gen["model"], "completion": comp["model"]},

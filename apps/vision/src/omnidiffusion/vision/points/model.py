@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from omnidiffusion.core import Denoiser, ForwardProcess, replace_known, sample
+from omnidiffusion.core import Denoiser, ForwardProcess, clip_x0, replace_known, sample
 from omnidiffusion.core.denoiser import DenoiserBase, DenoiserOutput
 from omnidiffusion.core.tensors import append_dims, per_sample
 
@@ -92,9 +92,14 @@ class PointDiffusionModel(_Pretrained):
         """x_t (B, N, 3), t (B,) in [0, 1], known (B, N) bool or None -> the raw prediction (B, N, 3)."""
         return self.net(x_t, t, known)
 
-    def denoiser(self) -> Denoiser:
-        """The core Denoiser of this model (no clipping: coordinates are not bounded)."""
-        return Denoiser(self, self.schedule, self.prediction)
+    def denoiser(self, clip: float | None = None) -> Denoiser:
+        """The core Denoiser of this model; `clip` clamps every coordinate of x0_hat to [-clip, clip] (None: off).
+
+        Clipping matters for few-step solvers such as dpm++2m, which extrapolate x0_hat = (x_t - sigma eps) / alpha
+        where alpha is tiny (about 0.006 at t = 1 on the linear table).
+        """
+        hooks = [] if clip is None else [clip_x0(-float(clip), float(clip))]
+        return Denoiser(self, self.schedule, self.prediction, x0_hooks=hooks)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -111,8 +116,12 @@ class PointDiffusionModel(_Pretrained):
         generator: torch.Generator | None = None,
         batch_size: int = 64,
         progress: bool = False,
+        clip: float | None = None,
     ) -> Tensor:
-        """Draw n clouds (n, n_points, 3) with core `sample` (default: the full ancestral chain, T steps)."""
+        """Draw n clouds (n, n_points, 3) with core `sample` (default: the full ancestral chain, T steps).
+
+        `clip` bounds x0_hat (see `denoiser`); use it with few-step solvers such as dpm++2m.
+        """
         if n < 1:
             raise ValueError(f"n: expected an integer >= 1, got {n}")
         n_points = self.n_points if n_points is None else int(n_points)
@@ -125,7 +134,7 @@ class PointDiffusionModel(_Pretrained):
             x = torch.randn((b, n_points, 3), generator=generator).to(device)
             outs.append(
                 sample(
-                    self.denoiser(),
+                    self.denoiser(clip),
                     x,
                     method,
                     steps or self.schedule.T,
@@ -148,6 +157,7 @@ class PointDiffusionModel(_Pretrained):
         generator: torch.Generator | None = None,
         batch_size: int = 64,
         progress: bool = False,
+        clip: float | None = None,
     ) -> Tensor:
         """PVD-style completion: partial (B, K, 3) -> (B, n_points, 3) whose first K points are `partial` exactly.
 
@@ -168,7 +178,7 @@ class PointDiffusionModel(_Pretrained):
             x_known = torch.zeros(b, n_points, 3, device=device)
             x_known[:, :k] = obs
             x = torch.randn((b, n_points, 3), generator=generator).to(device)
-            den = KnownPoints(self.denoiser(), x_known, known)
+            den = KnownPoints(self.denoiser(clip), x_known, known)
             out = sample(
                 den, x, method, steps or self.schedule.T, grid, generator=_on(generator, device), progress=progress
             )

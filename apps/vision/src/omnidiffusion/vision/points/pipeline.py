@@ -16,23 +16,36 @@ from .model import PointDiffusionModel
 
 
 class PointCloudDiffusion:
-    """Generation and PVD-style completion with a trained PointDiffusionModel; `method`/`steps` pick the sampler."""
+    """Generation and PVD-style completion with a trained PointDiffusionModel; `method`/`steps` pick the sampler.
+
+    `clip` clamps x0_hat while sampling (1.5 suits the bundled shapes and unit-sphere data; None turns it off).
+    """
 
     def __init__(
-        self, model: PointDiffusionModel, method: str = "dpm++2m", steps: int = 25, grid: str = "trailing"
+        self,
+        model: PointDiffusionModel,
+        method: str = "dpm++2m",
+        steps: int = 25,
+        grid: str = "trailing",
+        clip: float | None = 1.5,
     ) -> None:
         if not isinstance(model, PointDiffusionModel):
             raise ValueError(f"model: expected a PointDiffusionModel, got {type(model).__name__}")
-        self.model, self.method, self.steps, self.grid = model.eval(), method, steps, grid
+        self.model, self.method, self.steps, self.grid, self.clip = model.eval(), method, steps, grid, clip
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str = "cpu", method: str = "dpm++2m", steps: int = 25
+        cls,
+        directory: str | Path,
+        device: str = "cpu",
+        method: str = "dpm++2m",
+        steps: int = 25,
+        clip: float | None = 1.5,
     ) -> PointCloudDiffusion:
         """Load a directory written by `omnidiffusion-vision train --config points-shapes` (or save_pretrained)."""
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(PointDiffusionModel.from_pretrained(directory, map_location=device), method, steps)
+        return cls(PointDiffusionModel.from_pretrained(directory, map_location=device), method, steps, clip=clip)
 
     @property
     def n_points(self) -> int:
@@ -42,7 +55,7 @@ class PointCloudDiffusion:
         """n new clouds: (n, n_points, 3) float32 (n_points defaults to the training size)."""
         x = self.model.generate(
             n, n_points, method=self.method, steps=self.steps, grid=self.grid,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), clip=self.clip,
         )  # fmt: skip
         return x.numpy().astype(np.float32)
 
@@ -55,7 +68,7 @@ class PointCloudDiffusion:
         x = torch.from_numpy(arr[None] if single else arr)
         out = self.model.complete(
             x, n_points, method=self.method, steps=self.steps, grid=self.grid,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), clip=self.clip,
         )  # fmt: skip
         out = out.numpy().astype(np.float32)
         return out[0] if single else out

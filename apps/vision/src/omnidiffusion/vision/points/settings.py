@@ -36,6 +36,7 @@ class PointsSettings:
     n_known: int = 64  # observed points of a completion input
     keep_min: float = 0.25  # the cutting plane keeps a fraction in [keep_min, keep_max] of the cloud
     keep_max: float = 0.5
+    clip: float = 0.0  # > 0: clamp x0_hat to [-clip, clip] while sampling (needed by dpm++2m); 0 = off
     # evaluation
     n_eval: int = 64  # generated clouds compared with as many held-out clouds (MMD / COV / 1-NNA)
     emd: bool = True  # also the EMD-based metrics (exact assignment; O(n_eval^2) assignments)
