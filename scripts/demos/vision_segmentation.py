@@ -55,13 +55,13 @@ def _threads(n: int) -> Iterator[None]:
 
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _threads(1):
+    with _threads(1 if quick else 2):
         return _run(out_dir, quick)
 
 
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     t0 = time.perf_counter()
-    steps = 3 if quick else 150
+    steps = 3 if quick else 100
     over = [f"train.steps={steps}", "train.progress=false", "train.device=cpu", "train.log_every=10",
             f"train.ckpt_every={steps}"]  # fmt: skip
     if quick:
