@@ -8,10 +8,10 @@ and pasted on another, 32x32 grey, exact masks), 600 items split by seed 0 into 
    of Otsu (minority polarity). Quality against sampler steps: dpm++2m (5, 10 steps) on all held-out images,
    the paper's ancestral chain (T = 100 steps) and 25 ancestral steps on the first --paper-images of them.
 2. DDPM-Seg (ddpm-seg-shapes): an unconditional ImageDDPM trained 400 steps on the 500 training images (no
-   labels); features from its decoder blocks at 3 noise levels; an ensemble of 5 pixel MLPs on 512 pixels of each of the first 8
-   training images; mIoU on the 100 held-out images against the same ensemble on raw 5x5 neighbourhoods with the
-   same labelled pixels. Peak tensor memory of the feature streaming is measured (segmentation/memory.py) and
-   compared with what keeping every pixel's features would take.
+   labels); features from its decoder blocks at 3 noise levels; an ensemble of 5 pixel MLPs on 512 pixels of
+   each of the first 8 training images; mIoU on the 100 held-out images against the same ensemble on raw 5x5
+   neighbourhoods with the same labelled pixels. Peak tensor memory of the feature streaming is measured
+   (segmentation/memory.py) and compared with what keeping every pixel's features would take.
 Writes benchmarks/results/vision_seg.json and vision_seg.md.
 
     python benchmarks/vision_seg.py                 # 1 thread, CPU
