@@ -6,19 +6,22 @@ voice ("en-us+f3", 150 wpm) for every score; synthetic harmonic signals stand in
 Metric: log-mel distance of the reference measurement (metrics.log_mel_distance), multi-resolution STFT
 distance, real-time factor (compute seconds per second of audio).
 
-CPU mode (default) writes benchmarks/results/audio.json and audio.md:
-  1. small default config trained on CPU: distance against training steps (EMA weights of every checkpoint,
-     default 6-step schedule) beside Griffin-Lim; quality against iterations (1000, 50, 25, 6, searched 6,
-     dpm++2m at 6/12/25); RTF of 6 iterations on 2 threads; the mel-swap check;
-  2. paper-size WaveGrad (15.9 M parameters, hop 300, 128 mels at 22,050 Hz as the reference) with the
-     reference's batch 4 and 24-frame segments: training steps/s and RTF of 6 iterations on one thread, and
-     the searched 6-step distance after --paper-steps steps.
+CPU mode (default) writes benchmarks/results/audio.json and audio.md; --part small | paper | all picks the parts
+(a part run alone keeps the other part's results):
+  1. small (default): the small default config trained on CPU: distance against training steps (EMA weights
+     of every checkpoint, default 6-step schedule) beside Griffin-Lim; quality against iterations (1000, 50,
+     25, 6, searched 6, dpm++2m at 6/12/25); RTF of 6 iterations on 2 threads; the mel-swap check;
+  2. paper: paper-size WaveGrad (15.9 M parameters, hop 300, 128 mels at 22,050 Hz as the reference) on the
+     reference protocol (batch 4, 24-frame segments, Adam 2e-4, --paper-steps = 2,000 steps; bf16 autocast on
+     2 threads): held-out distance during training, then a searched 6-step schedule scored on the held-out
+     clips, and RTF of 6 iterations on one thread (fp32 and bf16 autocast).
 GPU mode (--gpu-paper-scale --seconds S --out DIR) writes DIR/audio_gpu.json: the reference protocol (paper
 size, batch 4, --ref-steps steps) with its distance curve, then the paper-scale config (batch 256, bf16) trained
 for S seconds with the held-out distance (searched 6-step schedule) every S/4 seconds beside Griffin-Lim,
 training steps/s, sampling speed of one batch and peak GPU memory.
 
-    python benchmarks/audio.py                                    # CPU, about 25-40 min on 2 shared cores
+    python benchmarks/audio.py                     # CPU, the small model (--part small)
+    python benchmarks/audio.py --part paper        # CPU, the reference protocol: 2,000 steps of the paper size
     python benchmarks/audio.py --gpu-paper-scale --seconds 240 --out runs/audio_gpu
 """
 
@@ -194,43 +197,69 @@ def cpu_small(
     }
 
 
-def cpu_paper(data: dict, work: Path, steps: int) -> dict:
-    torch.set_num_threads(1)
-    clips = {k: [c for c in data[k]] for k in ("train", "validation", "test")}
+def cpu_paper(
+    data: dict, work: Path, steps: int, *, amp: str = "bf16", threads: int = 2, chunks: int = 4, model: str = "paper"
+) -> dict:
+    """The reference protocol (section 10 of the audio research note) with our paper-size WaveGrad.
+
+    Same sentences, batch 4, 24-frame segments, `steps` steps, Adam 2e-4 as the reference; trained with CPU
+    bf16 autocast (`amp`) on `threads` threads. The held-out distance with the default 6-step schedule is taken
+    after each of `chunks` equal parts; at the end a 6-step schedule is searched on the validation clips and
+    scored on the five held-out clips, as the reference's 1.885 was. RTF: one thread, fp32 and bf16 autocast.
+    """
+    torch.set_num_threads(threads)
     config = AudioConfig(
         mel=REFERENCE_MEL,
-        model=paper_model(),
+        model=paper_model(model),
         train=TrainConfig(
-            steps=steps, batch_size=4, lr=2e-4, min_lr=2e-4, ema_decay=0.999, ckpt_every=max(1, steps), log_every=10
+            steps=steps,
+            batch_size=4,
+            lr=2e-4,
+            min_lr=2e-4,
+            ema_decay=0.995,
+            amp=amp,
+            ckpt_every=max(1, steps),
+            log_every=50,
+            progress=False,
         ),
     )
-    info = train(config, clips["train"], work / "paper")
+    test = data["test"]
+
+    def score(step: int, model: WaveGrad) -> dict:
+        r = evaluate_model(model, test, betas=inference_betas(6))
+        print(f"  paper step {step}: log-mel {r['log_mel_distance']:.3f} (default 6-step schedule)", flush=True)
+        return {"step": step, **pick(r)}
+
+    info, curve = train_in_chunks(config, data["train"], work / "paper", chunks, score)
     model = WaveGrad.from_pretrained(work / "paper")
-    one = clips["test"][0][: 2 * REFERENCE_MEL.sample_rate]  # RTF on the first 2 s of a held-out clip
+    search = search_model_schedule(model, data["validation"], steps=6, max_seconds=1.0, progress=False)
+    searched = evaluate_model(model, test, betas=search["betas"], return_audio=True)
+    out_rms = float(torch.cat(searched.pop("audio")).pow(2).mean().sqrt())
+    print(f"  paper, searched 6-step schedule: log-mel {searched['log_mel_distance']:.3f}", flush=True)
+    torch.set_num_threads(1)
+    one = test[0][: 2 * REFERENCE_MEL.sample_rate]  # RTF on the first 2 s of a held-out clip
     mel = model.mel(one)[0]
     seconds = one.numel() / REFERENCE_MEL.sample_rate
-    rtf, _ = real_time_factor(lambda: model.vocode(mel, betas=inference_betas(6)), seconds)
-    held_out = data.get("test_curve", clips["test"])[:2]
-    r = evaluate_model(model, held_out, betas=inference_betas(6))  # no search on CPU: 55 x 6 vocoder runs
+    rtf32, _ = real_time_factor(lambda: model.vocode(mel, betas=search["betas"]), seconds)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rtf16, _ = real_time_factor(lambda: model.vocode(mel, betas=search["betas"]), seconds)
+        bf16 = evaluate_model(model, test, betas=search["betas"])
     return {
         "train": info,
-        "seconds_per_step_1_thread": 1.0 / info["steps_per_sec"],
-        "rtf_6_1_thread": rtf,
-        "default_6": pick(r),
+        "threads": threads,
+        "amp": amp,
+        "seconds_per_step": 1.0 / info["steps_per_sec"],
+        "curve_default_6": curve,
+        "searched_6": {**pick(searched), "betas": search["betas"], "validation_score": search["score"]},
+        "searched_6_bf16_inference": pick(bf16),
+        "rtf_6_1_thread": rtf32,
+        "rtf_6_1_thread_bf16": rtf16,
+        "rms": {"output": out_rms, "held_out_clips": float(torch.cat(test).pow(2).mean().sqrt())},
     }
 
 
-def write_markdown(res: dict, path: Path) -> None:
-    s, p = res["small"], res.get("paper")
+def _small_markdown(s: dict) -> list[str]:
     lines = [
-        "## Audio (WaveGrad vocoder)",
-        "",
-        f"Data: {res['data']} ({res['protocol']['train_clips']} training clips, {res['protocol']['test_clips']} "
-        f"held-out clips of another voice, {res['protocol']['test_seconds']:.1f} s). Metric: log-mel distance "
-        "of the reference measurement (mean |log mel_ref - log mel_est|, 22,050 Hz, FFT 1024, hop 256, 80 mels, "
-        "0-8 kHz, power 1); MR-STFT = spectral convergence + log-magnitude L1 at three resolutions. Lower is "
-        "better. Machine: " + res["machine"] + " (2 cores shared with other jobs: wall times are inflated).",
-        "",
         "### Small default model (0.58 M parameters, 22,050 Hz / hop 256 / 80 mels), trained on CPU",
         "",
         "| step | log-mel distance (6 it.) | MR-STFT |",
@@ -255,70 +284,126 @@ def write_markdown(res: dict, path: Path) -> None:
         f"{s['mel_swap']['to_other_clip']:.3f} against clip 1.",
         "",
     ]
-    if p:
-        lines += [
-            "### Paper-size WaveGrad (15.9 M) against the measured reference (lmnt-com/wavegrad)",
-            "",
-            "| system | steps | log-mel distance (6 it.) | RTF 6 it., 1 thread | s/step, 1 thread |",
-            "|---|---|---|---|---|",
-            f"| reference WaveGrad, searched 6-step schedule | 2000 | {REFERENCE['searched_6']['log_mel_distance']} | "
-            f"{REFERENCE['searched_6']['rtf_1_thread']} | {REFERENCE['seconds_per_step_1_thread']} |",
-            f"| ours, CPU, default 6-step schedule | {p['train']['steps']} | "
-            f"{p['default_6']['log_mel_distance']:.3f} | "
-            f"{p['rtf_6_1_thread']:.2f} | {p['seconds_per_step_1_thread']:.2f} |",
-            "",
-        ]
-    lines += [
-        f"Wall time {res['wall_s'] / 60:.1f} min, peak memory {res['peak_rss_mb']:.0f} MB. Reproduce: "
-        "`python benchmarks/audio.py`.",
+    return lines
+
+
+def write_markdown(res: dict, path: Path) -> None:
+    s, p = res.get("small"), res.get("paper")
+    lines = [
+        "## Audio (WaveGrad vocoder)",
+        "",
+        f"Data: {res['data']} ({res['protocol']['train_clips']} training clips, {res['protocol']['test_clips']} "
+        f"held-out clips of another voice, {res['protocol']['test_seconds']:.1f} s). Metric: log-mel distance "
+        "of the reference measurement (mean |log mel_ref - log mel_est|, 22,050 Hz, FFT 1024, hop 256, 80 mels, "
+        "0-8 kHz, power 1); MR-STFT = spectral convergence + log-magnitude L1 at three resolutions. Lower is "
+        "better. Machine: " + res["machine"] + ", 2 cores.",
         "",
     ]
+    if s:
+        lines += _small_markdown(s)
+    if p:
+        ref = REFERENCE
+        lines += [
+            f"### Paper-size WaveGrad ({p['train']['params'] / 1e6:.1f} M) against the measured reference "
+            "(lmnt-com/wavegrad)",
+            "",
+            "The reference protocol: the same 60 sentences, batch 4, 24-frame segments (7,200 samples), "
+            f"{p['train']['steps']} steps, Adam 2e-4, 22,050 Hz / hop 300 / 128 mels; scored on the five held-out "
+            f"clips of another voice. Ours trains with bf16 autocast on {p['threads']} CPU threads "
+            f"({p['seconds_per_step']:.2f} s/step); EMA 0.995.",
+            "",
+            "| system | steps | log-mel distance, searched 6-step schedule | RTF 6 it., 1 thread |",
+            "|---|---|---|---|",
+            f"| reference WaveGrad | 2000 | {ref['searched_6']['log_mel_distance']} | "
+            f"{ref['searched_6']['rtf_1_thread']} |",
+            f"| ours, fp32 inference | {p['train']['steps']} | {p['searched_6']['log_mel_distance']:.3f} | "
+            f"{p['rtf_6_1_thread']:.2f} |",
+            f"| ours, bf16 autocast inference | {p['train']['steps']} | "
+            f"{p['searched_6_bf16_inference']['log_mel_distance']:.3f} | {p['rtf_6_1_thread_bf16']:.2f} |",
+            "",
+            "Held-out distance during training (default 6-step schedule; the reference's searched-schedule curve "
+            "is "
+            + ", ".join(f"{v} at {k}" for k, v in ref["curve_searched_6"].items())
+            + "): "
+            + ", ".join(f"{c['log_mel_distance']:.3f} at {c['step']}" for c in p["curve_default_6"])
+            + f". Output RMS {p['rms']['output']:.3f} against {p['rms']['held_out_clips']:.3f} for the held-out "
+            f"clips. Searched betas: {', '.join(f'{b:.3g}' for b in p['searched_6']['betas'])}.",
+            "",
+        ]
+    for name, part in (("small-model part", s), ("paper-size part", p)):
+        if part and "wall_s" in part:
+            lines.append(
+                f"- {name}: wall {part['wall_s'] / 60:.1f} min, process CPU {part['cpu_s'] / 60:.1f} min; "
+                f"`{part['command']}`"
+            )
+    lines += ["", f"Peak memory {res['peak_rss_mb']:.0f} MB.", ""]
     path.write_text("\n".join(lines))
 
 
 def cpu_mode(args: argparse.Namespace) -> None:
+    """--part small (default, the 25-minute run), paper (the reference protocol, about 40 min) or all; a part run
+    alone keeps the other part's results from an existing audio.json."""
     start = time.perf_counter()
     work = Path(args.work)
+    out = Path(args.out)
     data = splits(22050, Path(args.cache_dir))
-    res = {
-        "data": data["source"],
-        "machine": f"{platform.machine()} CPU, torch {torch.__version__}",
-        "protocol": {
+    previous = out / "audio.json"
+    res = json.loads(previous.read_text()) if previous.exists() and args.part != "all" else {}
+    res.update(
+        {
+            "data": data["source"],
+            "machine": f"{platform.machine()} CPU, torch {torch.__version__}",
+            "reference": REFERENCE,
+        }
+    )
+    res.setdefault("protocol", {}).update(
+        {
             "train_clips": len(data["train"]),
             "test_clips": len(data["test"]),
             "test_seconds": sum(c.numel() for c in data["test"]) / 22050,
             "seeds": "seed 0 + clip index",
             "metric_mel": asdict(MelConfig()),
-        },
-        "reference": REFERENCE,
-    }
+        }
+    )
     if args.curve_seconds:
         data["test_curve"] = [c[: int(args.curve_seconds * 22050)] for c in data["test"]]
-    res["small"] = cpu_small(
-        data,
-        work,
-        args.default_steps,
-        args.quick,
-        args.table_seconds,
-        args.table_clips,
-        args.search_seconds,
-        args.curve_points,
-    )
-    res["protocol"].update(
-        table_seconds_per_clip=args.table_seconds,
-        table_clips=args.table_clips,
-        curve_seconds_per_clip=args.curve_seconds,
-        search_seconds=args.search_seconds,
-    )
-    if args.paper_steps > 0:
-        res["paper"] = cpu_paper(data, work, args.paper_steps)
-    res["wall_s"] = time.perf_counter() - start
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = Path(args.out)
+    if args.part in ("small", "all"):
+        t0 = time.perf_counter()
+        res["small"] = cpu_small(
+            data,
+            work,
+            args.default_steps,
+            args.quick,
+            args.table_seconds,
+            args.table_clips,
+            args.search_seconds,
+            args.curve_points,
+        )
+        res["small"]["wall_s"] = time.perf_counter() - t0
+        res["small"]["cpu_s"] = time.process_time()
+        res["small"]["command"] = "python benchmarks/audio.py " + " ".join(sys.argv[1:])
+        res["protocol"].update(
+            table_seconds_per_clip=args.table_seconds,
+            table_clips=args.table_clips,
+            curve_seconds_per_clip=args.curve_seconds,
+            search_seconds=args.search_seconds,
+        )
+    if args.part in ("paper", "all") and args.paper_steps > 0:
+        t0, c0 = time.perf_counter(), time.process_time()
+        if args.test_seconds:  # code-path runs only
+            data["test"] = [c[: int(args.test_seconds * 22050)] for c in data["test"]]
+        res["paper"] = cpu_paper(
+            data, work, args.paper_steps, amp=args.paper_amp, threads=args.paper_threads, model=args.model
+        )
+        res["paper"]["wall_s"] = time.perf_counter() - t0
+        res["paper"]["cpu_s"] = time.process_time() - c0
+        res["paper"]["command"] = "python benchmarks/audio.py " + " ".join(sys.argv[1:])
+    res["wall_s"] = sum(res[k]["wall_s"] for k in ("small", "paper") if k in res and "wall_s" in res[k])
+    res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.mkdir(parents=True, exist_ok=True)
     (out / "audio.json").write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, out / "audio.md")
-    print(json.dumps({k: v for k, v in res.items() if k != "reference"}, indent=2)[:4000])
+    print(f"wall {time.perf_counter() - start:.0f} s")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -508,7 +593,10 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "audio_bench"))
     parser.add_argument("--cache-dir", default=str(ROOT / "runs" / "audio" / "data"))
     parser.add_argument("--default-steps", type=int, default=1000, help="CPU: training steps of the small model")
-    parser.add_argument("--paper-steps", type=int, default=100, help="CPU: steps of the paper-size run (0: skip)")
+    parser.add_argument("--part", choices=("small", "paper", "all"), default="small", help="CPU: which part to run")
+    parser.add_argument("--paper-steps", type=int, default=2000, help="CPU: steps of the paper-size run (0: skip)")
+    parser.add_argument("--paper-amp", default="bf16", help="CPU: autocast of the paper-size training (none|bf16)")
+    parser.add_argument("--paper-threads", type=int, default=2, help="CPU: threads of the paper-size training")
     parser.add_argument("--quick", action="store_true", help="CPU: skip the 1000-iteration row")
     parser.add_argument("--table-seconds", type=float, default=2.0, help="CPU: clip length in the iterations table")
     parser.add_argument("--curve-points", type=int, default=4, help="CPU: evaluations along the small run")
