@@ -56,7 +56,7 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
 
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     t0 = time.perf_counter()
-    steps = 4 if quick else 320
+    steps = 4 if quick else 260
     n_eval = 6 if quick else 32
     over = [
         "points.n_points=128",
