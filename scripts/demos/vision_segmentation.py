@@ -55,19 +55,19 @@ def _threads(n: int) -> Iterator[None]:
 
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _threads(1 if quick else 2):
+    with _threads(1):
         return _run(out_dir, quick)
 
 
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     t0 = time.perf_counter()
-    steps = 3 if quick else 100
+    steps = 3 if quick else 80
     over = [f"train.steps={steps}", "train.progress=false", "train.device=cpu", "train.log_every=10",
             f"train.ckpt_every={steps}"]  # fmt: skip
     if quick:
         over += ["model.base_channels=8", "model.channel_mults=1,2", "model.norm_groups=4", "train.batch_size=4",
                  "data.image_size=16", "seg.encoder_growth=4"]  # fmt: skip
-    n_images, n_test = (16, 4) if quick else (240, 40)
+    n_images, n_test = (16, 4) if quick else (160, 32)
     sd_cfg = load_vision_config("segdiff-shapes", [*over, f"seg.n_images={n_images}", f"seg.n_test={n_test}"])
     un_cfg = load_vision_config("seg-unet-shapes", [*over, f"seg.n_images={n_images}", f"seg.n_test={n_test}"])
     split = bundled_split(n_images, n_test, sd_cfg.data.image_size, "mixed", 0, 0)
