@@ -12,7 +12,7 @@ SECONDS_EACH=${1:-20}
 AUDIO_SECONDS=${2:-120}
 shift $(( $# < 2 ? $# : 2 ))
 APPS=("$@")
-[ ${#APPS[@]} -eq 0 ] && APPS=(audio vision_sr text molecules timeseries purification)
+[ ${#APPS[@]} -eq 0 ] && APPS=(audio vision_sr vision_seg vision_points vision_anomaly text molecules timeseries purification)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 status=0

@@ -6,6 +6,13 @@ omnidiffusion-vision upscale --checkpoint DIR --input lr.png --output sr.png
 omnidiffusion-vision inpaint --checkpoint DIR --input img.png --mask mask.png|box|half|lines|strokes --output out.png
 omnidiffusion-vision evaluate --task sr --checkpoint DIR --hr-dir FOLDER --scale 4
 omnidiffusion-vision evaluate --task inpaint --checkpoint DIR --image-dir FOLDER --mask box
+omnidiffusion-vision segment --checkpoint DIR --input img.png --output mask.png
+omnidiffusion-vision points-generate --checkpoint DIR --n 8 --out-dir clouds/
+omnidiffusion-vision points-complete --checkpoint DIR --input partial.ply --output full.ply
+omnidiffusion-vision anomaly-score --checkpoint DIR --input img.png --output-dir OUT
+omnidiffusion-vision evaluate --task seg --checkpoint DIR --image-dir F --mask-dir F
+omnidiffusion-vision evaluate --task points --checkpoint DIR --data-dir F
+omnidiffusion-vision evaluate --task anomaly --checkpoint DIR --image-dir F --mask-dir F
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from .settings import PACKAGE, VisionConfig
 EXTRA_TASKS = {"seg": seg_commands, "points": points_commands, "anomaly": anomaly_commands}
 
 cli = AppCLI(
-    "omnidiffusion-vision", "Image diffusion: DDPM, SR3 super-resolution, RePaint inpainting.", package=PACKAGE
+    "omnidiffusion-vision",
+    "Image diffusion: DDPM, SR3 super-resolution, RePaint inpainting, segmentation, point clouds, anomaly detection.",
+    package=PACKAGE,
 )
 
 
@@ -43,7 +52,11 @@ def run_train(args: argparse.Namespace, config: VisionConfig) -> int:
 
 
 train_parser = cli.add_command(
-    "train", run_train, VisionConfig, help="train a DDPM, SR3 or regression model", default_config="ddpm-digits"
+    "train",
+    run_train,
+    VisionConfig,
+    help="train a model: config.task = ddpm | sr3 | regression | segdiff | seg-unet | ddpm-seg | points | anomaly",
+    default_config="ddpm-digits",
 )
 train_parser.add_argument("--out", default=None, help="output directory (default: the config's `out`)")
 train_parser.add_argument(
