@@ -88,13 +88,29 @@ class ToyConfig:
 
     @classmethod
     def quick(cls) -> ToyConfig:
-        return cls(n_train=2_048, n_eval=256, train_steps=150, batch_size=256, methods=("ddim", "dpm++2m"),
-                   steps=(5, 20), floor_seeds=(2, 3), distil_from=16, distil_steps=40, distil_batch=128)
+        return cls(
+            n_train=2_048,
+            n_eval=256,
+            train_steps=150,
+            batch_size=256,
+            methods=("ddim", "dpm++2m"),
+            steps=(5, 20),
+            floor_seeds=(2, 3),
+            distil_from=16,
+            distil_steps=40,
+            distil_batch=128,
+        )
 
 
 # Each sampler on the grid its paper uses (DDPM/score_sde: uniform in t; EDM: Karras rho = 7; DPM-Solver: log-SNR).
-GRID_OF = {"heun": "karras", "dpm1": "logsnr", "dpm2": "logsnr", "dpm3": "logsnr", "dpm++2m": "logsnr",
-           "dpm++3m": "logsnr"}
+GRID_OF = {
+    "heun": "karras",
+    "dpm1": "logsnr",
+    "dpm2": "logsnr",
+    "dpm3": "logsnr",
+    "dpm++2m": "logsnr",
+    "dpm++3m": "logsnr",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -167,14 +183,22 @@ class Trained:
     curve: list[tuple[int, float]]  # (step, mean loss over the log interval)
 
 
-def train_denoiser(net: nn.Module, schedule: LinearVP, data: Tensor, cfg: ToyConfig, out_dir: Path,
-                   metadata: dict) -> Trained:
+def train_denoiser(
+    net: nn.Module, schedule: LinearVP, data: Tensor, cfg: ToyConfig, out_dir: Path, metadata: dict
+) -> Trained:
     """Train `net` for eps-prediction with uniform weighting via core.training.fit, from scratch, into out_dir."""
     shutil.rmtree(out_dir, ignore_errors=True)  # fit would otherwise resume a previous demo's finished run
     config = TrainConfig(
-        steps=cfg.train_steps, batch_size=cfg.batch_size, lr=cfg.lr, min_lr=cfg.lr / 20,
-        warmup_steps=min(200, cfg.train_steps // 10), ema_decay=cfg.ema_decay, grad_clip=1.0,
-        log_every=max(1, cfg.train_steps // 100), ckpt_every=max(1, cfg.train_steps // 2), seed=cfg.train_seed,
+        steps=cfg.train_steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        min_lr=cfg.lr / 20,
+        warmup_steps=min(200, cfg.train_steps // 10),
+        ema_decay=cfg.ema_decay,
+        grad_clip=1.0,
+        log_every=max(1, cfg.train_steps // 100),
+        ckpt_every=max(1, cfg.train_steps // 2),
+        seed=cfg.train_seed,
         device="cpu",
     )
 
@@ -213,6 +237,7 @@ def core_samplers(denoiser: Denoiser, methods: tuple[str, ...], step_counts: tup
     for method in methods:
         grid = GRID_OF.get(method, "time-uniform")
         for steps in step_counts:
+
             def draw(n: int, g: torch.Generator, method=method, steps=steps, grid=grid) -> Tensor:
                 return sample(denoiser, (n, 2), method=method, steps=steps, grid=grid, generator=g)
 
@@ -234,21 +259,40 @@ def distilled_students(teacher: Denoiser, train: Tensor, work_dir: Path, quick: 
     "ddim", the trajectory the students imitate)."""
     cfg = ToyConfig.quick() if quick else ToyConfig()
     config = TrainConfig(
-        steps=cfg.distil_steps, batch_size=cfg.distil_batch, lr=cfg.distil_lr, min_lr=cfg.distil_lr / 10,
-        warmup_steps=cfg.distil_steps // 10, ema_decay=0.99, grad_clip=1.0, log_every=max(1, cfg.distil_steps // 10),
-        ckpt_every=cfg.distil_steps, seed=cfg.train_seed, progress=False, device="cpu",
+        steps=cfg.distil_steps,
+        batch_size=cfg.distil_batch,
+        lr=cfg.distil_lr,
+        min_lr=cfg.distil_lr / 10,
+        warmup_steps=cfg.distil_steps // 10,
+        ema_decay=0.99,
+        grad_clip=1.0,
+        log_every=max(1, cfg.distil_steps // 10),
+        ckpt_every=cfg.distil_steps,
+        seed=cfg.train_seed,
+        progress=False,
+        device="cpu",
     )
     shutil.rmtree(work_dir / "rounds", ignore_errors=True)  # fit would resume the previous demo's finished rounds
     t0 = time.perf_counter()
-    students = progressive_distillation(teacher, train, cfg.distil_from, cfg.distil_to, grid="time-uniform",
-                                        config=config, out_dir=work_dir / "rounds")
+    students = progressive_distillation(
+        teacher, train, cfg.distil_from, cfg.distil_to, grid="time-uniform", config=config, out_dir=work_dir / "rounds"
+    )
     wall = time.perf_counter() - t0
     n_steps = [cfg.distil_from // 2 ** (k + 1) for k in range(len(students))]  # 32, 16, 8, 4
-    info = {"teacher_steps": cfg.distil_from, "rounds": len(students), "steps_per_round": cfg.distil_steps,
-            "batch_size": cfg.distil_batch, "lr": cfg.distil_lr, "ema_decay": config.ema_decay,
-            "distillation_wall_time_s": wall}
-    print(f"  distilled DDIM {cfg.distil_from} -> {cfg.distil_to} steps in {len(students)} rounds of "
-          f"{cfg.distil_steps} steps: {wall:.1f} s", flush=True)
+    info = {
+        "teacher_steps": cfg.distil_from,
+        "rounds": len(students),
+        "steps_per_round": cfg.distil_steps,
+        "batch_size": cfg.distil_batch,
+        "lr": cfg.distil_lr,
+        "ema_decay": config.ema_decay,
+        "distillation_wall_time_s": wall,
+    }
+    print(
+        f"  distilled DDIM {cfg.distil_from} -> {cfg.distil_to} steps in {len(students)} rounds of "
+        f"{cfg.distil_steps} steps: {wall:.1f} s",
+        flush=True,
+    )
     out = [_ddim(teacher, cfg.distil_from, "ddim", {"role": "distillation teacher"})]
     for student, n in list(zip(students, n_steps, strict=True))[-2:]:
         out.append(_ddim(teacher, n, "ddim", {"role": "teacher at the student's step count"}))
@@ -301,8 +345,11 @@ def _run(cfg: ToyConfig, out_dir: Path, quick: bool) -> SectionResult:
     schedule = LinearVP()
     torch.manual_seed(cfg.train_seed)
     net = ToyMLP(hidden=cfg.hidden, blocks=cfg.blocks)
-    metadata = {"schedule": {"name": "LinearVP", **schedule.config()}, "prediction": "eps",
-                "data": {"name": "make_moons", "noise": cfg.noise, "mean": mean.tolist(), "std": std.tolist()}}
+    metadata = {
+        "schedule": {"name": "LinearVP", **schedule.config()},
+        "prediction": "eps",
+        "data": {"name": "make_moons", "noise": cfg.noise, "mean": mean.tolist(), "std": std.tolist()},
+    }
     trained = train_denoiser(net, schedule, train, cfg, out_dir / "train", metadata)
     teacher = Denoiser(trained.model, schedule, prediction="eps")
 
@@ -328,20 +375,45 @@ def _run(cfg: ToyConfig, out_dir: Path, quick: bool) -> SectionResult:
     plot_samples(shown, results, test, floor, out_dir / "samples.png")
     plot_loss(trained.curve, out_dir / "loss.png")
     metrics = {
-        "data": {"name": "make_moons", "noise": cfg.noise, "sampling": "i.i.d. subset of a large make_moons pool",
-                 "n_train": cfg.n_train, "n_eval": cfg.n_eval, "train_seed": cfg.train_seed,
-                 "test_seed": cfg.test_seed, "standardised_with": {"mean": mean.tolist(), "std": std.tolist()}},
-        "model": {"class": "ToyMLP", "parameters": sum(p.numel() for p in net.parameters()),
-                  "schedule": metadata["schedule"], "prediction": "eps", "weights": "EMA"},
-        "training": {"loop": "omnidiffusion.core.training.fit", "steps": cfg.train_steps,
-                     "batch_size": cfg.batch_size, "lr": cfg.lr, "ema_decay": cfg.ema_decay,
-                     "wall_time_s": trained.wall_time, "steps_per_sec": trained.steps_per_sec,
-                     "final_loss": trained.final_loss, "loss_curve": [list(p) for p in trained.curve],
-                     "torch_threads": torch.get_num_threads()},
-        "distance": {"name": "W2", "definition": "exact 2-Wasserstein distance, squared-Euclidean cost, standardised "
-                     "units, one draw of n samples vs the n-point held-out set (POT ot.emd2)", "n": cfg.n_eval,
-                     "noise_floor": floor, "noise_floor_sd": floor_sd, "noise_floor_w2": floors,
-                     "standard_normal": gauss},
+        "data": {
+            "name": "make_moons",
+            "noise": cfg.noise,
+            "sampling": "i.i.d. subset of a large make_moons pool",
+            "n_train": cfg.n_train,
+            "n_eval": cfg.n_eval,
+            "train_seed": cfg.train_seed,
+            "test_seed": cfg.test_seed,
+            "standardised_with": {"mean": mean.tolist(), "std": std.tolist()},
+        },
+        "model": {
+            "class": "ToyMLP",
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "schedule": metadata["schedule"],
+            "prediction": "eps",
+            "weights": "EMA",
+        },
+        "training": {
+            "loop": "omnidiffusion.core.training.fit",
+            "steps": cfg.train_steps,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "ema_decay": cfg.ema_decay,
+            "wall_time_s": trained.wall_time,
+            "steps_per_sec": trained.steps_per_sec,
+            "final_loss": trained.final_loss,
+            "loss_curve": [list(p) for p in trained.curve],
+            "torch_threads": torch.get_num_threads(),
+        },
+        "distance": {
+            "name": "W2",
+            "definition": "exact 2-Wasserstein distance, squared-Euclidean cost, standardised "
+            "units, one draw of n samples vs the n-point held-out set (POT ot.emd2)",
+            "n": cfg.n_eval,
+            "noise_floor": floor,
+            "noise_floor_sd": floor_sd,
+            "noise_floor_w2": floors,
+            "standard_normal": gauss,
+        },
         "results": results,
         "config": asdict(cfg),
         "quick": quick,
@@ -363,19 +435,32 @@ def _run(cfg: ToyConfig, out_dir: Path, quick: bool) -> SectionResult:
     if students:
         d = students[0]
         by_cell = {(r["sampler"], r["steps"]): r["w2"] for r in results}
-        compare = "; ".join(f"{r['steps']} steps: student W2 {_fmt(r['w2'])} vs the teacher's own DDIM "
-                            f"{_fmt(by_cell.get(('ddim', r['steps'])))}" for r in students)
+        compare = "; ".join(
+            f"{r['steps']} steps: student W2 {_fmt(r['w2'])} vs the teacher's own DDIM "
+            f"{_fmt(by_cell.get(('ddim', r['steps'])))}"
+            for r in students
+        )
         notes.append(
             f"Progressive distillation (Salimans & Ho 2022, `core.distillation`): the teacher's {d['teacher_steps']}-"
             f"step DDIM (W2 {_fmt(by_cell.get(('ddim', d['teacher_steps'])))}) halved in {d['rounds']} rounds of "
             f"{d['steps_per_round']} steps (batch {d['batch_size']}, lr {d['lr']:g}, EMA {d['ema_decay']}), each "
-            f"student starting from a copy of its teacher, in {d['distillation_wall_time_s']:.1f} s. {compare}.")
+            f"student starting from a copy of its teacher, in {d['distillation_wall_time_s']:.1f} s. {compare}."
+        )
     return SectionResult(
-        figures=[(f"Samples (n = {cfg.n_eval}) per sampler and step count over the held-out data (grey); "
-                  "panel titles give NFE and W2.", out_dir / "samples.png"),
-                 ("Training loss (eps-MSE, mean per log interval).", out_dir / "loss.png")],
-        tables=[(f"W2 to held-out data, n = {cfg.n_eval}, lower is better; cells: W2 (NFE)",
-                 pivot(results, floor, floor_sd, gauss))],
+        figures=[
+            (
+                f"Samples (n = {cfg.n_eval}) per sampler and step count over the held-out data (grey); "
+                "panel titles give NFE and W2.",
+                out_dir / "samples.png",
+            ),
+            ("Training loss (eps-MSE, mean per log interval).", out_dir / "loss.png"),
+        ],
+        tables=[
+            (
+                f"W2 to held-out data, n = {cfg.n_eval}, lower is better; cells: W2 (NFE)",
+                pivot(results, floor, floor_sd, gauss),
+            )
+        ],
         notes=notes,
         files=[out_dir / "metrics.json", out_dir / "train"],
     )
@@ -385,8 +470,9 @@ def _fmt(w: float | None) -> str:
     return "diverged" if w is None else f"{w:.3f}"
 
 
-def evaluate(samplers: list[Sampler], test: np.ndarray, n: int, seed: int
-             ) -> tuple[list[dict], dict[tuple[str, int], np.ndarray]]:
+def evaluate(
+    samplers: list[Sampler], test: np.ndarray, n: int, seed: int
+) -> tuple[list[dict], dict[tuple[str, int], np.ndarray]]:
     """W2 of one n-point draw of every sampler against `test`; returns the records and the draws."""
     results, shown = [], {}
     for s in samplers:
@@ -431,8 +517,9 @@ def _panel(ax, background: np.ndarray, points: np.ndarray | None, title: str, co
     ax.set_title(title, fontsize=7)
 
 
-def plot_samples(drawn: dict[tuple[str, int], np.ndarray], results: list[dict], test: np.ndarray, floor: float,
-                 path: Path) -> None:
+def plot_samples(
+    drawn: dict[tuple[str, int], np.ndarray], results: list[dict], test: np.ndarray, floor: float, path: Path
+) -> None:
     """Grid PNG: rows = sampler labels, columns = step counts, last column = held-out data."""
     labels = list(dict.fromkeys(r["sampler"] for r in results))
     step_cols = sorted({r["steps"] for r in results})

@@ -12,6 +12,8 @@ The driver times `run` and writes the wall time; the section reports everything 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,3 +26,16 @@ class SectionResult:
     tables: list[tuple[str, list[dict[str, object]]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # other outputs worth a link (metrics.json, checkpoints)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with n intra-op torch threads, then restore the previous count (small nets: 1 is fastest)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

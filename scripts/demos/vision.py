@@ -11,16 +11,14 @@ Writes OUT/vision/: figure.png (rows: input, baselines, model, truth), metrics.j
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.vision import load_digits_16, load_vision_config, train_image_ddpm, train_sr3
 from omnidiffusion.vision.baselines import biharmonic_fill, interpolate_sr, mean_fill
 from omnidiffusion.vision.evaluation import degrade, evaluate_inpaint, evaluate_sr
@@ -40,19 +38,9 @@ biharmonic inpainting. Short CPU training runs: the full protocol (faces, longer
 """
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _threads(1):
+    with torch_threads(1):
         return _run(out_dir, quick)
 
 

@@ -11,16 +11,14 @@ metrics.json and model/ (the fit run).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.vision import load_vision_config
 from omnidiffusion.vision.anomaly.commands import train
 from omnidiffusion.vision.anomaly.data import anomaly_test_set
@@ -37,19 +35,9 @@ pasted anomalies with exact masks; metrics pooled over all pixels: pixel AUROC a
 """
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _threads(1):
+    with torch_threads(1):
         return _run(out_dir, quick)
 
 

@@ -12,15 +12,13 @@ Writes OUT/vision_points/: figure.png (held-out, generated, completed clouds), m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.vision import load_vision_config
 from omnidiffusion.vision.points.evaluation import evaluate_completion, evaluate_generation
 from omnidiffusion.vision.points.render import render_clouds
@@ -38,19 +36,9 @@ benchmarks/vision_points.py.
 """
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _threads(1):
+    with torch_threads(1):
         return _run(out_dir, quick)
 
 

@@ -13,17 +13,14 @@ metrics.json, segdiff/ and unet/ (fit runs).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from matplotlib.figure import Figure
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.vision import load_vision_config
 from omnidiffusion.vision.segmentation.baselines import otsu_segment
 from omnidiffusion.vision.segmentation.data import bundled_split
@@ -43,19 +40,9 @@ and DDPM-Seg are in benchmarks/vision_seg.py.
 """
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _threads(1):
+    with torch_threads(1):
         return _run(out_dir, quick)
 
 
