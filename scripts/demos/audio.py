@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.audio.data import SegmentDataset, write_audio
 from omnidiffusion.audio.demo_data import demo_clips
 from omnidiffusion.audio.evaluation import evaluate_griffin_lim, evaluate_model
@@ -41,12 +41,8 @@ with training.
 
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1 if quick else 2)
-    try:
+    with torch_threads(1 if quick else 2):
         return _run(out_dir, quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out_dir: Path, quick: bool) -> SectionResult:

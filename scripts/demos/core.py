@@ -20,13 +20,12 @@ and 4-step students beside the teacher's own DDIM at 4, 8 and 64 steps.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from sklearn.datasets import make_moons
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.core import Denoiser, LinearVP, denoising_loss, sample
 from omnidiffusion.core.distillation import progressive_distillation
 from omnidiffusion.core.io import ConfigurableModule
@@ -311,17 +310,6 @@ def w2(a: np.ndarray, b: np.ndarray) -> float:
     cost = ot.dist(a.astype(np.float64), b.astype(np.float64), metric="sqeuclidean")  # (n, m)
     value = ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)
     return math.sqrt(max(float(value), 0.0))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with n intra-op threads: a 128-wide MLP gains nothing from more, and they fight over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------------------------

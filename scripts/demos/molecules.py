@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.core.config import load_config
 from omnidiffusion.molecules.config import MoleculesConfig
 from omnidiffusion.molecules.data import write_sdf
@@ -58,7 +57,11 @@ FULL = ["train.steps=500", "train.log_every=25", "train.progress=false"]
 
 
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
-    torch.set_num_threads(1)
+    with torch_threads(1):  # restored afterwards: the sections that follow keep the driver's thread count
+        return _run(out_dir, quick)
+
+
+def _run(out_dir: Path, quick: bool) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(MoleculesConfig, "default", QUICK if quick else FULL, package="omnidiffusion.molecules")
     train_mols, test_mols = bundled_split(config.data)

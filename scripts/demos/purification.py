@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.core.training import TrainConfig
 from omnidiffusion.purification import (
     AttackConfig,
@@ -72,12 +72,8 @@ class DemoConfig:
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     cfg = DemoConfig.quick() if quick else DemoConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(cfg, out_dir)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg: DemoConfig, out_dir: Path) -> SectionResult:

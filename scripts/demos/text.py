@@ -12,7 +12,6 @@ Writes OUT/text/: scores.png, samples.md, metrics.json, run/ (the checkpoint dir
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -20,10 +19,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from demos.section import SectionResult  # noqa: E402
+from demos.section import SectionResult, torch_threads  # noqa: E402
 from omnidiffusion.core.config import load_config  # noqa: E402
 from omnidiffusion.text import DiffusionLM  # noqa: E402
 from omnidiffusion.text.config import TextConfig  # noqa: E402
@@ -43,16 +41,6 @@ floor. This demo trains for about two minutes; `benchmarks/text.py` trains the f
 
 DEMO_OVERRIDES = ["train.steps=500", "classifier.train.steps=300", "teacher.train.steps=400", "data.n_train=3000"]
 QUICK_OVERRIDES = ["train.steps=4", "classifier.train.steps=2", "teacher.train.steps=2"]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def plot_scores(result: dict, path: Path) -> None:

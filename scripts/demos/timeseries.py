@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from demos.section import SectionResult
+from demos.section import SectionResult, torch_threads
 from omnidiffusion.timeseries.data import Scaler, as_array, load_bundled, make_windows, time_split
 from omnidiffusion.timeseries.evaluation import score_imputation
 from omnidiffusion.timeseries.masks import fixed_rate_mask
@@ -34,12 +34,8 @@ of hidden values inside the 5-95% band (0.90 when calibrated). Baselines: linear
 
 def run(out_dir: Path, quick: bool = False) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(out_dir, quick)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(out_dir: Path, quick: bool) -> SectionResult:
