@@ -78,7 +78,8 @@ class UBlock(nn.Module):
 
     def forward(self, x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
         size = x.shape[-1] * self.factor
-        skip = self.skip(F.interpolate(x, size=size))  # (B, C_out, L * factor), nearest neighbour
+        # 1x1 conv, then nearest-neighbour upsampling: equal to the reverse order and `factor` times cheaper
+        skip = F.interpolate(self.skip(x), size=size)  # (B, C_out, L * factor)
         h = F.interpolate(F.leaky_relu(x, 0.2), size=size)
         h = self.convs[0](h)
         h = self.convs[1](F.leaky_relu(shift + scale * h, 0.2))
@@ -99,7 +100,7 @@ class DBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-1] // self.factor
-        skip = F.interpolate(self.skip(x), size=size)  # (B, C_out, L / factor)
+        skip = self.skip(F.interpolate(x, size=size))  # (B, C_out, L / factor): pick samples, then the 1x1 conv
         h = F.interpolate(x, size=size)
         for conv in self.convs:
             h = conv(F.leaky_relu(h, 0.2))
