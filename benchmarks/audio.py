@@ -32,6 +32,7 @@ import json
 import math
 import platform
 import resource
+import shutil
 import sys
 import time
 from dataclasses import asdict, replace
@@ -51,6 +52,7 @@ from omnidiffusion.audio.mel import MelConfig  # noqa: E402
 from omnidiffusion.audio.metrics import log_mel_distance, real_time_factor  # noqa: E402
 from omnidiffusion.audio.noise import inference_betas  # noqa: E402
 from omnidiffusion.audio.pipeline import WaveGrad  # noqa: E402
+from omnidiffusion.audio.plots import distance_curve  # noqa: E402
 from omnidiffusion.audio.settings import AudioConfig, ModelConfig  # noqa: E402
 from omnidiffusion.audio.task import vocode_mel, wavegrad_loss  # noqa: E402
 from omnidiffusion.audio.wavegrad import WaveGradNet  # noqa: E402
@@ -140,6 +142,7 @@ def cpu_small(
         package="omnidiffusion.audio",
     )
     run = work / "default"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run: fit would resume a stale checkpoint
     test, val = data["test"], data["validation"]
     curve_clips = data.get("test_curve", test)
     gl = evaluate_griffin_lim(config.mel, curve_clips)
@@ -230,6 +233,7 @@ def cpu_paper(
         print(f"  paper step {step}: log-mel {r['log_mel_distance']:.3f} (default 6-step schedule)", flush=True)
         return {"step": step, **pick(r)}
 
+    shutil.rmtree(work / "paper", ignore_errors=True)  # a fresh run: fit would resume a stale checkpoint
     info, curve = train_in_chunks(config, data["train"], work / "paper", chunks, score)
     model = WaveGrad.from_pretrained(work / "paper")
     search = search_model_schedule(model, data["validation"], steps=6, max_seconds=1.0, progress=False)
@@ -287,6 +291,26 @@ def _small_markdown(s: dict) -> list[str]:
     return lines
 
 
+def write_curve(res: dict, path: Path) -> None:
+    """Held-out log-mel distance against training steps (small and paper-size runs, the reference's curve) with
+    Griffin-Lim as a horizontal line."""
+    curves, base = {}, {}
+    s, p = res.get("small"), res.get("paper")
+    if s:
+        curves["small default model (6 it.)"] = (
+            [c["step"] for c in s["curve"]],
+            [c["log_mel_distance"] for c in s["curve"]],
+        )
+        base["Griffin-Lim, 32 it."] = s["griffin_lim_32"]["log_mel_distance"]
+    if p:
+        c = p["curve_default_6"]
+        curves["paper size (6 it.)"] = ([x["step"] for x in c], [x["log_mel_distance"] for x in c])
+        ref = REFERENCE["curve_searched_6"]
+        curves["reference, paper size (searched 6 it.)"] = ([int(k) for k in ref], list(ref.values()))
+    if curves:
+        distance_curve(path, curves, base)
+
+
 def write_markdown(res: dict, path: Path) -> None:
     s, p = res.get("small"), res.get("paper")
     lines = [
@@ -299,6 +323,8 @@ def write_markdown(res: dict, path: Path) -> None:
         "better. Machine: " + res["machine"] + ", 2 cores.",
         "",
     ]
+    if s or p:
+        lines += ["![held-out log-mel distance against training steps](audio_curve.png)", ""]
     if s:
         lines += _small_markdown(s)
     if p:
@@ -402,6 +428,7 @@ def cpu_mode(args: argparse.Namespace) -> None:
     res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.mkdir(parents=True, exist_ok=True)
     (out / "audio.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_curve(res, out / "audio_curve.png")
     write_markdown(res, out / "audio.md")
     print(f"wall {time.perf_counter() - start:.0f} s")
 
@@ -506,8 +533,6 @@ def gpu_mode(args: argparse.Namespace) -> None:
         except torch.OutOfMemoryError:
             batch //= 2
             torch.cuda.empty_cache()
-            import shutil
-
             shutil.rmtree(run, ignore_errors=True)
             if batch < 4:
                 raise
