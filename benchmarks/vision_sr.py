@@ -1,9 +1,11 @@
 """Benchmark: SR3 4x super-resolution on held-out lfw faces vs interpolation and a same-size L2 regression UNet.
 
 Protocol: train SR3 (config sr3-faces: 6x6 -> 24x24, linear betas 1e-6..1e-2 over T = 2000, L1 on eps, continuous
-noise levels) and the regression UNet (same UNet settings, L2 on the HR image) for the same number of steps on the
-80 training faces of scikit-image `lfw_subset` (random 24x24 crops of 25x25, flips). Evaluate on the 20 held-out
-faces (center 24x24 crops; LR by anti-aliased bicubic downsampling): PSNR / SSIM (data range 1, checked against
+noise levels, dropout 0.1) and the regression UNet (same UNet settings, L2 on the HR image) for the same number of
+steps on the config's data source "lfw": the 80 training faces of scikit-image `lfw_subset` and its 100 non-face
+patches (random 24x24 crops of 25x25, flips). With --threads 2 on CPU the two models train side by side, one
+process and one thread each; sampling then uses both threads. Evaluate on the 20 held-out faces (center 24x24
+crops; LR by anti-aliased bicubic downsampling): PSNR / SSIM (data range 1, checked against
 scikit-image in tests) and consistency MSE(downsample(SR), LR), for SR3's full ancestral chain (2000 steps), a
 100-step trailing sub-chain and dpm++2m at 10 / 25 / 50 steps, each as a single sample and as the mean of
 --samples draws. Writes benchmarks/results/vision_sr.json and vision_sr.md.
@@ -15,17 +17,19 @@ scikit-image in tests) and consistency MSE(downsample(SR), LR), for SR3's full a
 from __future__ import annotations
 
 import json
+import multiprocessing
 import platform
 import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 from _vision import gpu_mode, parser, train_overrides  # benchmarks/_vision.py, beside this script
 
-from omnidiffusion.vision import load_faces, load_vision_config, train_regression, train_sr3
-from omnidiffusion.vision.data import center_crop
+from omnidiffusion.vision import SR3, RegressionSR, load_faces, load_vision_config, train_regression, train_sr3
+from omnidiffusion.vision.data import center_crop, training_images
 from omnidiffusion.vision.evaluation import evaluate_sr
 
 
@@ -33,8 +37,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _train_one(kind: str, images: torch.Tensor, config, out: Path) -> tuple[float, float]:
+    """Train SR3 or the regression UNet from scratch into `out`; (wall s, process CPU s). Top level for spawn."""
+    if multiprocessing.parent_process() is not None:  # a worker of the side-by-side run: one thread each
+        torch.set_num_threads(1)
+    train_fn = train_sr3 if kind == "sr3" else train_regression
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_fn(images, config, out, resume=False)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def main() -> None:
     p = parser(__doc__, "SR3", "runs/bench/vision_sr")
+    p.set_defaults(threads=2)  # the CPU protocol: SR3 and the regression UNet train side by side
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.gpu_paper_scale:
@@ -45,15 +60,19 @@ def main() -> None:
     over = train_overrides(args)
     config = load_vision_config("sr3-faces", over)
     work = Path(args.work)
-    faces_train = load_faces("train") * 2 - 1  # (80, 1, 25, 25)
+    d = config.data
+    faces_train = training_images(d.source, d.channels, d.image_size)  # "lfw": (180, 1, 25, 25) in [-1, 1]
     hr = center_crop(load_faces("test"), config.data.image_size)  # (20, 1, 24, 24) in [0, 1]
 
-    t0 = time.perf_counter()
-    sr3 = train_sr3(faces_train, config, work / "sr3").to(args.device)
-    t_sr3 = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    reg = train_regression(faces_train, config, work / "regression").to(args.device)
-    t_reg = time.perf_counter() - t0
+    jobs = [("sr3", faces_train, config, work / "sr3"), ("regression", faces_train, config, work / "regression")]
+    if args.threads >= 2 and args.device == "cpu":  # one process per model, one thread each, side by side
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+            (t_sr3, c_sr3), (t_reg, c_reg) = pool.map(_train_one, *zip(*jobs, strict=True))
+    else:
+        (t_sr3, c_sr3), (t_reg, c_reg) = (_train_one(*job) for job in jobs)
+    sr3 = SR3.from_pretrained(work / "sr3").to(args.device)
+    reg = RegressionSR.from_pretrained(work / "regression").to(args.device)
 
     T = sr3.schedule.T
     settings = [("ddpm", T), ("ddpm", 100), ("dpm++2m", 10), ("dpm++2m", 25), ("dpm++2m", 50)]
@@ -111,6 +130,9 @@ def main() -> None:
             "batch_size": config.train.batch_size,
             "sr3_seconds": t_sr3,
             "regression_seconds": t_reg,
+            "sr3_cpu_seconds": c_sr3,
+            "regression_cpu_seconds": c_reg,
+            "side_by_side": args.threads >= 2 and args.device == "cpu",
             "sr3_params": sum(p.numel() for p in sr3.parameters()),
             "regression_params": sum(p.numel() for p in reg.parameters()),
         },
@@ -143,7 +165,8 @@ def _markdown(result: dict, settings, k: int) -> str:
         "## Vision: SR3 super-resolution (4x faces)",
         "",
         "SR3 (Saharia et al. 2021) vs interpolation and a same-size regression UNet trained with L2, same steps.",
-        f"Data: scikit-image `lfw_subset`, 80 training faces, 20 held-out faces (24x24 center crops), 6x6 -> 24x24; "
+        "Data: scikit-image `lfw_subset`; training on its 80 training faces and 100 non-face patches (data source "
+        '"lfw"), evaluation on the 20 held-out faces (24x24 center crops), 6x6 -> 24x24; '
         f"LR by anti-aliased bicubic downsampling. Training: {tr['steps']} steps, batch {tr['batch_size']}, "
         f"SR3 {tr['sr3_params']:,} / regression {tr['regression_params']:,} parameters. PSNR/SSIM at data range 1; "
         "consistency = MSE(downsample(SR), LR). SR3 rows: a single draw, and the mean of "

@@ -53,6 +53,18 @@ def test_faces_loader_is_lfw_faces():
     assert load_faces("train").shape[0] + load_faces("test").shape[0] == 100
 
 
+def test_lfw_source_adds_the_non_face_patches_and_no_held_out_face():
+    from skimage.data import lfw_subset
+
+    from omnidiffusion.vision.data import load_lfw_nonfaces, training_images
+
+    assert np.array_equal(load_lfw_nonfaces()[:, 0].numpy(), lfw_subset()[100:].astype(np.float32))
+    x = training_images("lfw", 1, 24)
+    assert x.shape == (180, 1, 25, 25) and x.min() >= -1 and x.max() <= 1
+    held_out = load_faces("test") * 2 - 1
+    assert not any(torch.equal(img, face) for img in x for face in held_out)
+
+
 def test_save_load_round_trip(tmp_path):
     model = ImageDDPM(16, 1, TINY_UNET, {"name": "linear", "T": 50, "beta_start": 1e-4, "beta_end": 0.2}, "v")
     with torch.no_grad():

@@ -2,7 +2,8 @@
 
 Bundled (nothing is downloaded):
 - `load_digits_16`: scikit-learn's 1797 handwritten digits (8x8, 0..16), bilinearly upsampled to 16x16, 1 channel.
-- `load_faces`: scikit-image `lfw_subset` faces (the first 100 of its 200 25x25 grayscale images).
+- `load_faces`: scikit-image `lfw_subset` faces (the first 100 of its 200 25x25 grayscale images);
+  `load_lfw_nonfaces`: its other 100 images, 25x25 patches of the same photographs that are not faces.
 - `load_photo_crops`: random crops of scikit-image's sample photographs (astronaut, coffee, chelsea, camera).
 Every loader returns a float tensor (N, C, H, W) in [0, 1] and splits deterministically into train / test.
 
@@ -64,6 +65,17 @@ def load_faces(split: str = "train") -> Tensor:
     if split == "test":
         return faces[-FACES_TEST:].contiguous()
     return faces
+
+
+def load_lfw_nonfaces() -> Tensor:
+    """scikit-image lfw_subset's 100 non-face patches (its images 100..199) as (100, 1, 25, 25) float in [0, 1].
+
+    They come from the same photographs as the faces, so they add image statistics but no held-out face; the
+    "lfw" data source trains on them beside the 80 training faces.
+    """
+    from skimage.data import lfw_subset
+
+    return torch.from_numpy(lfw_subset()[100:].astype(np.float32))[:, None].contiguous()
 
 
 def center_crop(x: Tensor, size: int) -> Tensor:
@@ -209,6 +221,8 @@ def training_images(
         x = load_digits_16("train")
     elif source == "faces":
         x = load_faces("train")
+    elif source == "lfw":
+        x = torch.cat([load_faces("train"), load_lfw_nonfaces()])
     elif source == "photos":
         return load_photo_crops("train", size, photo_crops, channels) * 2.0 - 1.0
     elif source == "folder":
@@ -216,7 +230,7 @@ def training_images(
             raise ValueError("data.folder: expected a folder of images when data.source = 'folder', got ''")
         return ImageFolder(folder, size, channels)
     else:
-        raise ValueError(f"data.source: expected digits, faces, photos or folder, got {source!r}")
+        raise ValueError(f"data.source: expected digits, faces, lfw, photos or folder, got {source!r}")
     if x.shape[1] != channels:
         raise ValueError(f"data.channels: the {source} images have {x.shape[1]} channel(s), got {channels}")
     return x * 2.0 - 1.0

@@ -71,9 +71,10 @@ class ScheduleSettings:
 
 @dataclass
 class DataSettings:
-    """Training images. source: digits | faces | photos | folder (PNG/JPEG files under `folder`)."""
+    """Training images. source: digits | faces | lfw (the training faces and lfw_subset's non-face patches) |
+    photos | folder (PNG/JPEG files under `folder`)."""
 
-    source: Literal["digits", "faces", "photos", "folder"] = "digits"
+    source: Literal["digits", "faces", "lfw", "photos", "folder"] = "digits"
     folder: str = ""
     image_size: int = 16  # training crop side (HR side for SR)
     channels: int = 1  # 1 = grayscale, 3 = RGB
