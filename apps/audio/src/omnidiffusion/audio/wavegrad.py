@@ -8,6 +8,11 @@ turns the features plus a positional encoding of the noise level into (shift, sc
 of the same resolution: h -> shift + scale * h. The net knows nothing of schedules: it takes the continuous
 noise level sqrt(alpha_bar) in [0, 1] itself (task.py maps core's time t to it).
 
+Execution: the layers are Conv1d modules (their weights are the saved ones), but forward runs every signal as a
+(B, C, 1, L) tensor through conv2d with (1, k) kernels: the same maths. Under bf16 / fp16 the signals are kept in
+channels-last memory, where oneDNN's CPU kernels are several times faster than for conv1d; fp32 keeps the usual
+layout, which is faster there.
+
 WaveGrad Base: mel 768 channels, UBlocks 512, 512, 256, 128, 128 with dilations (1,2,1,2) x2 then (1,2,4,8) x3,
 DBlocks 32 -> 128, 128, 256, 512 with dilations 1, 2, 4; 15.8 M parameters at 128 mels.
 """
@@ -40,6 +45,40 @@ def noise_level_encoding(noise_level: Tensor, channels: int, scale: float = PE_S
     return enc
 
 
+def _layout(x: Tensor) -> torch.memory_format:
+    """The memory format a (B, C, 1, L) signal runs in: channels-last or the usual contiguous one."""
+    last = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if last else torch.contiguous_format
+
+
+def _apply(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """`conv` applied to x (B, C, 1, L) as a conv2d with a (1, k) kernel: (B, C_out, 1, L_out), x's layout."""
+    fmt = _layout(x)
+    w = conv.weight.unsqueeze(2).contiguous(memory_format=fmt)
+    return F.conv2d(x.contiguous(memory_format=fmt), w, conv.bias, 1, (0, conv.padding[0]), (1, conv.dilation[0]))
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """Nearest-neighbour resampling of (B, C, 1, L) to length `size` (F.interpolate's "nearest" rule)."""
+    return F.interpolate(x, size=(1, size))
+
+
+def _to_2d(x: Tensor, fmt: torch.memory_format) -> Tensor:
+    """(B, C, L) -> (B, C, 1, L) in memory format `fmt`."""
+    x = x.unsqueeze(2)
+    if fmt == torch.channels_last and x.shape[1] == 1:  # one channel: pad to 2 so the layout can be told apart
+        return x.contiguous()
+    return x.contiguous(memory_format=fmt)
+
+
+def _reduced_precision(x: Tensor) -> bool:
+    """True when convolutions on x run in bf16 / fp16 (the dtype itself or autocast on x's device)."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return True
+    device = x.device.type
+    return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) in (torch.bfloat16, torch.float16)
+
+
 class FiLMBlock(nn.Module):
     """WaveGrad FiLM (Fig. 6): conv3 -> leaky ReLU -> + noise-level encoding -> conv3 giving (shift, scale)."""
 
@@ -52,10 +91,12 @@ class FiLMBlock(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, h: Tensor, noise_level: Tensor) -> tuple[Tensor, Tensor]:
-        h = F.leaky_relu(self.in_conv(h), 0.2)  # (B, C_in, L)
-        h = h + noise_level_encoding(noise_level, h.shape[1]).to(h.dtype)[:, :, None]
-        shift, scale = self.out_conv(h).chunk(2, dim=1)  # 2 x (B, C_out, L)
-        return shift, scale
+        h = F.leaky_relu(_apply(self.in_conv, h), 0.2)  # (B, C_in, 1, L)
+        h = h + noise_level_encoding(noise_level, h.shape[1]).to(h.dtype)[:, :, None, None]
+        out = _apply(self.out_conv, h)
+        fmt = _layout(out)
+        shift, scale = out.chunk(2, dim=1)  # 2 x (B, C_out, 1, L), made dense again so elementwise ops keep the layout
+        return shift.contiguous(memory_format=fmt), scale.contiguous(memory_format=fmt)
 
 
 def _conv(cin: int, cout: int, dilation: int) -> nn.Conv1d:
@@ -79,13 +120,13 @@ class UBlock(nn.Module):
     def forward(self, x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
         size = x.shape[-1] * self.factor
         # 1x1 conv, then nearest-neighbour upsampling: equal to the reverse order and `factor` times cheaper
-        skip = F.interpolate(self.skip(x), size=size)  # (B, C_out, L * factor)
-        h = F.interpolate(F.leaky_relu(x, 0.2), size=size)
-        h = self.convs[0](h)
-        h = self.convs[1](F.leaky_relu(shift + scale * h, 0.2))
+        skip = _resize(_apply(self.skip, x), size)  # (B, C_out, 1, L * factor)
+        h = _resize(F.leaky_relu(x, 0.2), size)
+        h = _apply(self.convs[0], h)
+        h = _apply(self.convs[1], F.leaky_relu(shift + scale * h, 0.2))
         x = h + skip
-        h = self.convs[2](F.leaky_relu(shift + scale * x, 0.2))
-        h = self.convs[3](F.leaky_relu(shift + scale * h, 0.2))
+        h = _apply(self.convs[2], F.leaky_relu(shift + scale * x, 0.2))
+        h = _apply(self.convs[3], F.leaky_relu(shift + scale * h, 0.2))
         return x + h
 
 
@@ -100,10 +141,10 @@ class DBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-1] // self.factor
-        skip = self.skip(F.interpolate(x, size=size))  # (B, C_out, L / factor): pick samples, then the 1x1 conv
-        h = F.interpolate(x, size=size)
+        h = _resize(x, size)  # (B, C_in, 1, L / factor)
+        skip = _apply(self.skip, h)  # pick samples, then the 1x1 conv: equal to the reverse order, cheaper
         for conv in self.convs:
-            h = conv(F.leaky_relu(h, 0.2))
+            h = _apply(conv, F.leaky_relu(h, 0.2))
         return h + skip
 
 
@@ -162,15 +203,19 @@ class WaveGradNet(ConfigurableModule):
                 f"samples, got {y.shape[-1]}"
             )
         noise_level = noise_level.reshape(-1).expand(y.shape[0]) if noise_level.numel() == 1 else noise_level
-        h = self.stem(y)  # (B, C0, L)
+        # Channels-last runs much faster under bf16 on CPU (oneDNN); fp32 is faster in the usual layout.
+        fmt = torch.channels_last if _reduced_precision(y) else torch.contiguous_format
+        h = _apply(self.stem, _to_2d(y, fmt))  # (B, C0, 1, L)
+        if fmt == torch.channels_last:
+            h = h.contiguous(memory_format=fmt)
         conds = [self.films[0](h, noise_level)]
         for i, down in enumerate(self.downs):
-            h = down(h)  # (B, C_{i+1}, L / prod(down factors so far))
+            h = down(h)  # (B, C_{i+1}, 1, L / prod(down factors so far))
             conds.append(self.films[i + 1](h, noise_level))
-        x = self.mel_conv((mel + self.mel_offset) / self.mel_scale)  # (B, mel_channels, F)
+        x = _apply(self.mel_conv, _to_2d((mel + self.mel_offset) / self.mel_scale, fmt))  # (B, mel_channels, 1, F)
         for up, (shift, scale) in zip(self.ups, reversed(conds), strict=True):
-            x = up(x, shift, scale)  # (B, C, F * factors so far)
-        return self.out_conv(F.leaky_relu(x, 0.2))  # (B, 1, L)
+            x = up(x, shift, scale)  # (B, C, 1, F * factors so far)
+        return _apply(self.out_conv, F.leaky_relu(x, 0.2))[:, :, 0].contiguous()  # (B, 1, L)
 
 
 def small_config(n_mels: int = 80, factors: Sequence[int] = (4, 4, 4, 2, 2)) -> dict:
