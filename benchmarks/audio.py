@@ -33,6 +33,7 @@ import math
 import platform
 import resource
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import asdict, replace
@@ -240,13 +241,8 @@ def cpu_paper(
     searched = evaluate_model(model, test, betas=search["betas"], return_audio=True)
     out_rms = float(torch.cat(searched.pop("audio")).pow(2).mean().sqrt())
     print(f"  paper, searched 6-step schedule: log-mel {searched['log_mel_distance']:.3f}", flush=True)
-    torch.set_num_threads(1)
-    one = test[0][: 2 * REFERENCE_MEL.sample_rate]  # RTF on the first 2 s of a held-out clip
-    mel = model.mel(one)[0]
-    seconds = one.numel() / REFERENCE_MEL.sample_rate
-    rtf32, _ = real_time_factor(lambda: model.vocode(mel, betas=search["betas"]), seconds)
+    rtf32, rtf16 = paper_rtf(model, test[0], search["betas"])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        rtf16, _ = real_time_factor(lambda: model.vocode(mel, betas=search["betas"]), seconds)
         bf16 = evaluate_model(model, test, betas=search["betas"])
     return {
         "train": info,
@@ -260,6 +256,21 @@ def cpu_paper(
         "rtf_6_1_thread_bf16": rtf16,
         "rms": {"output": out_rms, "held_out_clips": float(torch.cat(test).pow(2).mean().sqrt())},
     }
+
+
+def paper_rtf(model: WaveGrad, clip: torch.Tensor, betas: list, repeats: int = 3) -> tuple[float, float]:
+    """RTF of vocoding the first 2 s of `clip` with `betas` on one thread, fp32 and bf16 autocast: the median of
+    `repeats` runs after one warm-up run (the first call pays oneDNN's one-time setup)."""
+    torch.set_num_threads(1)
+    one = clip[: 2 * REFERENCE_MEL.sample_rate]
+    mel = model.mel(one)[0]
+    seconds = one.numel() / REFERENCE_MEL.sample_rate
+    out = []
+    for dtype in (None, torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            runs = [real_time_factor(lambda: model.vocode(mel, betas=betas), seconds)[0] for _ in range(repeats + 1)]
+        out.append(statistics.median(runs[1:]))
+    return out[0], out[1]
 
 
 def _small_markdown(s: dict) -> list[str]:
@@ -361,6 +372,7 @@ def write_markdown(res: dict, path: Path) -> None:
             lines.append(
                 f"- {name}: wall {part['wall_s'] / 60:.1f} min, process CPU {part['cpu_s'] / 60:.1f} min; "
                 f"`{part['command']}`"
+                + (f"; RTF re-timed with `{part['rtf_command']}`" if part.get("rtf_command") else "")
             )
     lines += ["", f"Peak memory {res['peak_rss_mb']:.0f} MB.", ""]
     path.write_text("\n".join(lines))
@@ -393,7 +405,7 @@ def cpu_mode(args: argparse.Namespace) -> None:
     )
     if args.curve_seconds:
         data["test_curve"] = [c[: int(args.curve_seconds * 22050)] for c in data["test"]]
-    if args.part in ("small", "all"):
+    if args.part in ("small", "all") and not args.paper_rtf_only:
         t0 = time.perf_counter()
         res["small"] = cpu_small(
             data,
@@ -414,7 +426,17 @@ def cpu_mode(args: argparse.Namespace) -> None:
             curve_seconds_per_clip=args.curve_seconds,
             search_seconds=args.search_seconds,
         )
-    if args.part in ("paper", "all") and args.paper_steps > 0:
+    if args.paper_rtf_only:  # re-time the trained paper-size model of an earlier --part paper run
+        if "paper" not in res or not (work / "paper").is_dir():
+            raise SystemExit(f"--paper-rtf-only: no paper run in {previous} and {work / 'paper'}; run --part paper")
+        p = res["paper"]
+        model = WaveGrad.from_pretrained(work / "paper")
+        betas = p["searched_6"]["betas"]
+        p["rtf_6_1_thread"], p["rtf_6_1_thread_bf16"] = paper_rtf(model, data["test"][0], betas)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            p["searched_6_bf16_inference"] = pick(evaluate_model(model, data["test"], betas=betas))
+        p["rtf_command"] = "python benchmarks/audio.py " + " ".join(sys.argv[1:])
+    elif args.part in ("paper", "all") and args.paper_steps > 0:
         t0, c0 = time.perf_counter(), time.process_time()
         if args.test_seconds:  # code-path runs only
             data["test"] = [c[: int(args.test_seconds * 22050)] for c in data["test"]]
@@ -622,6 +644,11 @@ def main() -> None:
     parser.add_argument("--paper-steps", type=int, default=2000, help="CPU: steps of the paper-size run (0: skip)")
     parser.add_argument("--paper-amp", default="bf16", help="CPU: autocast of the paper-size training (none|bf16)")
     parser.add_argument("--paper-threads", type=int, default=2, help="CPU: threads of the paper-size training")
+    parser.add_argument(
+        "--paper-rtf-only",
+        action="store_true",
+        help="CPU: re-time (and re-score under bf16) the paper-size model of an earlier paper run",
+    )
     parser.add_argument("--quick", action="store_true", help="CPU: skip the 1000-iteration row")
     parser.add_argument("--table-seconds", type=float, default=2.0, help="CPU: clip length in the iterations table")
     parser.add_argument("--curve-points", type=int, default=4, help="CPU: evaluations along the small run")
