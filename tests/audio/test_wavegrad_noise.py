@@ -118,3 +118,53 @@ def test_dpm_solver_option_runs_through_core():
     assert out.shape == (1, 1, 512) and out.abs().max() <= 1.0 + 1e-6
     with pytest.raises(ValueError, match="method"):
         vocode_mel(net, torch.randn(1, 80, 2), method="euler")
+
+
+def _reference_forward(net: WaveGradNet, y, level, mel):
+    """The network written with the Conv1d modules' own forward (1-D, usual layout): the oracle for the 2-D path."""
+    import torch.nn.functional as F
+
+    lrelu = lambda x: F.leaky_relu(x, 0.2)  # noqa: E731
+
+    def film(block, h):
+        h = lrelu(block.in_conv(h)) + noise_level_encoding(level, h.shape[1])[:, :, None]
+        return block.out_conv(h).chunk(2, dim=1)
+
+    h = net.stem(y)
+    conds = [film(net.films[0], h)]
+    for i, down in enumerate(net.downs):
+        size = h.shape[-1] // down.factor
+        skip = down.skip(F.interpolate(h, size=size))
+        h = F.interpolate(h, size=size)
+        for conv in down.convs:
+            h = conv(lrelu(h))
+        h = h + skip
+        conds.append(film(net.films[i + 1], h))
+    x = net.mel_conv((mel + net.mel_offset) / net.mel_scale)
+    for up, (shift, scale) in zip(net.ups, reversed(conds), strict=True):
+        size = x.shape[-1] * up.factor
+        skip = up.skip(F.interpolate(x, size=size))
+        h = up.convs[0](F.interpolate(lrelu(x), size=size))
+        h = up.convs[1](lrelu(shift + scale * h))
+        x = h + skip
+        h = up.convs[2](lrelu(shift + scale * x))
+        x = x + up.convs[3](lrelu(shift + scale * h))
+    return net.out_conv(lrelu(x))
+
+
+def test_two_d_execution_equals_the_conv1d_network_in_fp32_and_bf16():
+    torch.manual_seed(0)
+    net = WaveGradNet(n_mels=16, factors=(4, 2), mel_channels=24, up_channels=(16, 8), up_dilations=((1, 2, 1, 2),
+                      (1, 2, 4, 8)), down_channels=(4, 8))  # fmt: skip
+    y, level, mel = torch.randn(2, 1, 5 * 8), torch.rand(2), torch.randn(2, 16, 5)
+    with torch.no_grad():
+        ref = _reference_forward(net, y, level, mel)
+        out = net(y, level, mel)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        assert out.shape == (2, 1, 40) and out.is_contiguous()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the channels-last path
+            low = net(y, level, mel).float()
+    assert (low - ref).abs().max() < 0.05 * ref.abs().max()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # it trains too
+        net(y, level, mel).float().abs().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
