@@ -161,3 +161,65 @@ def test_segdiff_loss_is_core_l_simple_plus_the_dice_term():
     p, y = ((x0_hat + 1) / 2).clamp(0, 1).flatten(1), ((mask + 1) / 2).flatten(1)
     dice = (1 - (2 * (p * y).sum(1) + 1) / (p.sum(1) + y.sum(1) + 1)).mean()
     torch.testing.assert_close(with_dice, plain + 0.5 * dice, rtol=1e-4, atol=1e-5)
+
+
+def test_self_conditioning_feeds_back_the_last_clipped_x0():
+    model = SegDiff(8, 1, UNET, prediction="x0", fusion="both", encoder_growth=4, self_condition=True)
+    assert model.net.input_conv.in_channels == 1 + 1 + 1  # noisy mask, image, previous estimate
+    x, t, image = torch.randn(2, 1, 8, 8), torch.full((2,), 0.5), torch.rand(2, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(model(x, t, image=image), model(x, t, image=image, x0_prev=torch.zeros_like(x)))
+    seen = []
+    hook = model.net.input_conv.register_forward_pre_hook(lambda m, inp: seen.append(inp[0][:, 2:3].clone()))
+    den = model.denoiser()
+    first = den.predict(x, 0.5, image=image)
+    den.predict(x, 0.4, image=image)
+    hook.remove()
+    assert torch.equal(seen[0], torch.zeros_like(x))  # first call: nothing to feed back
+    torch.testing.assert_close(seen[1], first.x0)  # second call: the first call's (clipped) x0_hat
+    assert first.x0.abs().max() <= 1
+    fresh = model.denoiser()  # a new denoiser starts from zeros again
+    torch.testing.assert_close(fresh.predict(x, 0.5, image=image).x0, first.x0)
+
+
+def test_self_conditioning_training_draw_and_round_trip(tmp_path):
+    from omnidiffusion.vision.segmentation.training import _self_conditioning_draw, draw_steps
+
+    model = SegDiff(8, 1, UNET, prediction="x0", encoder_growth=4, self_condition=True)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.net.out_conv.weight, std=0.1)
+    image = torch.rand(64, 1, 8, 8) * 2 - 1
+    mask = (torch.rand(64, 1, 8, 8) > 0.5).float() * 2 - 1
+    torch.manual_seed(0)
+    t = draw_steps(model.schedule, 64)
+    noise, cond = _self_conditioning_draw(model, model, mask, image, t)
+    fed = cond.flatten(1).abs().sum(1) > 0
+    assert 16 < int(fed.sum()) < 48  # about half of the batch gets its own estimate
+    a = model.schedule.alpha(t.double()).float()[:, None, None, None]
+    s = model.schedule.sigma(t.double()).float()[:, None, None, None]
+    with torch.no_grad():
+        own = model(a * mask + s * noise, t, image=image).clamp(-1, 1)
+    torch.testing.assert_close(cond[fed], own[fed], rtol=1e-4, atol=1e-5)
+    loss = SegDiffLoss(flips=False)(model, (image[:4], mask[:4]))
+    loss.backward()
+    assert torch.isfinite(loss) and model.net.input_conv.weight.grad is not None
+    model.save_pretrained(tmp_path / "m")
+    back = SegDiff.from_pretrained(tmp_path / "m")
+    assert back.self_condition and back.net.input_conv.in_channels == 2
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_draw_steps_follows_its_stated_law(power):
+    from omnidiffusion.vision.segmentation.training import draw_steps
+
+    model = SegDiff(8, 1, UNET, schedule={"name": "linear", "T": 10, "beta_start": 1e-3, "beta_end": 0.2})
+    torch.manual_seed(0)
+    n = 200_000
+    t = draw_steps(model.schedule, n, power)
+    k = torch.round(t * 10 - 1).long()
+    torch.testing.assert_close(t, model.schedule.t_of_index(k))  # on the table grid
+    freq = torch.bincount(k, minlength=10).double() / n
+    edges = torch.arange(11, dtype=torch.float64) / 10
+    law = edges[1:] ** power - edges[:-1] ** power  # P(k) = ((k+1)/T)^p - (k/T)^p
+    assert (freq - law).abs().max() < 4 * (0.25 / n) ** 0.5
+    with pytest.raises(ValueError, match="t_power"):
+        SegDiffLoss(t_power=0)

@@ -86,6 +86,22 @@ def _with_added_features(net: UNet, feats: Tensor | None, x: Tensor, t: Tensor, 
         handle.remove()
 
 
+class _SelfConditioning:
+    """Self-conditioning at sampling time (Chen et al. 2022, "Analog Bits"): calls the SegDiff with the x0_hat that
+    the Denoiser's last call produced (recorded by `record`, an x0 hook placed after clipping)."""
+
+    def __init__(self, model: SegDiff) -> None:
+        self.model, self.prev = model, None
+
+    def __call__(self, x_t: Tensor, t: Tensor, **cond) -> Tensor:
+        prev = self.prev if self.prev is not None and self.prev.shape == x_t.shape else None
+        return self.model(x_t, t, x0_prev=prev, **cond)
+
+    def record(self, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        self.prev = x0.detach()
+        return x0
+
+
 class SegDiff(_Pretrained):
     """Mask denoiser eps_theta(x_t, t, image): x_t (B, 1, H, W) noisy mask in [-1, 1], image (B, C, H, W) in [-1, 1].
 
@@ -104,6 +120,7 @@ class SegDiff(_Pretrained):
         fusion: str = "add",
         encoder_blocks: int = 1,
         encoder_growth: int = 16,
+        self_condition: bool = False,
     ) -> None:
         super().__init__()
         if prediction not in ("eps", "x0", "v"):
@@ -116,10 +133,11 @@ class SegDiff(_Pretrained):
             prediction,
             fusion,
         )
+        self.self_condition = bool(self_condition)
         self.schedule_spec = dict(SEGDIFF_SCHEDULE if schedule is None else schedule)
         self.schedule = make_schedule(self.schedule_spec)
         kwargs = _unet_kwargs(unet)
-        cond = self.channels if fusion in ("concat", "both") else 0
+        cond = (self.channels if fusion in ("concat", "both") else 0) + int(self.self_condition)
         self.net = UNet(in_channels=1, out_channels=1, cond_channels=cond, resolution=image_size, **kwargs)
         base = self.net.config["base_channels"]
         self.encoder = (
@@ -130,19 +148,33 @@ class SegDiff(_Pretrained):
         """G(image): (B, C, H, W) -> (B, base, H, W), or None for fusion "concat" (computed once per sampling run)."""
         return None if self.encoder is None else self.encoder(image)
 
-    def forward(self, x_t: Tensor, t: Tensor, *, image: Tensor, features: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x_t: Tensor, t: Tensor, *, image: Tensor, features: Tensor | None = None, x0_prev: Tensor | None = None
+    ) -> Tensor:
         """(B, 1, H, W) noisy mask, t (B,) in [0, 1], image (B, C, H, W) -> prediction (B, 1, H, W).
 
         `features` = self.encode(image) may be passed to skip re-encoding the image at every sampler step.
+        `x0_prev` (B, 1, H, W): with self-conditioning, the previous estimate of the mask (None = zeros).
         """
         _check_image(image, self.channels, x_t)
         feats = features if features is not None or self.encoder is None else self.encoder(image)
-        cond = image if self.fusion in ("concat", "both") else None
+        parts = [image] if self.fusion in ("concat", "both") else []
+        if self.self_condition:
+            parts.append(torch.zeros_like(x_t) if x0_prev is None else x0_prev.to(x_t.dtype))
+        cond = torch.cat(parts, 1) if parts else None
         return _with_added_features(self.net, feats, x_t, t, cond)
 
     def denoiser(self, clip: bool = True) -> Denoiser:
-        """The core Denoiser (x0_hat clamped to [-1, 1]); pass image= (and features=) to the sampler as conditioning."""
-        return Denoiser(self, self.schedule, self.prediction, x0_hooks=[clip_x0()] if clip else ())
+        """The core Denoiser (x0_hat clamped to [-1, 1]); pass image= (and features=) to the sampler as conditioning.
+
+        With self-conditioning the denoiser is stateful: each call feeds the network the x0_hat of the call before
+        (zeros on the first), so use a fresh one per sampling run.
+        """
+        hooks = [clip_x0()] if clip else []
+        if not self.self_condition:
+            return Denoiser(self, self.schedule, self.prediction, x0_hooks=hooks)
+        state = _SelfConditioning(self)
+        return Denoiser(state, self.schedule, self.prediction, x0_hooks=[*hooks, state.record])
 
     @torch.no_grad()
     def sample_masks(

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from omnidiffusion.core import Denoiser, denoising_loss
+from omnidiffusion.core import Denoiser, clip_x0, denoising_loss
 from omnidiffusion.core.config import to_dict
+from omnidiffusion.core.tensors import append_dims
 from omnidiffusion.core.training import fit
 
 from .models import SegDiff, SegUNet
@@ -90,8 +91,10 @@ class SegDiffLoss:
     """loss_fn(model, batch) for `fit`: flips, core `denoising_loss` on the mask with image conditioning, plus
     `dice_weight` x soft Dice of the same call's x0_hat (mapped to [0, 1]) against the mask (0 = the paper's loss)."""
 
-    def __init__(self, flips: bool = True, dice_weight: float = 0.0) -> None:
-        self.flips, self.dice_weight = flips, float(dice_weight)
+    def __init__(self, flips: bool = True, dice_weight: float = 0.0, t_power: float = 1.0) -> None:
+        if not t_power > 0:
+            raise ValueError(f"t_power: expected a positive number, got {t_power}")
+        self.flips, self.dice_weight, self.t_power = flips, float(dice_weight), float(t_power)
 
     def __call__(self, model: nn.Module, batch) -> Tensor:
         image, mask = batch
@@ -99,10 +102,40 @@ class SegDiffLoss:
             image, mask = flip_pair(image, mask)
         inner = model.module if hasattr(model, "module") else model  # DDP wraps the SegDiff
         den = _KeepX0(Denoiser(model, inner.schedule, inner.prediction))
-        loss = denoising_loss(den, mask, image=image)
+        t = draw_steps(inner.schedule, mask.shape[0], self.t_power).to(mask.device)
+        if getattr(inner, "self_condition", False):
+            noise, cond = _self_conditioning_draw(model, inner, mask, image, t)
+            loss = denoising_loss(den, mask, t=t, noise=noise, image=image, x0_prev=cond)
+        else:
+            loss = denoising_loss(den, mask, t=t, image=image)
         if self.dice_weight:
             loss = loss + self.dice_weight * soft_dice_loss(((den.x0 + 1) / 2).clamp(0, 1), (mask + 1) / 2)
         return loss
+
+
+def draw_steps(schedule, n: int, power: float = 1.0) -> Tensor:
+    """n training times on the table grid: step k in {0..T-1} with P(k) = ((k+1)/T)^p - (k/T)^p, i.e. floor(T u^(1/p))
+    for u ~ U(0, 1); p = 1 is uniform (the paper), p > 1 draws the noisier steps more often."""
+    u = torch.rand(n, dtype=torch.float64) ** (1.0 / power)
+    return schedule.t_of_index(torch.floor(u * schedule.T).clamp(max=schedule.T - 1))
+
+
+def _self_conditioning_draw(model: nn.Module, inner: nn.Module, mask: Tensor, image: Tensor, t: Tensor):
+    """Self-conditioning's training draw (Chen et al. 2022): noise for the batch, and for a random half of it the
+    model's own x0_hat at (x_t, t) with zeros fed back (no gradient, clipped to [-1, 1]); zeros elsewhere."""
+    b = mask.shape[0]
+    noise = torch.randn_like(mask)
+    cond = torch.zeros_like(mask)
+    use = torch.rand(b) < 0.5
+    if bool(use.any()):
+        idx = use.nonzero()[:, 0].to(mask.device)
+        with torch.no_grad():
+            out = Denoiser(model, inner.schedule, inner.prediction, x0_hooks=[clip_x0()])
+            x0 = mask[idx]
+            a = append_dims(inner.schedule.alpha(t[idx]), x0.ndim).to(x0.dtype)
+            s = append_dims(inner.schedule.sigma(t[idx]), x0.ndim).to(x0.dtype)
+            cond[idx] = out.predict(a * x0 + s * noise[idx], t[idx], image=image[idx]).x0.to(cond.dtype)
+    return noise, cond
 
 
 def bce_dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
@@ -136,6 +169,7 @@ def segdiff_from_config(config, channels: int) -> SegDiff:
         s.fusion,
         s.encoder_blocks,
         s.encoder_growth,
+        s.self_condition,
     )
 
 
@@ -166,7 +200,7 @@ def train_segdiff(
     check_pairs(images, masks)
     _check_size(images, config)
     model = segdiff_from_config(config, images.shape[1])
-    loss = SegDiffLoss(config.seg.flips, config.seg.dice_weight)
+    loss = SegDiffLoss(config.seg.flips, config.seg.dice_weight, config.seg.t_power)
     return _fit(model, loss, ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
 
 
