@@ -197,7 +197,9 @@ def _markdown(result: dict, settings, k: int) -> str:
         f"{d25_mean:+.2f} dB (mean of {k}).",
         "",
         f"Wall time {result['wall_seconds']:.0f} s (training SR3 {tr['sr3_seconds']:.0f} s, regression "
-        f"{tr['regression_seconds']:.0f} s), peak RSS {result['peak_rss_mb']:.0f} MB; device {mach['device']}"
+        f"{tr['regression_seconds']:.0f} s"
+        + (", side by side, one process and one thread each" if tr.get("side_by_side") else "")
+        + f"), peak RSS {result['peak_rss_mb']:.0f} MB; device {mach['device']}"
         + (f" ({mach['gpu']})" if mach.get("gpu") else f", {mach['torch_threads']} torch thread(s)")
         + f". Command: `{result['command']}`.",
         "",
