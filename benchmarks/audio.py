@@ -18,7 +18,8 @@ CPU mode (default) writes benchmarks/results/audio.json and audio.md; --part sma
 GPU mode (--gpu-paper-scale --seconds S --out DIR) writes DIR/audio_gpu.json: the reference protocol (paper
 size, batch 4, --ref-steps steps) with its distance curve, then the paper-scale config (batch 256, bf16) trained
 for S seconds with the held-out distance (searched 6-step schedule) every S/4 seconds beside Griffin-Lim,
-training steps/s, sampling speed of one batch and peak GPU memory.
+training steps/s, sampling speed of one batch and peak GPU memory. Copied into benchmarks/results, it joins
+audio.md with its own figure; --render rewrites audio.md and the figures from the JSON files.
 
     python benchmarks/audio.py                     # CPU, the small model (--part small)
     python benchmarks/audio.py --part paper        # CPU, the reference protocol: 2,000 steps of the paper size
@@ -209,8 +210,11 @@ def cpu_paper(
     Same sentences, batch 4, 24-frame segments, `steps` steps, Adam 2e-4 as the reference; trained with CPU
     bf16 autocast (`amp`) on `threads` threads. The held-out distance with the default 6-step schedule is taken
     after each of `chunks` equal parts; at the end a 6-step schedule is searched on the validation clips and
-    scored on the five held-out clips, as the reference's 1.885 was. RTF: one thread, fp32 and bf16 autocast.
+    scored on the five held-out clips, as the reference's 1.885 was. With amp = "bf16" the curve points and the
+    search run under bf16 autocast too (several times faster, same scores to 1e-3); the final held-out score is
+    taken in fp32 and in bf16. RTF: one thread, fp32 and bf16 autocast.
     """
+    low = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16")
     torch.set_num_threads(threads)
     config = AudioConfig(
         mel=REFERENCE_MEL,
@@ -230,14 +234,16 @@ def cpu_paper(
     test = data["test"]
 
     def score(step: int, model: WaveGrad) -> dict:
-        r = evaluate_model(model, test, betas=inference_betas(6))
+        with low:
+            r = evaluate_model(model, test, betas=inference_betas(6))
         print(f"  paper step {step}: log-mel {r['log_mel_distance']:.3f} (default 6-step schedule)", flush=True)
         return {"step": step, **pick(r)}
 
     shutil.rmtree(work / "paper", ignore_errors=True)  # a fresh run: fit would resume a stale checkpoint
     info, curve = train_in_chunks(config, data["train"], work / "paper", chunks, score)
     model = WaveGrad.from_pretrained(work / "paper")
-    search = search_model_schedule(model, data["validation"], steps=6, max_seconds=1.0, progress=False)
+    with low:
+        search = search_model_schedule(model, data["validation"], steps=6, max_seconds=1.0, progress=False)
     searched = evaluate_model(model, test, betas=search["betas"], return_audio=True)
     out_rms = float(torch.cat(searched.pop("audio")).pow(2).mean().sqrt())
     print(f"  paper, searched 6-step schedule: log-mel {searched['log_mel_distance']:.3f}", flush=True)
@@ -322,7 +328,56 @@ def write_curve(res: dict, path: Path) -> None:
         distance_curve(path, curves, base)
 
 
-def write_markdown(res: dict, path: Path) -> None:
+def write_gpu_curve(gpu: dict, path: Path) -> None:
+    """The GPU run's held-out distance against its training steps (batch 256), Griffin-Lim as a line."""
+    c = gpu["paper_scale"]["curve"]
+    steps = [x["step"] for x in c]
+    curves = {
+        "searched 6 it.": (steps, [x["searched_6"]["log_mel_distance"] for x in c]),
+        "default 6 it.": (steps, [x["default_6"]["log_mel_distance"] for x in c]),
+    }
+    base = {
+        "Griffin-Lim, 32 it.": gpu["griffin_lim_32"]["log_mel_distance"],
+        "reference, 2,000 steps at batch 4": REFERENCE["searched_6"]["log_mel_distance"],
+    }
+    distance_curve(path, curves, base, xlabel=f"training step (batch {gpu['paper_scale']['batch_size']})")
+
+
+def _gpu_markdown(gpu: dict) -> list[str]:
+    g = gpu["paper_scale"]
+    gl = gpu["griffin_lim_32"]["log_mel_distance"]
+    lines = [
+        f"### Paper-size WaveGrad at paper-scale batch on one GPU ({gpu['device']})",
+        "",
+        f"The same {g['params'] / 1e6:.1f} M model and 22,050 Hz / hop 300 / 128-mel features, batch "
+        f"{g['batch_size']} (the paper's) of 24-frame segments, Adam 2e-4, bf16 autocast, EMA 0.999, trained "
+        f"{g['train_seconds']:.0f} s ({g['steps']} steps at {statistics.mean(g['train_steps_per_sec']):.1f} "
+        "steps/s); after each quarter a 6-step schedule is searched on the validation clips and scored on the "
+        "held-out clips (torch " + gpu["torch"] + ").",
+        "",
+        "![GPU run: held-out log-mel distance against training steps](audio_gpu_curve.png)",
+        "",
+        "| step (batch 256) | training s | log-mel, searched 6 it. | log-mel, default 6 it. | MR-STFT (searched) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['step']} | {c['train_seconds']:.0f} | {c['searched_6']['log_mel_distance']:.3f} | "
+        f"{c['default_6']['log_mel_distance']:.3f} | {c['searched_6']['mr_stft']:.3f} |"
+        for c in g["curve"]
+    ]
+    sm = g["sampling"]
+    lines += [
+        f"| Griffin-Lim, 32 it. | - | {gl:.3f} | - | {gpu['griffin_lim_32']['mr_stft']:.3f} |",
+        "",
+        f"Sampling: {sm['batch']} mels of {sm['seconds_of_audio_each']:.1f} s in {sm['wall_s']:.2f} s with 6 "
+        f"iterations (RTF {sm['rtf']:.4f}); peak GPU memory {g['peak_gpu_memory_gib']:.1f} GiB; whole run "
+        f"{gpu['wall_s'] / 60:.1f} min.",
+        "",
+    ]
+    return lines
+
+
+def write_markdown(res: dict, path: Path, gpu: dict | None = None) -> None:
     s, p = res.get("small"), res.get("paper")
     lines = [
         "## Audio (WaveGrad vocoder)",
@@ -367,6 +422,8 @@ def write_markdown(res: dict, path: Path) -> None:
             f"clips. Searched betas: {', '.join(f'{b:.3g}' for b in p['searched_6']['betas'])}.",
             "",
         ]
+    if gpu and "paper_scale" in gpu:
+        lines += _gpu_markdown(gpu)
     for name, part in (("small-model part", s), ("paper-size part", p)):
         if part and "wall_s" in part:
             lines.append(
@@ -379,8 +436,8 @@ def write_markdown(res: dict, path: Path) -> None:
 
 
 def cpu_mode(args: argparse.Namespace) -> None:
-    """--part small (default, the 25-minute run), paper (the reference protocol, about 40 min) or all; a part run
-    alone keeps the other part's results from an existing audio.json."""
+    """--part small (default, about 10 min), paper (the reference protocol, about 24 min on 2 threads) or all; a
+    part run alone keeps the other part's results from an existing audio.json."""
     start = time.perf_counter()
     work = Path(args.work)
     out = Path(args.out)
@@ -450,9 +507,19 @@ def cpu_mode(args: argparse.Namespace) -> None:
     res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out.mkdir(parents=True, exist_ok=True)
     (out / "audio.json").write_text(json.dumps(res, indent=2) + "\n")
-    write_curve(res, out / "audio_curve.png")
-    write_markdown(res, out / "audio.md")
+    render(out)
     print(f"wall {time.perf_counter() - start:.0f} s")
+
+
+def render(out: Path) -> None:
+    """audio.md and the figures from out/audio.json, with out/audio_gpu.json (a GPU-mode run) where present."""
+    res = json.loads((out / "audio.json").read_text())
+    gpu_path = out / "audio_gpu.json"
+    gpu = json.loads(gpu_path.read_text()) if gpu_path.exists() else None
+    write_curve(res, out / "audio_curve.png")
+    if gpu and "paper_scale" in gpu:
+        write_gpu_curve(gpu, out / "audio_gpu_curve.png")
+    write_markdown(res, out / "audio.md", gpu)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -655,6 +722,7 @@ def main() -> None:
     parser.add_argument("--table-clips", type=int, default=5, help="CPU: test clips in the iterations table")
     parser.add_argument("--curve-seconds", type=float, default=None, help="CPU: cut test clips for the curve")
     parser.add_argument("--search-seconds", type=float, default=1.0, help="CPU: validation clip length (search)")
+    parser.add_argument("--render", action="store_true", help="only rewrite audio.md and the figures in --out")
     parser.add_argument("--gpu-paper-scale", action="store_true", help="GPU mode (see the module docstring)")
     parser.add_argument("--seconds", type=float, default=240.0, help="GPU mode: paper-scale training seconds")
     parser.add_argument("--ref-steps", type=int, default=2000, help="GPU mode: steps of the reference protocol")
@@ -664,7 +732,9 @@ def main() -> None:
     parser.add_argument("--model", default="paper", help="GPU mode: bundled config whose [model] is used (tiny: tests)")
     parser.add_argument("--device", default="cuda", help="GPU mode: device when CUDA is missing (cpu to test)")
     args = parser.parse_args()
-    if args.gpu_paper_scale:
+    if args.render:
+        render(Path(args.out))
+    elif args.gpu_paper_scale:
         gpu_mode(args)
     else:
         cpu_mode(args)
