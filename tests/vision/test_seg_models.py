@@ -223,3 +223,53 @@ def test_draw_steps_follows_its_stated_law(power):
     assert (freq - law).abs().max() < 4 * (0.25 / n) ** 0.5
     with pytest.raises(ValueError, match="t_power"):
         SegDiffLoss(t_power=0)
+
+
+def test_sigmoid_mask_head_is_two_sigmoid_minus_one(tmp_path):
+    torch.manual_seed(0)
+    linear = SegDiff(8, 1, UNET, prediction="x0", fusion="both", encoder_blocks=1, encoder_growth=4).eval()
+    with torch.no_grad():
+        linear.net.out_conv.weight.normal_(0, 0.5)  # zero-initialised: give the head something to map
+        linear.net.out_conv.bias.normal_(0, 1.0)
+    head = SegDiff(8, 1, UNET, prediction="x0", fusion="both", encoder_blocks=1, encoder_growth=4, mask_head="sigmoid")
+    head.load_state_dict(linear.state_dict())
+    head.eval()
+    x, img, t = torch.randn(3, 1, 8, 8), torch.rand(3, 1, 8, 8) * 2 - 1, torch.rand(3)
+    with torch.no_grad():
+        raw, out = linear(x, t, image=img), head(x, t, image=img)
+    assert raw.abs().max() > 2  # the check reaches the saturating part of the map
+    torch.testing.assert_close(out, 2 * torch.sigmoid(raw) - 1, rtol=1e-5, atol=1e-6)
+    head.save_pretrained(tmp_path / "m")
+    assert SegDiff.from_pretrained(tmp_path / "m").mask_head == "sigmoid"
+    with pytest.raises(ValueError, match="needs prediction 'x0'"):
+        SegDiff(8, 1, UNET, prediction="eps", mask_head="sigmoid")
+    with pytest.raises(ValueError, match="mask_head"):
+        SegDiff(8, 1, UNET, prediction="x0", mask_head="softmax")
+
+
+def test_bce_term_of_a_fresh_model_is_log_two():
+    """A fresh SegDiff outputs exactly 0 (core's UNet zero-initialises its last conv): with the sigmoid head
+    x0_hat = 0, so p = 1/2 everywhere; then x0-MSE = 1 (masks are +-1), BCE = ln 2 and the soft Dice loss is
+    1 - (sum y + 1) / (N/2 + sum y + 1)."""
+    torch.manual_seed(0)
+    model = SegDiff(8, 1, UNET, prediction="x0", fusion="both", encoder_blocks=1, encoder_growth=4, mask_head="sigmoid")
+    image = torch.rand(4, 1, 8, 8) * 2 - 1
+    mask = (torch.rand(4, 1, 8, 8) > 0.6).float() * 2 - 1
+    y = ((mask + 1) / 2).flatten(1)
+    dice = (1 - (y.sum(1) + 1) / (32 + y.sum(1) + 1)).mean()
+    total = SegDiffLoss(flips=False, dice_weight=0.5, bce_weight=2.0)(model, (image, mask))
+    expected = 1.0 + 0.5 * dice + 2.0 * torch.log(torch.tensor(2.0))
+    torch.testing.assert_close(total, expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="bce_weight"):
+        SegDiffLoss(bce_weight=-1)
+
+
+def test_training_refuses_bce_without_the_sigmoid_head(tmp_path):
+    from omnidiffusion.vision import load_vision_config
+    from omnidiffusion.vision.segmentation.training import train_segdiff
+
+    config = load_vision_config("segdiff-shapes", ["seg.mask_head=linear", "seg.bce_weight=1", "train.steps=1"])
+    images, masks = torch.rand(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+    with pytest.raises(ValueError, match="seg.bce_weight = 1.0 needs seg.mask_head = 'sigmoid'"):
+        train_segdiff(images, masks, config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -108,6 +108,8 @@ class SegDiff(_Pretrained):
     Args: image_size, channels of the image; `unet` = core UNet kwargs (base_channels, channel_mults, ...);
     `schedule` (default SegDiff's linear T = 100, betas 1e-3..0.2 = DDPM's rescaled by 1000 / T); `prediction`
     eps | x0 | v; `fusion` add | concat | both; `encoder_blocks` RRDBs of `encoder_growth` in the image encoder.
+    `mask_head` "sigmoid" (x0-prediction only) maps the network output o to x0 = 2 sigmoid(o) - 1 = tanh(o / 2), so
+    (x0 + 1) / 2 = sigmoid(o) is a foreground probability and can take a BCE term; "linear" returns o as it is.
     """
 
     def __init__(
@@ -121,10 +123,16 @@ class SegDiff(_Pretrained):
         encoder_blocks: int = 1,
         encoder_growth: int = 16,
         self_condition: bool = False,
+        mask_head: str = "linear",
     ) -> None:
         super().__init__()
         if prediction not in ("eps", "x0", "v"):
             raise ValueError(f"prediction: expected 'eps', 'x0' or 'v', got {prediction!r}")
+        if mask_head not in ("linear", "sigmoid"):
+            raise ValueError(f"mask_head: expected 'linear' or 'sigmoid', got {mask_head!r}")
+        if mask_head == "sigmoid" and prediction != "x0":
+            raise ValueError(f"mask_head 'sigmoid' bounds x0_hat: it needs prediction 'x0', got {prediction!r}")
+        self.mask_head = mask_head
         if fusion not in FUSIONS:
             raise ValueError(f"fusion: expected one of {FUSIONS}, got {fusion!r}")
         self.image_size, self.channels, self.prediction, self.fusion = (
@@ -162,7 +170,8 @@ class SegDiff(_Pretrained):
         if self.self_condition:
             parts.append(torch.zeros_like(x_t) if x0_prev is None else x0_prev.to(x_t.dtype))
         cond = torch.cat(parts, 1) if parts else None
-        return _with_added_features(self.net, feats, x_t, t, cond)
+        out = _with_added_features(self.net, feats, x_t, t, cond)
+        return torch.tanh(out / 2) if self.mask_head == "sigmoid" else out
 
     def denoiser(self, clip: bool = True) -> Denoiser:
         """The core Denoiser (x0_hat clamped to [-1, 1]); pass image= (and features=) to the sampler as conditioning.

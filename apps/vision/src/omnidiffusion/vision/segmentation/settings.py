@@ -30,6 +30,8 @@ class SegSettings:
     dice_weight: float = 0.0  # + weight x soft Dice of x0_hat in the SegDiff loss (0 = the paper's L_simple)
     self_condition: bool = False  # feed the previous x0_hat back as an input channel (Chen et al. 2022)
     t_power: float = 1.0  # training steps drawn as floor(T u^(1/p)): 1 = uniform (paper), > 1 favours noisy steps
+    mask_head: Literal["linear", "sigmoid"] = "linear"  # sigmoid: x0_hat = 2 sigmoid(out) - 1 (x0-prediction)
+    bce_weight: float = 0.0  # + weight x BCE of (x0_hat + 1) / 2 against the mask (needs mask_head "sigmoid")
     n_samples: int = 5  # ensemble size: mean mask, threshold, per-pixel std
     threshold: float = 0.5
     unet_checkpoint: str = ""  # evaluate: a seg-unet checkpoint to score beside the model

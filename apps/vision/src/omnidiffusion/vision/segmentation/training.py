@@ -89,12 +89,19 @@ def soft_dice_loss(p: Tensor, y: Tensor, smooth: float = 1.0) -> Tensor:
 
 class SegDiffLoss:
     """loss_fn(model, batch) for `fit`: flips, core `denoising_loss` on the mask with image conditioning, plus
-    `dice_weight` x soft Dice of the same call's x0_hat (mapped to [0, 1]) against the mask (0 = the paper's loss)."""
+    `dice_weight` x soft Dice and `bce_weight` x binary cross-entropy of the same call's x0_hat, mapped to
+    p = (x0_hat + 1) / 2, against the {0, 1} mask (both 0 = the paper's loss). The BCE term is meant for SegDiff's
+    sigmoid mask head, where p = sigmoid(network output); p is clamped to [1e-6, 1 - 1e-6]."""
 
-    def __init__(self, flips: bool = True, dice_weight: float = 0.0, t_power: float = 1.0) -> None:
+    def __init__(
+        self, flips: bool = True, dice_weight: float = 0.0, t_power: float = 1.0, bce_weight: float = 0.0
+    ) -> None:
         if not t_power > 0:
             raise ValueError(f"t_power: expected a positive number, got {t_power}")
+        if not bce_weight >= 0:
+            raise ValueError(f"bce_weight: expected a number >= 0, got {bce_weight}")
         self.flips, self.dice_weight, self.t_power = flips, float(dice_weight), float(t_power)
+        self.bce_weight = float(bce_weight)
 
     def __call__(self, model: nn.Module, batch) -> Tensor:
         image, mask = batch
@@ -108,8 +115,12 @@ class SegDiffLoss:
             loss = denoising_loss(den, mask, t=t, noise=noise, image=image, x0_prev=cond)
         else:
             loss = denoising_loss(den, mask, t=t, image=image)
+        y = (mask + 1) / 2
         if self.dice_weight:
-            loss = loss + self.dice_weight * soft_dice_loss(((den.x0 + 1) / 2).clamp(0, 1), (mask + 1) / 2)
+            loss = loss + self.dice_weight * soft_dice_loss(((den.x0 + 1) / 2).clamp(0, 1), y)
+        if self.bce_weight:
+            p = ((den.x0 + 1) / 2).clamp(1e-6, 1 - 1e-6)
+            loss = loss + self.bce_weight * F.binary_cross_entropy(p, y)
         return loss
 
 
@@ -170,6 +181,7 @@ def segdiff_from_config(config, channels: int) -> SegDiff:
         s.encoder_blocks,
         s.encoder_growth,
         s.self_condition,
+        s.mask_head,
     )
 
 
@@ -199,8 +211,13 @@ def train_segdiff(
     """Train SegDiff on pixel-range images (N, C, S, S) and masks (N, 1, S, S); returns the EMA model (saved too)."""
     check_pairs(images, masks)
     _check_size(images, config)
+    s = config.seg
+    if s.bce_weight and s.mask_head != "sigmoid":
+        raise ValueError(
+            f"seg.bce_weight = {s.bce_weight} needs seg.mask_head = 'sigmoid' (x0_hat in (-1, 1)), got {s.mask_head!r}"
+        )
     model = segdiff_from_config(config, images.shape[1])
-    loss = SegDiffLoss(config.seg.flips, config.seg.dice_weight, config.seg.t_power)
+    loss = SegDiffLoss(s.flips, s.dice_weight, s.t_power, s.bce_weight)
     return _fit(model, loss, ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
 
 
