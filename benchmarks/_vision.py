@@ -1,9 +1,14 @@
-"""What the two vision benchmarks share: their command line and the paper-scale GPU mode (skipped by make bench)."""
+"""What the vision benchmarks share: the command line and paper-scale GPU mode of SR and inpainting (skipped by
+make bench), and training two models side by side on CPU (SR, segmentation)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -68,3 +73,22 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
         over += ["train.steps=20", "model.base_channels=8", "model.num_res_blocks=1", "model.norm_groups=4"]
         over += ["train.log_every=10", "train.ckpt_every=20"]
     return over
+
+
+def train_timed(train_fn: Callable, *args) -> tuple[float, float]:
+    """train_fn(*args, resume=False), from scratch; returns (wall s, process CPU s). In a worker process of
+    `train_side_by_side` it runs on one thread."""
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_fn(*args, resume=False)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def train_side_by_side(jobs: Sequence[tuple], parallel: bool) -> list[tuple[float, float]]:
+    """Run each job (train_fn, *args) through `train_timed`: with `parallel`, each in its own spawned process with
+    one thread, all at once; else one after the other in this process. Returns their (wall s, CPU s)."""
+    if not parallel:
+        return [train_timed(*job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(train_timed, *zip(*jobs, strict=True)))

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import platform
 import resource
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from _vision import train_side_by_side  # benchmarks/_vision.py, beside this script
 
 from omnidiffusion.vision import load_vision_config
 from omnidiffusion.vision.segmentation.data import bundled_split
@@ -75,29 +74,15 @@ def _overrides(args: argparse.Namespace, steps: int | None) -> list[str]:
     return over
 
 
-def _train_one(kind: str, images: torch.Tensor, masks: torch.Tensor, config, out: Path) -> tuple[float, float]:
-    """Train SegDiff or the UNet baseline from scratch into `out`; (wall s, process CPU s). Top level for spawn."""
-    if multiprocessing.parent_process() is not None:  # a worker of the side-by-side run: one thread each
-        torch.set_num_threads(1)
-    train_fn = train_segdiff if kind == "segdiff" else train_seg_unet
-    t0, c0 = time.perf_counter(), time.process_time()
-    train_fn(images, masks, config, out, resume=False)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
 def segdiff_part(args, work: Path) -> dict:
     sd_cfg = load_vision_config("segdiff-shapes", _overrides(args, args.steps))
     un_cfg = load_vision_config("seg-unet-shapes", _overrides(args, args.steps))
     s = sd_cfg.seg
     split = bundled_split(s.n_images, s.n_test, sd_cfg.data.image_size, s.source, s.data_seed, s.split_seed)
     (tr_x, tr_m), (te_x, te_m) = split["train"], split["test"]
-    jobs = [("segdiff", tr_x, tr_m, sd_cfg, work / "segdiff"), ("unet", tr_x, tr_m, un_cfg, work / "unet")]
+    jobs = [(train_segdiff, tr_x, tr_m, sd_cfg, work / "segdiff"), (train_seg_unet, tr_x, tr_m, un_cfg, work / "unet")]
     side_by_side = args.threads >= 2 and args.device == "cpu"
-    if side_by_side:
-        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            (t_sd, c_sd), (t_un, c_un) = pool.map(_train_one, *zip(*jobs, strict=True))
-    else:
-        (t_sd, c_sd), (t_un, c_un) = (_train_one(*job) for job in jobs)
+    (t_sd, c_sd), (t_un, c_un) = train_side_by_side(jobs, side_by_side)
     sd, un = SegDiff.from_pretrained(work / "segdiff"), SegUNet.from_pretrained(work / "unet")
     segd, unet = Segmenter(sd, "segdiff"), Segmenter(un, "seg-unet")
     print(f"trained SegDiff {t_sd:.0f} s, UNet {t_un:.0f} s", flush=True)

@@ -17,16 +17,14 @@ scikit-image in tests) and consistency MSE(downsample(SR), LR), for SR3's full a
 from __future__ import annotations
 
 import json
-import multiprocessing
 import platform
 import resource
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
-from _vision import gpu_mode, parser, train_overrides  # benchmarks/_vision.py, beside this script
+from _vision import gpu_mode, parser, train_overrides, train_side_by_side  # benchmarks/_vision.py, beside this
 
 from omnidiffusion.vision import SR3, RegressionSR, load_faces, load_vision_config, train_regression, train_sr3
 from omnidiffusion.vision.data import center_crop, training_images
@@ -35,16 +33,6 @@ from omnidiffusion.vision.evaluation import evaluate_sr
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _train_one(kind: str, images: torch.Tensor, config, out: Path) -> tuple[float, float]:
-    """Train SR3 or the regression UNet from scratch into `out`; (wall s, process CPU s). Top level for spawn."""
-    if multiprocessing.parent_process() is not None:  # a worker of the side-by-side run: one thread each
-        torch.set_num_threads(1)
-    train_fn = train_sr3 if kind == "sr3" else train_regression
-    t0, c0 = time.perf_counter(), time.process_time()
-    train_fn(images, config, out, resume=False)
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -64,13 +52,12 @@ def main() -> None:
     faces_train = training_images(d.source, d.channels, d.image_size)  # "lfw": (180, 1, 25, 25) in [-1, 1]
     hr = center_crop(load_faces("test"), config.data.image_size)  # (20, 1, 24, 24) in [0, 1]
 
-    jobs = [("sr3", faces_train, config, work / "sr3"), ("regression", faces_train, config, work / "regression")]
-    if args.threads >= 2 and args.device == "cpu":  # one process per model, one thread each, side by side
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-            (t_sr3, c_sr3), (t_reg, c_reg) = pool.map(_train_one, *zip(*jobs, strict=True))
-    else:
-        (t_sr3, c_sr3), (t_reg, c_reg) = (_train_one(*job) for job in jobs)
+    jobs = [
+        (train_sr3, faces_train, config, work / "sr3"),
+        (train_regression, faces_train, config, work / "regression"),
+    ]
+    # on CPU with 2+ threads: one process per model, one thread each, side by side
+    (t_sr3, c_sr3), (t_reg, c_reg) = train_side_by_side(jobs, args.threads >= 2 and args.device == "cpu")
     sr3 = SR3.from_pretrained(work / "sr3").to(args.device)
     reg = RegressionSR.from_pretrained(work / "regression").to(args.device)
 
