@@ -133,3 +133,95 @@ def test_bad_arguments():
         S.VE(1.0, 0.5)
     with pytest.raises(ValueError, match="T"):
         S.DiscreteVP.linear(0)
+
+
+def test_cosine_vp_closed_form():
+    s, tau_max = 0.008, 0.9946
+    t = np.linspace(0.01, 1.0, 50)
+    f = lambda tau: np.cos((tau + s) / (1 + s) * np.pi / 2)  # noqa: E731
+    expected = f(t * tau_max) / f(0.0)
+    got = S.CosineVP(s, tau_max).alpha(torch.from_numpy(t)).numpy()
+    assert np.allclose(got, expected, rtol=1e-13, atol=0)
+
+
+# ---- the data end on any CPU: no identity may rest on two libm builds rounding alike
+
+_TINY = [0.0, 1e-300, 1e-200, 1e-12, 1e-8]
+
+
+def _check_ends(sched, dtype):
+    t = torch.tensor(_TINY, dtype=dtype)
+    la, ls = sched.log_alpha_sigma(t)
+    assert bool(torch.isfinite(la).all()), (sched, la)
+    assert bool((la <= 0).all()), f"{sched}: alpha > 1 at t = {t[la > 0].tolist()}"
+    assert not torch.isnan(ls).any(), (sched, ls)
+    assert la[0].item() == 0.0 and ls[0].item() == -math.inf, sched
+    assert sched.sigma(0.0).item() == 0.0 and sched.log_snr(0.0).item() == math.inf, sched
+    assert sched.t_from_log_snr(math.inf).item() == 0.0, sched
+    if sched.variance_preserving:
+        one = sched.alpha(t) ** 2 + sched.sigma(t) ** 2
+        assert torch.allclose(one, torch.ones_like(one), rtol=0, atol=1e-15), sched
+    # log-SNR never rises as t grows, down to the smallest times
+    lam = sched.log_snr(t)
+    assert bool((lam[1:] <= lam[:-1]).all()), (sched, lam)
+
+
+@pytest.mark.parametrize("sched", ALL, ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_data_end_exact_at_tiny_times(sched, dtype):
+    _check_ends(sched, dtype)
+
+
+def _perturbed(fn, sign):
+    """`fn` with every inexact result moved by one ulp (results 0 and +-1 stay exact, as in every libm)."""
+
+    def wrapped(x, *args, **kwargs):
+        out = fn(x, *args, **kwargs)
+        if isinstance(out, torch.Tensor):
+            exact = (out == 0) | (out.abs() == 1) | ~torch.isfinite(out)
+            toward = torch.full_like(out, sign * math.inf)
+            return torch.where(exact, out, torch.nextafter(out, toward))
+        if out in (0.0, 1.0, -1.0) or not math.isfinite(out):
+            return out
+        return math.nextafter(out, sign * math.inf)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_data_end_survives_libm_rounding(monkeypatch, sign):
+    """Move torch's and math's transcendental results by one ulp (as another CPU's libm may): the ends stay exact.
+
+    This is the failure seen on AMD CPUs: log(torch.cos(s')) - log(math.cos(s')) was +1e-20 at t = 0, giving
+    alpha(0) > 1 and sigma(0) = NaN.
+    """
+    # sqrt and the arithmetic operators are correctly rounded by IEEE 754 on every CPU; these are not.
+    libm = ("cos", "sin", "tan", "log", "exp", "log1p", "expm1", "atan", "asinh")
+    for mod, names in ((torch, (*libm, "arccos")), (math, (*libm, "acos"))):
+        for name in names:
+            monkeypatch.setattr(mod, name, _perturbed(getattr(mod, name), sign))
+    fresh = [
+        S.LinearVP(),
+        S.CosineVP(),
+        S.CosineVP(s=0.02, tau_max=0.99),
+        S.SubVP(),
+        S.VE(0.01, 50.0),
+        S.EDM(),
+        S.DiscreteVP.linear(1000),
+        S.DiscreteVP.cosine(1000),
+    ]
+    for sched in fresh:
+        for dtype in (torch.float32, torch.float64):
+            _check_ends(sched, dtype)
+
+
+@pytest.mark.parametrize("T", [49, 98, 999, 1000])
+def test_discrete_index_round_trip_any_table_length(T):
+    """(n+1)/T * T is not always n+1 in floating point (T = 49): the documented lookup rounds, and the knots hold."""
+    sched = S.DiscreteVP.linear(T)
+    n = torch.arange(T)
+    back = sched.index_of_t(sched.t_of_index(n))
+    assert torch.equal(back.round().long(), n)
+    assert float((back - n).abs().max()) < 1e-9
+    abar = np.cumprod(1 - np.linspace(1e-4, 0.02, T))
+    assert np.allclose(sched.alpha(sched.t_of_index(n)).numpy() ** 2, abar, rtol=1e-12, atol=0)

@@ -10,6 +10,14 @@
 Every command gets --help, --config NAME_OR_FILE, repeated --set key=value and --print-config. The handler
 receives the parsed argparse namespace and the resolved dataclass config; it holds the app's wiring.
 `print_json` prints the one JSON object an `evaluate` command reports.
+
+Errors: bad usage (an unknown flag, `--n -3`, `--device cuda` without a GPU, a bad `--set`) and the ValueError /
+OSError a handler raises for bad input end the command with ONE line on stderr, `prog: error: <message>`, and
+exit code 2; no traceback. Typed flags share the checks of `omnidiffusion.core.checks`:
+
+    sub.add_argument("--n", type=count_arg(), default=16)            # an integer >= 1
+    sub.add_argument("--limit", type=count_arg(minimum=0), default=0)
+    add_device_argument(sub)                                          # --device, default auto, checked
 """
 
 from __future__ import annotations
@@ -23,9 +31,76 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+
+from .checks import positive_int, real_number, resolve_device
 from .config import config_names, load_config, to_dict
 
 Handler = Callable[[argparse.Namespace, Any], "int | None"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (`prog: error: message`) with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _print_error(self.prog, message)
+        raise SystemExit(2)
+
+
+def _print_error(prog: str, message: Any) -> None:
+    text = " ".join(str(message).split())  # one line, whatever the message held
+    print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
+
+
+def count_arg(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse `type=` for an integer flag in [minimum, maximum] (argparse names the flag in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = text
+        try:
+            return positive_int(value, "value", minimum=minimum, maximum=maximum)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("value: ")) from None
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number_arg(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
+    """argparse `type=` for a finite float flag inside [low, high] (`*_open` excludes that end)."""
+
+    def parse(text: str) -> float:
+        try:
+            value: Any = float(text)
+        except ValueError:
+            value = text
+        try:
+            return real_number(value, "value", low=low, high=high, low_open=low_open, high_open=high_open)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("value: ")) from None
+
+    parse.__name__ = "number"
+    return parse
+
+
+def device_arg(text: str) -> torch.device:
+    """argparse `type=` for --device: auto | cpu | cuda | cuda:N, refused when that GPU is not there."""
+    try:
+        return resolve_device(text, name="value")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("value: ")) from None
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """The common --device flag; the parsed value is a checked torch.device."""
+    parser.add_argument(
+        "--device", type=device_arg, default=default, help="auto (cuda when available, else cpu) | cpu | cuda | cuda:N"
+    )
 
 
 class AppCLI:
@@ -33,10 +108,13 @@ class AppCLI:
 
     def __init__(self, prog: str, description: str, *, package: str | None = None) -> None:
         self.package = package
-        self.parser = argparse.ArgumentParser(
+        self.prog = prog
+        self.parser = _Parser(
             prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
         )
-        self._subparsers = self.parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+        self._subparsers = self.parser.add_subparsers(
+            dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+        )
         self._commands: dict[str, tuple[Handler, type, argparse.ArgumentParser]] = {}
 
     def add_command(
@@ -76,18 +154,41 @@ class AppCLI:
         return sub
 
     def main(self, argv: Sequence[str] | None = None) -> int:
-        """Parse `argv` (default sys.argv[1:]), load the config, run the command; returns its exit code."""
-        args = self.parser.parse_args(argv)
+        """Parse `argv` (default sys.argv[1:]), load the config, run the command; returns its exit code.
+
+        Bad usage and bad input (ValueError, OSError such as a missing or unreadable file, an out-of-memory
+        error) print one line `prog: error: ...` and return 2; other exceptions are bugs and propagate.
+        """
+        try:
+            args = self.parser.parse_args(argv)
+        except SystemExit as e:  # --help (0) or a usage error (2, already printed)
+            return 0 if e.code is None else int(e.code) if isinstance(e.code, int) else 2
         handler, config_cls, sub = self._commands[args.command]
+        prog = sub.prog
         try:
             config = load_config(config_cls, args.config, args.overrides, package=self.package)
         except (ValueError, FileNotFoundError) as e:
-            sub.error(str(e))  # prints usage + message, exits with status 2
+            _print_error(prog, e)
+            return 2
         if args.print_config:
             print_json(to_dict(config))
             return 0
-        code = handler(args, config)
+        try:
+            code = handler(args, config)
+        except torch.OutOfMemoryError as e:
+            first = str(e).split(".")[0]
+            _print_error(prog, f"out of memory: {first}; use a smaller input, batch or --device cpu")
+            return 2
+        except (ValueError, OSError) as e:
+            if isinstance(e, OSError) and e.filename is not None and e.strerror:
+                e = f"{e.filename}: {e.strerror}"
+            _print_error(prog, e)
+            return 2
         return 0 if code is None else int(code)
+
+    def run(self, argv: Sequence[str] | None = None) -> None:
+        """Console-script entry: `raise SystemExit(self.main(argv))`."""
+        raise SystemExit(self.main(argv))
 
 
 def _jsonable(obj: Any) -> Any:

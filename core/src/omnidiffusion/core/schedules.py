@@ -164,12 +164,10 @@ class SubVP(LinearVP):
 
     def t_from_log_snr(self, lam):
         # lambda = log a - log(1 - a^2) is increasing in a on (0, 1): a = (sqrt(1 + 4 e^{2 lam}) - 1)/(2 e^{lam}).
-        lam = _as_t(lam)
-        e = torch.exp(-lam)
-        a = 2.0 / (e + torch.sqrt(e**2 + 4.0))  # same root, stable for large |lam|
-        la = torch.log(a)
+        # The same root as log a = -asinh(e^{-lam} / 2): exactly 0 at lam = +inf, never positive.
+        tmp = 2.0 * torch.asinh(0.5 * torch.exp(-_as_t(lam)))  # = -2 log alpha >= 0
         b0, db = self.beta_min, self.beta_max - self.beta_min
-        return 2.0 * (-2.0 * la) / (torch.sqrt(b0**2 + 2.0 * db * (-2.0 * la)) + b0)
+        return 2.0 * tmp / (torch.sqrt(b0**2 + 2.0 * db * tmp) + b0)
 
     def sde_coefficients(self, t):
         # g^2 = beta(t) (1 - alpha^4), the sub-VP diffusion of Song et al. 2021.
@@ -188,19 +186,27 @@ class CosineVP(VPSchedule):
         if not 0 < tau_max < 1:
             raise ValueError(f"tau_max: expected a value in (0, 1), got {tau_max}")
         self.s, self.tau_max, self.t_min = float(s), float(tau_max), float(t_min)
-        self._log_norm = math.log(math.cos(math.pi / 2 * self.s / (1 + self.s)))
+        self._a = math.pi / 2 * self.s / (1 + self.s)  # the angle at t = 0
+        self._tan_a = math.tan(self._a)
 
     def config(self) -> dict:
         return {"s": self.s, "tau_max": self.tau_max, "t_min": self.t_min}
 
     def log_alpha(self, t):
-        tau = _as_t(t) * self.tau_max
-        return torch.log(torch.cos(math.pi / 2 * (tau + self.s) / (1 + self.s))) - self._log_norm
+        # alpha = cos(a + b) / cos(a) with b = pi/2 tau/(1+s) >= 0, written as 1 - 2 sin^2(b/2) - tan(a) sin(b):
+        # no ratio of two cosines that must cancel (they round differently across libm builds and gave
+        # log alpha(0) > 0), exactly 0 at b = 0 on any CPU (sin(0) = 0), and <= 0 since both terms are >= 0.
+        b = _as_t(t) * (self.tau_max * math.pi / 2 / (1 + self.s))
+        return torch.log1p(-2.0 * torch.sin(0.5 * b) ** 2 - self._tan_a * torch.sin(b))
 
     def t_from_log_snr(self, lam):
-        log_a = _log_alpha_vp_from_lambda(_as_t(lam)) + self._log_norm
-        u = torch.arccos(torch.exp(log_a).clamp(max=1.0)) * 2 / math.pi
-        return (u * (1 + self.s) - self.s) / self.tau_max
+        # Solve 2 sin^2(b/2) + tan(a) sin(b) = d := 1 - alpha for b. With u = tan(b/2) this is
+        # (2 - d) u^2 + 2 tan(a) u - d = 0, whose root u >= 0 is taken in the cancellation-free form; d = 0
+        # (lambda = +inf, the data end) gives b = 0 exactly.
+        d = -torch.expm1(_log_alpha_vp_from_lambda(_as_t(lam)))
+        u = d / (self._tan_a + torch.sqrt(self._tan_a**2 + d * (2.0 - d)))
+        b = 2.0 * torch.atan(u)
+        return b * ((1 + self.s) / (self.tau_max * math.pi / 2))
 
 
 class VE(NoiseSchedule):

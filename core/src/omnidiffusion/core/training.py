@@ -41,6 +41,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
+from .checks import resolve_device
 from .io import load_tensors, load_weights, read_json, save_pretrained, save_tensors, write_json
 
 LossFn = Callable[[nn.Module, Any], Tensor]
@@ -355,15 +356,7 @@ def fit(
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"TrainConfig.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"TrainConfig.device={name!r} but CUDA is not available")
-    return device
+    return resolve_device(name, name="TrainConfig.device")
 
 
 class _EpochBatches:
