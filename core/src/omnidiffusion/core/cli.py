@@ -157,7 +157,7 @@ class AppCLI:
         """Parse `argv` (default sys.argv[1:]), load the config, run the command; returns its exit code.
 
         Bad usage and bad input (ValueError, OSError such as a missing or unreadable file, an out-of-memory
-        error) print one line `prog: error: ...` and return 2; other exceptions are bugs and propagate.
+        error, the FloatingPointError of a sampler that produced non-finite values) print one line `prog: error: ...` and return 2; other exceptions are bugs and propagate.
         """
         try:
             args = self.parser.parse_args(argv)
@@ -178,6 +178,9 @@ class AppCLI:
         except torch.OutOfMemoryError as e:
             first = str(e).split(".")[0]
             _print_error(prog, f"out of memory: {first}; use a smaller input, batch or --device cpu")
+            return 2
+        except FloatingPointError as e:  # core.sample's non-finite output: a model or input problem, reported
+            _print_error(prog, e)
             return 2
         except (ValueError, OSError) as e:
             if isinstance(e, OSError) and e.filename is not None and e.strerror:

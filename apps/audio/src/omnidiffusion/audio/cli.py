@@ -9,12 +9,14 @@ omnidiffusion-audio search-schedule --checkpoint runs/audio --wav-dir FOLDER --s
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from omnidiffusion.core.cli import AppCLI, print_json
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, device_arg, number_arg, print_json
 from omnidiffusion.core.io import write_json
 from omnidiffusion.core.training import fit
 
@@ -39,8 +41,23 @@ def training_clips(config: AudioConfig) -> tuple[list[torch.Tensor], str]:
     return load_folder(config.data.source, config.mel.sample_rate, limit=config.data.limit), config.data.source
 
 
+@contextlib.contextmanager
+def _flag(name: str) -> Iterator[None]:
+    """Prefix a bad-input error raised while using the value of flag `name` with that flag."""
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None and e.strerror:
+            raise ValueError(f"{name}: {e.filename}: {e.strerror}") from None
+        raise ValueError(f"{name}: {e}") from None
+
+
 def run_train(args: argparse.Namespace, config: AudioConfig) -> None:
-    clips, source = training_clips(config)
+    if args.device is not None:
+        config.train = replace(config.train, device=str(args.device))
+    config.check()
+    with _flag("data.source") if config.data.source != "bundled" else contextlib.nullcontext():
+        clips, source = training_clips(config)
     dataset = SegmentDataset(clips, config.mel, config.data.segment_frames, repeats=config.data.repeats)
     net = WaveGradNet(**config.model_kwargs())
     meta = {"mel": asdict(config.mel), "data": source, "config": asdict(config.data)}
@@ -57,31 +74,48 @@ def run_train(args: argparse.Namespace, config: AudioConfig) -> None:
     )
 
 
+def _load(args: argparse.Namespace) -> WaveGrad:
+    with _flag("--checkpoint"):
+        return WaveGrad.from_pretrained(args.checkpoint, device=args.device)
+
+
 def _eval_clips(args: argparse.Namespace, model: WaveGrad, split: str) -> tuple[list[torch.Tensor], str]:
     if args.wav_dir:
-        return load_folder(args.wav_dir, model.sample_rate, limit=args.limit), str(args.wav_dir)
+        with _flag("--wav-dir"):
+            return load_folder(args.wav_dir, model.sample_rate, limit=args.limit, note=True), str(args.wav_dir)
     return demo_clips(split, model.sample_rate, args.cache_dir, limit=args.limit)
 
 
-def _sampling(args: argparse.Namespace, config: AudioConfig) -> dict:
+def _sampling(args: argparse.Namespace, config: AudioConfig, model: WaveGrad) -> dict:
+    """The vocode kwargs of --iterations / [sample], checked against the model (errors name the flag or key)."""
+    flag = "--iterations" if args.iterations is not None else "sample.iterations"
     iterations = args.iterations if args.iterations is not None else config.sample.iterations
+    method, betas = config.sample.method, config.sample.betas
+    if method == "ddpm" and betas is None:
+        model.betas(iterations, name=flag)  # refuses a count with no schedule, listing the valid ones
+    if method == "dpm++2m" and betas is not None:
+        raise ValueError("sample.betas: only sample.method 'ddpm' walks a beta table ('dpm++2m' takes --iterations)")
     return {
-        "method": config.sample.method,
+        "method": method,
         "iterations": iterations,
-        "betas": config.sample.betas,
-        "steps": iterations if config.sample.method == "dpm++2m" else None,
+        "betas": betas,
+        "steps": iterations if method == "dpm++2m" else None,
     }
 
 
 def run_vocode(args: argparse.Namespace, config: AudioConfig) -> None:
-    model = WaveGrad.from_pretrained(args.checkpoint)
-    torch.manual_seed(config.sample.seed)
-    inputs = find_audio(args.input) if Path(args.input).is_dir() else [Path(args.input)]
     out_dir = Path(args.out)
-    kw = _sampling(args, config)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out: expected a folder (or a new path), got the file {out_dir}")
+    model = _load(args)
+    kw = _sampling(args, config, model)
+    torch.manual_seed(config.sample.seed)
+    with _flag("--input"):
+        inputs = find_audio(args.input) if Path(args.input).is_dir() else [Path(args.input)]
     written = []
     for path in inputs:
-        wav = read_audio(path, model.sample_rate)
+        with _flag("--input"):
+            wav = read_audio(path, model.sample_rate, note=True)
         out = model.resynthesize(wav, seed=config.sample.seed, **kw)
         target = write_audio(out_dir / f"{path.stem}.wav", out, model.sample_rate)
         png = spectrogram_comparison(out_dir / f"{path.stem}.png", {"input": wav, "WaveGrad": out}, model.mel_config)
@@ -90,9 +124,9 @@ def run_vocode(args: argparse.Namespace, config: AudioConfig) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, config: AudioConfig) -> None:
-    model = WaveGrad.from_pretrained(args.checkpoint)
+    model = _load(args)
+    kw = _sampling(args, config, model)
     clips, source = _eval_clips(args, model, "test")
-    kw = _sampling(args, config)
     ours = evaluate_model(model, clips, seed=config.sample.seed, **kw)
     gl = evaluate_griffin_lim(model, clips)
     pick = ("log_mel_distance", "mr_stft", "rtf")
@@ -117,7 +151,10 @@ def run_evaluate(args: argparse.Namespace, config: AudioConfig) -> None:
 
 
 def run_search(args: argparse.Namespace, config: AudioConfig) -> None:
-    model = WaveGrad.from_pretrained(args.checkpoint)
+    model = _load(args)
+    if args.max_seconds * model.sample_rate < 2:
+        rate = model.sample_rate
+        raise ValueError(f"--max-seconds: expected at least 2 samples at {rate} Hz, got {args.max_seconds:g} s")
     clips, source = _eval_clips(args, model, "validation")
     result = search_model_schedule(
         model, clips, steps=args.steps, sweeps=args.sweeps, max_seconds=args.max_seconds, seed=config.sample.seed
@@ -159,23 +196,35 @@ search = cli.add_command(
     help="grid-search a few-step noise schedule on validation clips (written to the checkpoint)",
     default_config="default",
 )
+train.add_argument(
+    "--device", type=device_arg, default=None, help="auto | cpu | cuda | cuda:N (unset: the config's train.device)"
+)
 for sub in (vocode, evaluate, search):
     sub.add_argument("--checkpoint", required=True, help="a directory written by train")
-vocode.add_argument("--input", required=True, help="a wav/flac file or a folder of them")
+    add_device_argument(sub)
+vocode.add_argument("--input", required=True, help="a wav/flac file or a folder of them (other rates are resampled)")
 vocode.add_argument("--out", default="runs/audio/vocoded", help="folder for the vocoded wavs and PNGs")
 for sub in (vocode, evaluate):
-    sub.add_argument("--iterations", type=int, default=None, help="1000, 50, 25 or 6 (default: sample.iterations)")
+    sub.add_argument(
+        "--iterations",
+        type=count_arg(),
+        default=None,
+        help="ddpm: 1000, 50, 25, 6 or a count searched for the checkpoint; dpm++2m: any >= 1 "
+        "(unset: sample.iterations)",
+    )
 for sub in (evaluate, search):
     sub.add_argument("--wav-dir", default=None, help="folder of wav/flac clips (default: the bundled split)")
-    sub.add_argument("--limit", type=int, default=None, help="use at most this many clips")
+    sub.add_argument("--limit", type=count_arg(), default=None, help="use at most this many clips (unset: all)")
     sub.add_argument("--cache-dir", default="runs/audio/data", help="where bundled espeak-ng clips are written")
-search.add_argument("--steps", type=int, default=6, help="iterations of the searched schedule")
-search.add_argument("--sweeps", type=int, default=1, help="coordinate-descent sweeps over the grid")
-search.add_argument("--max-seconds", type=float, default=1.5, help="cut each validation clip to this length")
+search.add_argument("--steps", type=count_arg(), default=6, help="iterations of the searched schedule")
+search.add_argument("--sweeps", type=count_arg(), default=1, help="coordinate-descent sweeps over the grid")
+search.add_argument(
+    "--max-seconds", type=number_arg(0, low_open=True), default=1.5, help="cut each validation clip to this length"
+)
 
 
 def main() -> None:
-    raise SystemExit(cli.main())
+    cli.run()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,20 +23,30 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from omnidiffusion.core.checks import positive_int
+
 from .mel import MelConfig, log_mel
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def read_audio(
-    path: str | Path, sample_rate: int, *, resample_to_rate: bool = True, mix_to_mono: bool = False
+    path: str | Path,
+    sample_rate: int,
+    *,
+    resample_to_rate: bool = True,
+    mix_to_mono: bool = False,
+    note: bool = False,
 ) -> Tensor:
     """Read a wav/flac file as a mono float32 waveform (N,) at `sample_rate`.
 
     Raises FileNotFoundError for a missing file, ValueError for an unreadable one, for more than one channel
-    (unless mix_to_mono) and for another sample rate when resample_to_rate is False.
+    (unless mix_to_mono), for NaN/inf samples and for another sample rate when resample_to_rate is False.
+    note: print one line to stderr when the file is resampled (the CLI's way of saying it converted).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a folder, expected a wav/flac file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such audio file")
     data, rate = _read_samples(path)  # (N, channels) float32
@@ -48,6 +59,8 @@ def read_audio(
         data = data.mean(axis=1, keepdims=True)
     if data.shape[0] < 2:
         raise ValueError(f"{path}: expected at least 2 samples, got {data.shape[0]}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: expected finite samples, got NaN or inf")
     wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if rate != sample_rate:
         if not resample_to_rate:
@@ -55,6 +68,10 @@ def read_audio(
         from torchaudio.functional import resample  # imported here: only needed at other rates
 
         wav = resample(wav, rate, sample_rate)
+        if wav.numel() < 2:
+            raise ValueError(f"{path}: expected at least 2 samples at {sample_rate} Hz, got {wav.numel()}")
+        if note:
+            print(f"note: {path}: resampled from {rate} Hz to {sample_rate} Hz (the model's rate)", file=sys.stderr)
     return wav
 
 
@@ -114,10 +131,12 @@ def find_audio(folder: str | Path) -> list[Path]:
     return files
 
 
-def load_folder(folder: str | Path, sample_rate: int, *, limit: int | None = None) -> list[Tensor]:
-    """Every clip of `folder` (see find_audio) as mono (N,) waveforms at `sample_rate`."""
+def load_folder(folder: str | Path, sample_rate: int, *, limit: int | None = None, note: bool = False) -> list[Tensor]:
+    """Every clip of `folder` (see find_audio), or the first `limit`, as mono (N,) waveforms at `sample_rate`."""
+    if limit is not None:
+        positive_int(limit, "limit")
     files = find_audio(folder)
-    return [read_audio(p, sample_rate) for p in files[:limit]]
+    return [read_audio(p, sample_rate, note=note) for p in files[:limit]]
 
 
 class SegmentDataset(Dataset):
@@ -126,9 +145,9 @@ class SegmentDataset(Dataset):
     def __init__(self, clips: Sequence[Tensor], mel: MelConfig, segment_frames: int, *, repeats: int = 1) -> None:
         if not clips:
             raise ValueError("clips: expected at least one waveform, got none")
-        if segment_frames < 1 or repeats < 1:
-            raise ValueError(f"segment_frames, repeats: expected >= 1, got {segment_frames}, {repeats}")
-        self.config, self.frames, self.repeats = mel, int(segment_frames), int(repeats)
+        self.config = mel
+        self.frames = positive_int(segment_frames, "segment_frames")
+        self.repeats = positive_int(repeats, "repeats")
         hop = mel.hop_length
         self.audio: list[Tensor] = []
         self.mels: list[Tensor] = []

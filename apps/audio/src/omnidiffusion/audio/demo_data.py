@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from omnidiffusion.core.checks import positive_int
+
 from .data import read_audio
 
 ESPEAK_RATE = 22050
@@ -120,6 +122,8 @@ def demo_clips(
     else synthetic harmonic signals. Returns (clips, source used)."""
     if source not in ("auto", "espeak", "synthetic"):
         raise ValueError(f"source: expected 'auto', 'espeak' or 'synthetic', got {source!r}")
+    if limit is not None:
+        positive_int(limit, "limit")
     if source == "espeak" or (source == "auto" and (espeak_available() or _cached(split, cache_dir))):
         paths = espeak_corpus(split, cache_dir, limit=limit)
         return [read_audio(p, sample_rate) for p in paths], "espeak-ng"

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from omnidiffusion.core.checks import positive_int, real_number
+
+from .mel import check_waveform
 from .metrics import griffin_lim, log_mel_distance, mr_stft_distance, real_time_factor
 from .noise import search_schedule
 from .pipeline import WaveGrad
@@ -30,6 +33,16 @@ def _score(ref: Tensor, est: Tensor, sample_rate: int) -> dict:
     }
 
 
+def _check_clips(clips: Sequence[Tensor], what: str = "waveform") -> None:
+    """Each clip a finite mono float waveform (N,) of at least 2 samples; at least one clip."""
+    if len(clips) == 0:
+        raise ValueError(f"clips: expected at least one {what}, got none")
+    for i, clip in enumerate(clips):
+        if isinstance(clip, Tensor) and clip.ndim != 1:
+            raise ValueError(f"clips[{i}]: expected a mono waveform (N,), got shape {tuple(clip.shape)}")
+        check_waveform(clip, f"clips[{i}]")
+
+
 def evaluate_model(
     model: WaveGrad,
     clips: Sequence[Tensor],
@@ -42,8 +55,7 @@ def evaluate_model(
     return_audio: bool = False,
 ) -> dict:
     """Mean (and per-clip) log-mel distance, MR-STFT distance and RTF of the model on `clips` (each (N,))."""
-    if not clips:
-        raise ValueError("clips: expected at least one waveform")
+    _check_clips(clips)
     rows, outputs = [], []
     sr = model.sample_rate
     for i, clip in enumerate(clips):
@@ -72,6 +84,7 @@ def evaluate_griffin_lim(
 ) -> dict:
     """Griffin-Lim (32 iterations) from the same log-mel the vocoder gets, scored like the model."""
     config = model_or_mel.mel_config if isinstance(model_or_mel, WaveGrad) else model_or_mel
+    _check_clips(clips)
     rows, outputs = [], []
     from .mel import log_mel
 
@@ -108,10 +121,18 @@ def search_model_schedule(
 
     Stores the result in model.schedules[steps] and returns {"betas", "score", "trials", "default_score"}.
     """
+    steps, sweeps = positive_int(steps, "steps"), positive_int(sweeps, "sweeps")
+    _check_clips(clips, "validation waveform")
     sr = model.sample_rate
-    cut = [c[: int(max_seconds * sr)] if max_seconds else c for c in clips]
-    if not cut:
-        raise ValueError("clips: expected at least one validation waveform")
+    cut = list(clips)
+    if max_seconds is not None:
+        max_seconds = real_number(max_seconds, "max_seconds", low=0, low_open=True)
+        n = int(max_seconds * sr)
+        if n < 2:
+            raise ValueError(
+                f"max_seconds: expected at least 2 samples' worth ({2 / sr:.2g} s at {sr} Hz), got {max_seconds:g}"
+            )
+        cut = [c[:n] for c in clips]
     mels = [model.mel(c)[0] for c in cut]
 
     def score(betas: Tensor) -> float:

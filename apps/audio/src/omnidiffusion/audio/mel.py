@@ -147,7 +147,7 @@ def check_waveform(wav: Tensor, name: str = "wav") -> Tensor:
     if wav.shape[-1] < 2:
         raise ValueError(f"{name}: expected at least 2 samples, got {wav.shape[-1]}")
     if not torch.isfinite(wav).all():
-        raise ValueError(f"{name}: contains NaN or inf samples")
+        raise ValueError(f"{name}: expected finite samples, got NaN or inf")
     return wav
 
 
@@ -173,6 +173,8 @@ def check_mel(mel: Tensor, config: MelConfig, name: str = "mel") -> Tensor:
     """Accept a log-mel (n_mels, F) or (B, n_mels, F) with the config's number of bands; returns (B, n_mels, F)."""
     if not isinstance(mel, Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor log-mel spectrogram, got {type(mel).__name__}")
+    if not mel.is_floating_point():
+        raise ValueError(f"{name}: expected a float log-mel spectrogram, got dtype {mel.dtype}")
     if mel.ndim == 2:
         mel = mel[None]
     if mel.ndim != 3:
@@ -185,5 +187,5 @@ def check_mel(mel: Tensor, config: MelConfig, name: str = "mel") -> Tensor:
     if mel.shape[2] < 1:
         raise ValueError(f"{name}: expected at least one frame, got shape {tuple(mel.shape)}")
     if not torch.isfinite(mel).all():
-        raise ValueError(f"{name}: contains NaN or inf values")
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
     return mel

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from omnidiffusion.core.checks import positive_int
+
 TRAIN_STEPS = 1000
 TRAIN_BETA_START = 1e-6
 TRAIN_BETA_END = 0.01
@@ -79,29 +81,36 @@ def decade_betas(mantissas: Sequence[float], low: int = -6, high: int = -1) -> T
     return b
 
 
-def inference_betas(iterations: int | str) -> Tensor:
+_NAMED: dict[int, Callable[[], Tensor]] = {
+    1000: training_betas,
+    50: lambda: torch.linspace(1e-4, 0.05, 50, dtype=torch.float64),
+    25: fibonacci_betas,
+    6: lambda: decade_betas(DEFAULT_6_MANTISSAS),
+}
+NAMED_ITERATIONS = tuple(sorted(_NAMED))  # (6, 25, 50, 1000)
+
+
+def inference_betas(iterations: int, name: str = "iterations") -> Tensor:
     """The named inference schedule for 1000, 50, 25 or 6 iterations: (N,) float64 betas."""
-    table: dict[int, Callable[[], Tensor]] = {
-        1000: training_betas,
-        50: lambda: torch.linspace(1e-4, 0.05, 50, dtype=torch.float64),
-        25: fibonacci_betas,
-        6: lambda: decade_betas(DEFAULT_6_MANTISSAS),
-    }
-    try:
-        n = int(iterations)
-    except (TypeError, ValueError):
-        raise ValueError(f"iterations: expected one of {sorted(table)}, got {iterations!r}") from None
-    if n not in table:
-        raise ValueError(f"iterations: expected one of {sorted(table)} (or pass explicit betas), got {iterations!r}")
-    return table[n]()
+    n = positive_int(iterations, name)
+    if n not in _NAMED:
+        raise ValueError(
+            f"{name}: expected one of {list(NAMED_ITERATIONS)} (the named schedules; or pass explicit betas), got {n}"
+        )
+    return _NAMED[n]()
 
 
 def check_betas(betas: Tensor | Sequence[float], name: str = "betas") -> Tensor:
     """Validate a beta table: 1-D, finite, every entry in (0, 1). Returns float64."""
-    b = torch.as_tensor(betas, dtype=torch.float64)
+    try:
+        b = torch.as_tensor(betas, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected a 1-D sequence of betas in (0, 1), got {betas!r}") from None
     if b.ndim != 1 or b.numel() < 1:
         raise ValueError(f"{name}: expected a 1-D sequence of at least one beta, got shape {tuple(b.shape)}")
-    if not bool(torch.isfinite(b).all()) or b.min() <= 0 or b.max() >= 1:
+    if not bool(torch.isfinite(b).all()):
+        raise ValueError(f"{name}: expected finite betas in (0, 1), got NaN or inf in {b.tolist()}")
+    if b.min() <= 0 or b.max() >= 1:
         raise ValueError(
             f"{name}: expected every beta in (0, 1), got range [{b.min().item():.3g}, {b.max().item():.3g}]"
         )
@@ -124,8 +133,8 @@ def search_schedule(
     each step (last step first, the one that sets the starting noise) with the others held, keeping any that
     lowers `score(betas)` (the log-mel distance on validation clips). Returns (best betas, best score, trials).
     """
-    if steps < 1:
-        raise ValueError(f"steps: expected >= 1, got {steps}")
+    steps = positive_int(steps, "steps")
+    sweeps = positive_int(sweeps, "sweeps")
     current = list(DEFAULT_6_MANTISSAS if start is None and steps == 6 else (start or [5.0] * steps))
     if len(current) != steps:
         raise ValueError(f"start: expected {steps} mantissas, got {len(current)}")

@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from omnidiffusion.core.checks import non_negative_int, positive_int, resolve_device
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained, write_json
 
 from .data import read_audio
 from .mel import MelConfig, check_mel, check_waveform, log_mel
-from .noise import check_betas, inference_betas
-from .task import vocode_mel
+from .noise import NAMED_ITERATIONS, check_betas, inference_betas
+from .settings import MAX_SEED
+from .task import METHODS, vocode_mel
 from .wavegrad import WaveGradNet
 
 SCHEDULES_NAME = "schedules.json"
@@ -42,9 +44,14 @@ class WaveGrad:
     def sample_rate(self) -> int:
         return self.mel_config.sample_rate
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> WaveGrad:
-        """Load a directory written by `train` (and optionally `search-schedule`)."""
+        """Load a directory written by `train` (and optionally `search-schedule`) onto `device` (or "auto")."""
+        device = resolve_device(device)
         directory = Path(directory)
         net = load_pretrained(directory, map_location=device)
         if not isinstance(net, WaveGradNet):
@@ -65,11 +72,25 @@ class WaveGrad:
             write_json(directory / SCHEDULES_NAME, {str(k): {"betas": v} for k, v in self.schedules.items()})
         return directory
 
-    def betas(self, iterations: int) -> Tensor:
-        """The schedule for `iterations`: a searched one when this model has it, else the named default."""
-        if iterations in self.schedules:
-            return check_betas(self.schedules[iterations])
-        return inference_betas(iterations)
+    def iteration_counts(self) -> list[int]:
+        """The iteration counts `betas` knows: the named schedules and the ones searched for this model."""
+        return sorted(set(NAMED_ITERATIONS) | set(self.schedules))
+
+    def betas(self, iterations: int, *, name: str = "iterations") -> Tensor:
+        """The schedule for `iterations`: a searched one when this model has it, else the named default.
+
+        `name` is the argument named in the error for a count with no schedule (e.g. a CLI flag).
+        """
+        n = positive_int(iterations, name)
+        if n in self.schedules:
+            return check_betas(self.schedules[n], f"{SCHEDULES_NAME}[{n}]")
+        if n not in NAMED_ITERATIONS:
+            known = f"named {list(NAMED_ITERATIONS)}, searched {sorted(self.schedules)}" if self.schedules else "named"
+            raise ValueError(
+                f"{name}: expected one of {self.iteration_counts()} for method 'ddpm' ({known}; search-schedule "
+                f"adds others, or pass betas), got {n}"
+            )
+        return inference_betas(n, name)
 
     def mel(self, wav: Tensor) -> Tensor:
         """The model's log-mel of a waveform (N,) / (B, N) / (B, 1, N) -> (B, n_mels, frames)."""
@@ -94,17 +115,27 @@ class WaveGrad:
         """
         single = isinstance(mel, Tensor) and mel.ndim == 2
         mel = check_mel(mel, self.mel_config)
-        if method == "ddpm" and betas is None:
-            betas = self.betas(iterations)
-        if method == "dpm++2m" and steps is None:
-            steps = iterations
+        if method not in METHODS:
+            raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
+        iterations = positive_int(iterations, "iterations")
+        if method == "ddpm":
+            if steps is not None:
+                raise ValueError(f"steps: only method 'dpm++2m' takes steps ('ddpm' walks betas), got {steps!r}")
+            betas = self.betas(iterations) if betas is None else check_betas(betas)
+        else:
+            if betas is not None:
+                raise ValueError("betas: only method 'ddpm' walks a beta table ('dpm++2m' takes steps)")
+            steps = iterations if steps is None else positive_int(steps, "steps")
+        if seed is not None:
+            seed = non_negative_int(seed, "seed", maximum=MAX_SEED)
+        max_length = mel.shape[-1] * self.net.hop_length
+        if length is not None:
+            length = positive_int(length, "length", maximum=max_length)
+        if not isinstance(clip, bool):
+            raise ValueError(f"clip: expected True or False, got {clip!r}")
         gen = None if seed is None else torch.Generator().manual_seed(seed)
         wav = vocode_mel(self.net, mel, method=method, betas=betas, steps=steps, generator=gen, clip=clip)[:, 0]
         if length is not None:
-            if not 0 < length <= wav.shape[-1]:
-                raise ValueError(
-                    f"length: expected 1..{wav.shape[-1]} samples for {mel.shape[-1]} frames, got {length}"
-                )
             wav = wav[:, :length]
         wav = wav.float().cpu()
         return wav[0] if single else wav
@@ -115,5 +146,5 @@ class WaveGrad:
         wav = check_waveform(wav, "audio")
         if wav.shape[0] != 1:
             raise ValueError(f"audio: expected one mono waveform, got shape {tuple(wav.shape)}")
-        mel = self.mel(wav.to(next(self.net.parameters()).device))
+        mel = self.mel(wav.to(self.device))
         return self.vocode(mel[0], length=wav.shape[-1], **kwargs)

@@ -13,9 +13,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from omnidiffusion.core.checks import non_negative_int, positive_int
 from omnidiffusion.core.training import TrainConfig
 
 from .mel import MelConfig
+from .noise import check_betas
+
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit; evaluate adds the clip index to the seed
 
 
 @dataclass
@@ -42,6 +46,12 @@ class DataConfig:
     repeats: int = 1
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        positive_int(self.segment_frames, "data.segment_frames")
+        positive_int(self.repeats, "data.repeats")
+        if self.limit is not None:
+            positive_int(self.limit, "data.limit")  # None means every clip; 0 or -1 would drop clips silently
+
 
 @dataclass
 class SampleConfig:
@@ -52,6 +62,12 @@ class SampleConfig:
     betas: list[float] | None = None
     seed: int = 0
     clip: bool = True
+
+    def __post_init__(self) -> None:
+        positive_int(self.iterations, "sample.iterations")
+        if self.betas is not None:
+            check_betas(self.betas, "sample.betas")
+        non_negative_int(self.seed, "sample.seed", maximum=MAX_SEED)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnidiffusion.core import Denoiser, DiscreteVP, sample
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.denoiser import clip_x0
 
 from .noise import check_betas, draw_noise_levels, training_betas, training_levels
@@ -66,9 +67,10 @@ def sampling_plan(
         b = check_betas(betas)
         return DiscreteVP.from_betas(b, name=f"wavegrad-{b.numel()}"), int(b.numel()), "trailing"
     if method == "dpm++2m":
-        if steps is None or steps < 1:
-            raise ValueError(f"steps: 'dpm++2m' needs a number of steps >= 1, got {steps!r}")
-        return DiscreteVP.from_betas(training_betas(), name="wavegrad-train"), int(steps), "logsnr"
+        if steps is None:
+            raise ValueError("steps: the 'dpm++2m' method needs a number of steps >= 1, got None")
+        steps = positive_int(steps, "steps")
+        return DiscreteVP.from_betas(training_betas(), name="wavegrad-train"), steps, "logsnr"
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
@@ -98,5 +100,9 @@ def vocode_mel(
     # The prior is drawn on the CPU generator's stream, then moved: the same seed gives the same start anywhere.
     x_T = torch.randn(shape, generator=generator, dtype=torch.float32).to(device=param.device, dtype=param.dtype)
     kwargs = {"variance": "fixed-small"} if method == "ddpm" else {}
-    gen = generator if param.device.type == "cpu" else None
+    gen = generator
+    if generator is not None and generator.device != param.device:
+        # core draws the in-chain noise on x's device; seed a generator there from this one's stream
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        gen = torch.Generator(device=param.device).manual_seed(seed)
     return sample(denoiser, x_T, method=method, steps=n, grid=grid, generator=gen, progress=progress, mel=mel, **kwargs)
