@@ -8,23 +8,27 @@
     omnidiffusion-timeseries evaluate --checkpoint runs/fc --csv table.csv --task forecast --horizon 4
 
 `impute`, `forecast` and `evaluate` take their sampler settings from the checkpoint; `--set sampler.x=...`
-(or a TOML file with a [sampler] table) overrides them.
+(or a TOML file with a [sampler] table) overrides them. They run on `--device` (auto: cuda when available).
+Bad input ends a command with one line `omnidiffusion-timeseries CMD: error: ...` on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from omnidiffusion.core.cli import AppCLI, print_json
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg, print_json
 from omnidiffusion.core.io import read_pretrained_config
 
 from .evaluation import evaluate_forecast, evaluate_imputation
-from .settings import SamplerConfig
+from .settings import SamplerConfig, check_sampler_value
 
 PACKAGE = "omnidiffusion.timeseries"
 
@@ -40,6 +44,11 @@ class SamplerOverrides:
     batch_size: int | None = None
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) is not None:
+                check_sampler_value(f.name, getattr(self, f.name))
+
 
 @dataclass
 class UseConfig:
@@ -53,8 +62,42 @@ def _sampler(checkpoint_sampler: SamplerConfig, overrides: SamplerOverrides) -> 
     return replace(checkpoint_sampler, **changes)
 
 
-def _kind(directory: str) -> str:
-    return read_pretrained_config(directory)["metadata"].get("kind", "")
+# The Python API names its own parameters; on the command line the same mistake is reported under the flag.
+_FLAGS = {
+    "data": "--csv",
+    "frame": "--csv",
+    "imputer": "--checkpoint",
+    "predictor": "--checkpoint",
+    "missing_rate": "--missing-rate",
+    "seed": "--seed",
+    "stride": "--stride",
+    "horizon": "--horizon",
+    "season_length": "--season",
+    "windows": "--windows",
+}
+
+
+@contextmanager
+def _flag_names() -> Iterator[None]:
+    """Re-raise a ValueError `param: message` from the API as `--flag: message`."""
+    try:
+        yield
+    except ValueError as e:
+        name, sep, rest = str(e).partition(": ")
+        if sep and name in _FLAGS:
+            raise ValueError(f"{_FLAGS[name]}: {rest}") from None
+        raise
+
+
+def _check_output(path: str | None, flag: str) -> None:
+    """Refuse an output path that cannot be written before any sampling is done."""
+    if path is None:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{flag}: {out} is a directory, expected a file path")
+    if not out.parent.is_dir():
+        raise ValueError(f"{flag}: expected a path in an existing folder, got {out} ({out.parent} does not exist)")
 
 
 def run_train(args: argparse.Namespace, settings) -> None:
@@ -65,7 +108,10 @@ def run_train(args: argparse.Namespace, settings) -> None:
     if settings.task.task == "forecast":
         from .data import load_table
 
-        table = load_table(settings.data.source)
+        H, L = settings.task.horizon, settings.data.window
+        if H >= L:  # the window is context + horizon; the context needs one step at least
+            raise ValueError(f"task.horizon: expected fewer steps than data.window = {L}, got {H}")
+        table = load_table(settings.data.source, "data.source")
         dataset, _ = table_to_dataset(table, settings.data.train_fraction)
         estimator = CSDIEstimator(
             settings.task.horizon,
@@ -81,17 +127,24 @@ def run_train(args: argparse.Namespace, settings) -> None:
         print(f"wrote {args.out}")
 
 
-def _load_model(checkpoint: str, config: UseConfig):
+def _load_model(checkpoint: str, config: UseConfig, device: torch.device):
     from .estimator import CSDIPredictor
     from .pipeline import Imputer
 
-    kind = _kind(checkpoint)
-    if kind == "csdi-imputer":
-        model = Imputer.from_pretrained(checkpoint)
-    elif kind == "csdi-forecaster":
-        model = CSDIPredictor.from_pretrained(checkpoint)
-    else:
-        raise ValueError(f"--checkpoint {checkpoint}: not a CSDI checkpoint (kind {kind!r})")
+    if not Path(checkpoint).is_dir():
+        raise FileNotFoundError(f"--checkpoint: no such folder {checkpoint} (expected one written by `train`)")
+    try:
+        kind = read_pretrained_config(checkpoint)["metadata"].get("kind", "")
+        if kind == "csdi-imputer":
+            model = Imputer.from_pretrained(checkpoint, device=device)
+        elif kind == "csdi-forecaster":
+            model = CSDIPredictor.from_pretrained(checkpoint, device=device)
+        else:
+            raise ValueError(f"{checkpoint}: not a CSDI checkpoint (metadata kind {kind!r})")
+    except FileNotFoundError as e:  # config.json or model.safetensors missing
+        raise FileNotFoundError(f"--checkpoint: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"--checkpoint: {e}") from None
     model.settings.sampler = _sampler(model.settings.sampler, config.sampler)
     return model
 
@@ -101,11 +154,14 @@ def run_impute(args: argparse.Namespace, config: UseConfig) -> None:
     from .pipeline import Imputer
     from .plots import fan_chart
 
-    imputer = _load_model(args.checkpoint, config)
+    _check_output(args.out, "--out")
+    _check_output(args.plot, "--plot")
+    imputer = _load_model(args.checkpoint, config, args.device)
     if not isinstance(imputer, Imputer):
-        raise SystemExit(f"--checkpoint {args.checkpoint}: a forecaster; use `forecast`")
-    frame = read_csv(args.csv)
-    result = imputer.impute(frame)
+        raise ValueError(f"--checkpoint: {args.checkpoint} holds a forecaster; use `forecast` (or `evaluate`)")
+    frame = read_csv(args.csv, "--csv")
+    with _flag_names():
+        result = imputer.impute(frame)
     out = Path(args.out)
     result.median.to_csv(out)
     for q in (0.05, 0.95):
@@ -129,11 +185,14 @@ def run_forecast(args: argparse.Namespace, config: UseConfig) -> None:
     from .forecasting import forecast_table
     from .plots import fan_chart
 
-    predictor = _load_model(args.checkpoint, config)
+    _check_output(args.out, "--out")
+    _check_output(args.plot, "--plot")
+    predictor = _load_model(args.checkpoint, config, args.device)
     if not isinstance(predictor, CSDIPredictor):
-        raise SystemExit(f"--checkpoint {args.checkpoint}: an imputer; use `impute`")
-    frame = read_csv(args.csv)
-    table, samples = forecast_table(predictor, frame)
+        raise ValueError(f"--checkpoint: {args.checkpoint} holds an imputer; use `impute` (or `evaluate`)")
+    frame = read_csv(args.csv, "--csv")
+    with _flag_names():
+        table, samples = forecast_table(predictor, frame)
     table.to_csv(args.out)
     if args.plot:
         values = frame.to_numpy(dtype=np.float64)
@@ -154,14 +213,17 @@ def run_forecast(args: argparse.Namespace, config: UseConfig) -> None:
 def run_evaluate(args: argparse.Namespace, config: UseConfig) -> None:
     from .data import read_csv
 
-    model = _load_model(args.checkpoint, config)
-    frame = read_csv(args.csv)
-    if args.task == "forecast":
-        report = evaluate_forecast(
-            model, frame, horizon=args.horizon, season_length=args.season, windows=args.windows, seed=args.seed
-        )
-    else:
-        report = evaluate_imputation(model, frame, missing_rate=args.missing_rate, seed=args.seed, stride=args.stride)
+    model = _load_model(args.checkpoint, config, args.device)
+    frame = read_csv(args.csv, "--csv")
+    with _flag_names():
+        if args.task == "forecast":
+            report = evaluate_forecast(
+                model, frame, horizon=args.horizon, season_length=args.season, windows=args.windows, seed=args.seed
+            )
+        else:
+            report = evaluate_imputation(
+                model, frame, missing_rate=args.missing_rate, seed=args.seed, stride=args.stride
+            )
     print_json(report)
 
 
@@ -183,27 +245,28 @@ def build_cli() -> AppCLI:
     for sub in (impute, forecast, evaluate):
         sub.add_argument("--checkpoint", required=True, help="directory written by `train`")
         sub.add_argument("--csv", required=True, help="wide CSV: rows are time steps, columns features, NaN = missing")
+        add_device_argument(sub)
     for sub in (impute, forecast):
         sub.add_argument("--out", required=True, help="output CSV")
         sub.add_argument("--plot", default=None, help="fan-chart PNG path")
     evaluate.add_argument("--task", choices=("impute", "forecast"), default="impute")
-    evaluate.add_argument("--missing-rate", type=float, default=0.5, help="share of observed entries hidden")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation mask and of the sampler")
-    evaluate.add_argument("--stride", type=int, default=None, help="window stride (default: the window length)")
-    evaluate.add_argument("--horizon", type=int, default=None, help="forecast: must equal the model's horizon")
-    evaluate.add_argument("--season", type=int, default=None, help="forecast: seasonal-naive season length")
-    evaluate.add_argument("--windows", type=int, default=8, help="forecast: rolling forecast origins at the end")
+    rate = number_arg(0.0, 1.0, low_open=True, high_open=True)
+    evaluate.add_argument("--missing-rate", type=rate, default=0.5, help="share of observed entries hidden, in (0, 1)")
+    evaluate.add_argument(
+        "--seed", type=count_arg(minimum=0), default=0, help="seed of the evaluation mask and of the sampler"
+    )
+    evaluate.add_argument("--stride", type=count_arg(), default=None, help="window stride (default: the window length)")
+    evaluate.add_argument("--horizon", type=count_arg(), default=None, help="forecast: must equal the model's horizon")
+    evaluate.add_argument("--season", type=count_arg(), default=None, help="forecast: seasonal-naive season length")
+    evaluate.add_argument(
+        "--windows", type=count_arg(), default=8, help="forecast: rolling forecast origins at the end"
+    )
     return cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script entry point."""
-    cli = build_cli()
-    try:
-        return cli.main(argv)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"omnidiffusion-timeseries: error: {e}", flush=True)
-        return 2
+    """Console script entry point; the AppCLI turns bad input into one stderr line and exit code 2."""
+    return build_cli().main(argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from omnidiffusion.core.checks import positive_int
+
 BUNDLED = ("macrodata", "co2", "elnino")
 
 
@@ -40,22 +42,25 @@ def validate_frame(frame: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     return frame
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
+def read_csv(path: str | Path, name: str = "csv") -> pd.DataFrame:
     """Read a wide CSV (rows = time steps, columns = features, empty cells or NaN = missing).
 
-    A first column that does not parse as numbers (dates, labels) becomes the index.
+    A first column that does not parse as numbers (dates, labels) becomes the index. Errors start with `name`
+    (the CLI passes its flag, --csv).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name}: {path} is a directory, expected a CSV file")
     if not path.is_file():
-        raise FileNotFoundError(f"csv: no such file {path}")
+        raise FileNotFoundError(f"{name}: no such file {path}")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise ValueError(f"csv: cannot read {path} as a CSV table: {e}") from None
+        raise ValueError(f"{name}: cannot read {path} as a CSV table: {e}") from None
     if frame.shape[1] > 1 and not pd.api.types.is_numeric_dtype(frame.iloc[:, 0]):
         frame = frame.set_index(frame.columns[0])
         frame.index = _time_index(frame.index)
-    return validate_frame(frame, f"csv {path}")
+    return validate_frame(frame, f"{name} {path}")
 
 
 def _time_index(index: pd.Index) -> pd.Index:
@@ -125,12 +130,10 @@ class Scaler:
 
 def window_starts(n_time: int, length: int, stride: int = 1) -> np.ndarray:
     """Start indices of the windows of `length` steps every `stride` steps inside a series of n_time steps."""
-    if length < 2:
-        raise ValueError(f"window: expected a window length >= 2, got {length}")
+    length = positive_int(length, "window", minimum=2)
+    stride = positive_int(stride, "stride")
     if length > n_time:
         raise ValueError(f"window: window length {length} is longer than the series ({n_time} time steps)")
-    if stride < 1:
-        raise ValueError(f"stride: expected an int >= 1, got {stride}")
     return np.arange(0, n_time - length + 1, stride)
 
 
@@ -178,13 +181,13 @@ def load_bundled(name: str) -> pd.DataFrame:
     return pd.DataFrame({"sst": monthly}, index=index)
 
 
-def load_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """A DataFrame, a bundled name, or a CSV path -> a validated wide DataFrame."""
+def load_table(source: str | Path | pd.DataFrame, name: str = "data") -> pd.DataFrame:
+    """A DataFrame, a bundled name, or a CSV path -> a validated wide DataFrame (errors start with `name`)."""
     if isinstance(source, pd.DataFrame):
-        return validate_frame(source)
+        return validate_frame(source, name)
     if str(source) in BUNDLED:
         return load_bundled(str(source))
-    return read_csv(source)
+    return read_csv(source, name)
 
 
 def time_split(n_time: int, train_fraction: float) -> int:

@@ -26,6 +26,7 @@ from gluonts.model.forecast import SampleForecast
 from gluonts.model.predictor import Predictor
 from torch import nn
 
+from omnidiffusion.core.checks import non_negative_int, positive_int, resolve_device
 from omnidiffusion.core.config import from_dict, to_dict
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained
 from omnidiffusion.core.training import fit
@@ -36,14 +37,20 @@ from .settings import Settings
 
 
 def _target(entry: dict, name: str = "dataset") -> np.ndarray:
-    """An entry's target as (K, T) float64 (univariate targets become K = 1)."""
-    if "target" not in entry:
-        raise ValueError(f"{name}: every entry needs a 'target' field, got keys {sorted(entry)}")
-    target = np.asarray(entry["target"], dtype=np.float64)
+    """An entry's target as (K, T) float64 (univariate targets become K = 1); NaN = missing, inf refused."""
+    if not isinstance(entry, dict) or "target" not in entry:
+        got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise ValueError(f"{name}: every entry needs a 'target' field, got {got}")
+    target = np.asarray(entry["target"])
+    if target.dtype.kind not in "fiub":
+        raise ValueError(f"{name}: expected a numeric target (NaN = missing), got dtype {target.dtype}")
+    target = target.astype(np.float64)
     if target.ndim == 1:
         target = target[None]
     if target.ndim != 2 or target.shape[1] < 1:
         raise ValueError(f"{name}: expected a target of shape (T,) or (K, T), got {target.shape}")
+    if np.isinf(target).any():
+        raise ValueError(f"{name}: the target contains inf; use NaN for missing values")
     return target
 
 
@@ -79,14 +86,19 @@ class CSDIPredictor(Predictor):
         settings: Settings,
         *,
         batch_entries: int = 32,
+        device: str | torch.device = "cpu",
     ) -> None:
-        super().__init__(prediction_length=prediction_length)
-        self.net, self.scaler, self.context_length = net.eval(), scaler, context_length
+        super().__init__(prediction_length=positive_int(prediction_length, "prediction_length"))
+        self.device = resolve_device(device)
+        self.net, self.scaler = net.eval().to(self.device), scaler
+        self.context_length = positive_int(context_length, "context_length")
         self.settings, self.task = settings, settings.build_task()
-        self.batch_entries = batch_entries
+        self.batch_entries = positive_int(batch_entries, "batch_entries")
 
     def predict(self, dataset: Dataset, num_samples: int | None = None, **kwargs) -> Iterator[SampleForecast]:
         """Forecast the `prediction_length` steps after each entry's target; `num_samples` per forecast."""
+        if num_samples is not None:
+            num_samples = positive_int(num_samples, "num_samples")
         batch: list[dict] = []
         for entry in dataset:
             batch.append(entry)
@@ -98,7 +110,7 @@ class CSDIPredictor(Predictor):
 
     def _predict_batch(self, entries: list[dict], num_samples: int | None) -> Iterable[SampleForecast]:
         s = self.settings.sampler
-        n = s.n_samples if num_samples is None else int(num_samples)
+        n = s.n_samples if num_samples is None else num_samples
         H, L = self.prediction_length, self.context_length + self.prediction_length
         K = self.scaler.mean.size
         vals, obs = [], []
@@ -108,16 +120,20 @@ class CSDIPredictor(Predictor):
                 raise ValueError(
                     f"dataset: the model was trained on {K} features, got a target of shape {target.shape}"
                 )
+            if np.isnan(target).all():
+                raise ValueError(f"dataset: a target has no observed value (all {target.size} entries NaN)")
+            if "start" not in entry:
+                raise ValueError(f"dataset: every entry needs a 'start' field, got {sorted(entry)}")
             v, o = _window(np.concatenate([target, np.full((K, H), np.nan)], axis=1), L)
             vals.append(self.scaler.transform(v.T, o.T).T)
             obs.append(o)
         values = torch.as_tensor(np.stack(vals), dtype=torch.float32)  # (B, K, L)
         cond = forecast_mask(torch.as_tensor(np.stack(obs)), H)
-        gen = torch.Generator().manual_seed(s.seed)
+        gen = torch.Generator(self.device).manual_seed(non_negative_int(s.seed, "sampler.seed"))
         z = self.task.impute(
             self.net,
-            values,
-            cond,
+            values.to(self.device),
+            cond.to(self.device),
             n_samples=n,
             method=s.method,
             steps=s.steps,
@@ -125,7 +141,7 @@ class CSDIPredictor(Predictor):
             generator=gen,
             batch_size=s.batch_size,
         )  # (S, B, K, L)
-        future = z[..., L - H :].numpy().astype(np.float64)  # (S, B, K, H)
+        future = z[..., L - H :].cpu().numpy().astype(np.float64)  # (S, B, K, H)
         future = future * self.scaler.std[None, None, :, None] + self.scaler.mean[None, None, :, None]
         for i, entry in enumerate(entries):
             samples = future[:, i].transpose(0, 2, 1)  # (S, H, K)
@@ -141,6 +157,9 @@ class CSDIPredictor(Predictor):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs) -> CSDIPredictor:
+        """Load a saved forecaster; kwargs (batch_entries, device) go to the constructor."""
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"directory: no such folder {directory} (expected one written by save_pretrained)")
         meta = read_pretrained_config(directory)["metadata"]
         if meta.get("kind") != "csdi-forecaster":
             raise ValueError(f"{directory}: not a CSDI forecaster (metadata kind {meta.get('kind')!r})")
@@ -179,12 +198,11 @@ class CSDIEstimator(Estimator):
         stride: int = 1,
     ) -> None:
         super().__init__()
-        if not isinstance(prediction_length, int) or prediction_length < 1:
-            raise ValueError(f"prediction_length: expected an int >= 1, got {prediction_length!r}")
-        self.prediction_length = prediction_length
-        self.context_length = 3 * prediction_length if context_length is None else int(context_length)
-        if self.context_length < 1:
-            raise ValueError(f"context_length: expected an int >= 1, got {context_length!r}")
+        self.prediction_length = positive_int(prediction_length, "prediction_length")
+        if context_length is None:
+            context_length = 3 * self.prediction_length
+        self.context_length = positive_int(context_length, "context_length")
+        stride = positive_int(stride, "stride")
         if settings is None:
             from .pipeline import load_settings
 
@@ -205,6 +223,9 @@ class CSDIEstimator(Estimator):
         L = self.context_length + self.prediction_length
         stacked = np.concatenate(targets, axis=1).T  # (sum T, K)
         observed = ~np.isnan(stacked)
+        empty = np.flatnonzero(~observed.any(0))
+        if empty.size:
+            raise ValueError(f"training_data: features {empty.tolist()} have no observed value in any entry")
         scaler = Scaler.fit(np.where(observed, stacked, 0.0), observed)
         parts = []
         for t in targets:

@@ -17,8 +17,10 @@ import pandas as pd
 import torch
 from gluonts.evaluation import make_evaluation_predictions
 
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+
 from . import baselines, metrics
-from .data import as_array, make_windows
+from .data import as_array, make_windows, validate_frame
 from .estimator import CSDIPredictor
 from .forecasting import gluonts_scores, rolling_dataset, seasonal_naive, start_and_freq
 from .forecasting import season_length as default_season
@@ -37,6 +39,9 @@ def score_imputation(
 ) -> dict[str, dict[str, float]]:
     """Metrics of the model (one entry per (method, steps)) and of the baselines on z-scored windows."""
     s = imputer.settings.sampler
+    rate = real_number(rate, "missing_rate", low=0.0, high=1.0, low_open=True, high_open=True)
+    seed = non_negative_int(seed, "seed")
+    n_samples = s.n_samples if n_samples is None else positive_int(n_samples, "n_samples")
     samplers = samplers or ((s.method, s.steps),)
     cond = fixed_rate_mask(windows["observed"], rate, torch.Generator().manual_seed(seed))
     target = (windows["observed"] & ~cond).numpy()
@@ -44,7 +49,7 @@ def score_imputation(
     out: dict[str, dict[str, float]] = {}
     for method, steps in samplers:
         z = imputer.sample_windows(
-            windows["values"], cond, n_samples=n_samples or s.n_samples, method=method, steps=steps, seed=seed + 1
+            windows["values"], cond, n_samples=n_samples, method=method, steps=steps, seed=seed + 1
         ).numpy()
         out[f"csdi {method} {steps}"] = metrics.all_metrics(z, y, target)
     c = cond.numpy()
@@ -56,14 +61,26 @@ def score_imputation(
 def evaluate_imputation(
     imputer: Imputer, frame: pd.DataFrame, *, missing_rate: float, seed: int = 0, stride: int | None = None
 ) -> dict:
-    """The `evaluate` report for imputation: {"model": ..., "baselines": ..., "protocol": ...}."""
+    """The `evaluate` report for imputation: {"model": ..., "baselines": ..., "protocol": ...}.
+
+    missing_rate in (0, 1): the share of each window's observed entries hidden and scored; stride: between
+    windows (None = the window length, no overlap).
+    """
     if not isinstance(imputer, Imputer):
-        raise ValueError("--checkpoint: a forecaster; imputation needs an imputer checkpoint (or --task forecast)")
-    values, observed = as_array(frame)
-    if values.shape[1] != imputer.scaler.mean.size:
-        raise ValueError(f"--csv: the model was trained on {imputer.scaler.mean.size} columns, got {values.shape[1]}")
+        raise ValueError(
+            f"imputer: expected an Imputer (an imputer checkpoint), got {type(imputer).__name__}; "
+            "a forecaster is scored by evaluate_forecast (--task forecast)"
+        )
+    missing_rate = real_number(missing_rate, "missing_rate", low=0.0, high=1.0, low_open=True, high_open=True)
+    seed = non_negative_int(seed, "seed")
     L = imputer.window
-    windows = make_windows(imputer.scaler.transform(values, observed), observed, L, stride or L)
+    stride = L if stride is None else positive_int(stride, "stride")
+    values, observed = as_array(frame, "frame")
+    if values.shape[1] != imputer.scaler.mean.size:
+        raise ValueError(f"frame: the model was trained on {imputer.scaler.mean.size} columns, got {values.shape[1]}")
+    if values.shape[0] < L:
+        raise ValueError(f"frame: expected at least the model's window of {L} rows, got {values.shape[0]}")
+    windows = make_windows(imputer.scaler.transform(values, observed), observed, L, stride)
     scores = score_imputation(imputer, windows, missing_rate, seed)
     s = imputer.settings.sampler
     model = scores.pop(f"csdi {s.method} {s.steps}")
@@ -76,7 +93,7 @@ def evaluate_imputation(
             "features": int(values.shape[1]),
             "windows": int(windows["values"].shape[0]),
             "window": L,
-            "stride": stride or L,
+            "stride": stride,
             "missing_rate": missing_rate,
             "seed": seed,
             "units": "z-scores with the checkpoint's training statistics",
@@ -97,17 +114,32 @@ def evaluate_forecast(
     windows: int = 8,
     seed: int = 0,
 ) -> dict:
-    """The `evaluate` report for forecasting over `windows` rolling origins at the end of the table."""
+    """The `evaluate` report for forecasting over `windows` rolling origins at the end of the table.
+
+    horizon: None or the checkpoint's prediction length (a check); season_length: of the seasonal-naive
+    baseline (None = from the index frequency).
+    """
     if not isinstance(predictor, CSDIPredictor):
-        raise ValueError("--checkpoint: an imputer; --task forecast needs a forecaster checkpoint")
+        raise ValueError(
+            f"predictor: expected a CSDIPredictor (a forecaster checkpoint), got {type(predictor).__name__}; "
+            "an imputer is scored by evaluate_imputation (--task impute)"
+        )
     H = predictor.prediction_length
-    if horizon is not None and horizon != H:
-        raise ValueError(f"--horizon: the checkpoint forecasts {H} steps, got --horizon {horizon}")
+    if horizon is not None and positive_int(horizon, "horizon") != H:
+        raise ValueError(f"horizon: expected the checkpoint's prediction length {H}, got {horizon}")
+    windows = positive_int(windows, "windows")
+    if season_length is not None:
+        season_length = positive_int(season_length, "season_length")
+    seed = non_negative_int(seed, "seed")
+    frame = validate_frame(frame, "frame")
+    K = predictor.scaler.mean.size
+    if frame.shape[1] != K:
+        raise ValueError(f"frame: the model was trained on {K} columns, got {frame.shape[1]}")
     T = frame.shape[0]
     ends = [T - i * H for i in range(windows)][::-1]
-    if ends[0] <= H:
+    if ends[0] <= H:  # every origin needs at least one step of history before its H held-out steps
         raise ValueError(
-            f"--windows: {windows} origins of {H} steps need more than {windows * H + H} rows, the table has {T}"
+            f"windows: {windows} origins of {H} steps need more than {windows * H} rows, the table has {T}"
         )
     predictor.settings.sampler.seed = seed
     dataset = rolling_dataset(frame, ends)
@@ -115,7 +147,7 @@ def evaluate_forecast(
     forecasts, tss = make_evaluation_predictions(dataset, predictor, num_samples=predictor.settings.sampler.n_samples)
     model = gluonts_scores(list(forecasts), list(tss), multivariate)
     _, freq = start_and_freq(frame)
-    season = season_length or default_season(freq)
+    season = default_season(freq) if season_length is None else season_length
     naive_fc, naive_ts = make_evaluation_predictions(dataset, _Naive(H, season), num_samples=1)
     naive = gluonts_scores(list(naive_fc), list(naive_ts), multivariate)
     s = predictor.settings.sampler

@@ -101,7 +101,9 @@ def gluonts_scores(
 
 def forecast_table(predictor: CSDIPredictor, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Forecast the `prediction_length` steps after the table: (median, q05, q95 per column), samples (S, H, K)."""
-    frame = validate_frame(frame)
+    frame = validate_frame(frame, "frame")
+    if frame.shape[1] != predictor.scaler.mean.size:
+        raise ValueError(f"frame: the model was trained on {predictor.scaler.mean.size} columns, got {frame.shape[1]}")
     values = frame.to_numpy(dtype=np.float64)
     start, freq = start_and_freq(frame)
     dataset = ListDataset([_entry(values, start)], freq=freq, one_dim_target=values.shape[1] == 1)

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
 from omnidiffusion.core.config import from_dict, load_config, to_dict
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config
 from omnidiffusion.core.training import TrainResult, fit
@@ -44,13 +45,18 @@ def train_imputer(
     `table` defaults to `settings.data.source`. out_dir receives fit's checkpoints and the final (EMA)
     weights with the scaler and settings in config.json, so `Imputer.from_pretrained(out_dir)` loads it.
     """
-    frame = load_table(settings.data.source if table is None else table)
+    frame = load_table(settings.data.source, "data.source") if table is None else load_table(table, "table")
     values, observed = as_array(frame)
     end = (
         values.shape[0]
         if settings.data.train_fraction >= 1.0
         else time_split(values.shape[0], settings.data.train_fraction)
     )
+    if settings.data.window > end:
+        raise ValueError(
+            f"data.window: expected at most the {end} training time steps of the table "
+            f"(data.train_fraction = {settings.data.train_fraction:g}), got {settings.data.window}"
+        )
     scaler = Scaler.fit(values[:end], observed[:end])
     windows = make_windows(
         scaler.transform(values[:end], observed[:end]), observed[:end], settings.data.window, settings.data.stride
@@ -78,21 +84,36 @@ class ImputationResult:
 
 
 class Imputer:
-    """A trained CSDI imputer: `impute(frame_or_array)` fills the NaNs with samples, median and quantiles."""
+    """A trained CSDI imputer: `impute(frame_or_array)` fills the NaNs with samples, median and quantiles.
 
-    def __init__(self, net: nn.Module, scaler: Scaler, settings: Settings, columns: list[str] | None = None):
-        self.net, self.scaler, self.settings = net.eval(), scaler, settings
+    `device` (cpu by default; "auto" picks cuda when there is one) is where the network and the sampler run.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        scaler: Scaler,
+        settings: Settings,
+        columns: list[str] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+    ):
+        self.device = resolve_device(device)
+        self.net, self.scaler, self.settings = net.eval().to(self.device), scaler, settings
         self.task = settings.build_task()
         self.columns = columns
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> Imputer:
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> Imputer:
         """Load the directory `train_imputer` (or `omnidiffusion-timeseries train`) wrote."""
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"directory: no such folder {directory} (expected one written by train_imputer)")
         meta = read_pretrained_config(directory)["metadata"]
         if meta.get("kind") != "csdi-imputer":
             raise ValueError(f"{directory}: not a CSDI imputer (metadata kind {meta.get('kind')!r})")
         settings = from_dict(Settings, meta["settings"])
-        return cls(load_pretrained(directory), Scaler.from_dict(meta["scaler"]), settings, meta.get("columns"))
+        scaler = Scaler.from_dict(meta["scaler"])
+        return cls(load_pretrained(directory), scaler, settings, meta.get("columns"), device=device)
 
     @property
     def window(self) -> int:
@@ -101,19 +122,20 @@ class Imputer:
     def sample_windows(
         self, z: torch.Tensor, cond: torch.Tensor, *, n_samples: int, method: str, steps: int, seed: int
     ) -> torch.Tensor:
-        """Samples for z-scored windows (B, K, L) with known entries `cond`: (S, B, K, L) in z-units."""
+        """Samples for z-scored windows (B, K, L) with known entries `cond`: (S, B, K, L) in z-units, on the cpu."""
         s = self.settings.sampler
+        seed = non_negative_int(seed, "seed")
         return self.task.impute(
             self.net,
-            z,
-            cond,
-            n_samples=n_samples,
+            z.to(self.device),
+            cond.to(self.device),
+            n_samples=positive_int(n_samples, "n_samples"),
             method=method,
-            steps=steps,
+            steps=positive_int(steps, "steps"),
             grid=s.grid,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator(self.device).manual_seed(seed),
             batch_size=s.batch_size,
-        )
+        ).cpu()
 
     def impute(
         self,
@@ -125,8 +147,17 @@ class Imputer:
         quantiles: Sequence[float] = QUANTILES,
         seed: int | None = None,
     ) -> ImputationResult:
-        """Fill the missing (NaN) entries of a (T, K) table with `n_samples` draws; known entries stay exact."""
+        """Fill the missing (NaN) entries of a (T, K) table with `n_samples` draws; known entries stay exact.
+
+        None (n_samples, method, steps, seed) means the checkpoint's sampler setting.
+        """
         s = self.settings.sampler
+        n_samples = s.n_samples if n_samples is None else positive_int(n_samples, "n_samples")
+        steps = s.steps if steps is None else positive_int(steps, "steps")
+        seed = s.seed if seed is None else non_negative_int(seed, "seed")
+        if isinstance(quantiles, str | bytes) or not isinstance(quantiles, Sequence | np.ndarray):
+            raise ValueError(f"quantiles: expected a sequence of levels in [0, 1], got {quantiles!r}")
+        quantiles = [real_number(q, "quantiles", low=0.0, high=1.0) for q in quantiles]
         values, observed = as_array(data)
         T, K = values.shape
         if K != self.scaler.mean.size:
@@ -144,10 +175,10 @@ class Imputer:
         out = self.sample_windows(
             torch.as_tensor(vals, dtype=torch.float32),
             torch.as_tensor(obs),
-            n_samples=n_samples or s.n_samples,
-            method=method or s.method,
-            steps=steps or s.steps,
-            seed=s.seed if seed is None else seed,
+            n_samples=n_samples,
+            method=s.method if method is None else method,
+            steps=steps,
+            seed=seed,
         ).numpy()
         S = out.shape[0]
         filled = np.zeros((S, T, K))

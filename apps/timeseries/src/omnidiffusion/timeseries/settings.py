@@ -7,13 +7,37 @@ batch 16, 100 samples); `forecast` trains with the forecasting mask; `tiny` is t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
+from omnidiffusion.core import GRIDS, METHODS
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.training import TrainConfig
 
+from .masks import STRATEGIES
 from .models import CSDINet
 from .task import CSDITask
+
+
+def _one_of(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_sampler_value(key: str, value: Any) -> Any:
+    """One [sampler] value checked by key; errors name it `sampler.<key>`."""
+    name = f"sampler.{key}"
+    if key in ("n_samples", "steps", "batch_size"):
+        return positive_int(value, name)
+    if key == "seed":
+        return non_negative_int(value, name)
+    if key == "method":
+        return _one_of(value, name, tuple(sorted(METHODS)))
+    if key == "grid":
+        return _one_of(value, name, ("auto", *GRIDS))
+    raise ValueError(f"sampler: unknown key {key!r}")
 
 
 @dataclass
@@ -28,6 +52,11 @@ class ModelConfig:
     feature_dim: int = 16
     step_dim: int = 128
 
+    def __post_init__(self) -> None:
+        for f in fields(self):  # the sinusoidal time and step embeddings need two columns at least
+            minimum = 2 if f.name in ("time_dim", "step_dim") else 1
+            positive_int(getattr(self, f.name), f"model.{f.name}", minimum=minimum)
+
 
 @dataclass
 class DiffusionConfig:
@@ -36,6 +65,11 @@ class DiffusionConfig:
     n_steps: int = 50
     beta_start: float = 1e-4
     beta_end: float = 0.5
+
+    def __post_init__(self) -> None:
+        positive_int(self.n_steps, "diffusion.n_steps")
+        real_number(self.beta_start, "diffusion.beta_start", low=0.0, high=1.0, low_open=True)
+        real_number(self.beta_end, "diffusion.beta_end", low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -49,6 +83,10 @@ class SamplerConfig:
     batch_size: int = 2048  # (window, sample) pairs per network call
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_sampler_value(f.name, getattr(self, f.name))
+
 
 @dataclass
 class DataConfig:
@@ -58,6 +96,13 @@ class DataConfig:
     window: int = 16  # L, time points per window
     stride: int = 1
     train_fraction: float = 1.0  # share of the time range used for training (1.0 = all of it)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str | os.PathLike) or not str(self.source).strip():
+            raise ValueError(f"data.source: expected a bundled name or a CSV path, got {self.source!r}")
+        positive_int(self.window, "data.window", minimum=2)
+        positive_int(self.stride, "data.stride")
+        real_number(self.train_fraction, "data.train_fraction", low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -70,6 +115,15 @@ class TaskConfig:
     forecast_share: float = 0.8  # forecast task: share of batches with the forecast mask (the rest random)
     window_scale: float | None = None  # instance normalisation floor (see task.conditioning); None = off
     scale_min_known: int = 2  # features with fewer known entries in the window stay in z-units
+
+    def __post_init__(self) -> None:
+        _one_of(self.task, "task.task", ("impute", "forecast"))
+        _one_of(self.strategy, "task.strategy", STRATEGIES)
+        positive_int(self.horizon, "task.horizon")
+        real_number(self.forecast_share, "task.forecast_share", low=0.0, high=1.0)
+        if self.window_scale is not None:  # a floor of 0 would divide a flat window by zero
+            real_number(self.window_scale, "task.window_scale", low=0.0, low_open=True)
+        non_negative_int(self.scale_min_known, "task.scale_min_known")
 
 
 @dataclass
@@ -84,6 +138,11 @@ class Settings:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=16, lr=1e-3))
 
     def build_net(self, n_features: int) -> CSDINet:
+        # Checked here rather than in ModelConfig: --set model.heads then model.channels must not fail halfway.
+        if self.model.channels % self.model.heads:
+            raise ValueError(
+                f"model.heads: expected a divisor of model.channels = {self.model.channels}, got {self.model.heads}"
+            )
         return CSDINet(n_features, n_steps=self.diffusion.n_steps, **asdict(self.model))
 
     def build_task(self) -> CSDITask:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from omnidiffusion.core import Denoiser, DiscreteVP, sample
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.losses import sample_t
 from omnidiffusion.core.tensors import append_dims
 
@@ -137,9 +138,11 @@ class CSDITask:
             raise ValueError(
                 f"values, cond: expected equal shapes (B, K, L), got {tuple(values.shape)}, {tuple(cond.shape)}"
             )
-        if n_samples < 1:
-            raise ValueError(f"n_samples: expected an int >= 1, got {n_samples}")
+        n_samples = positive_int(n_samples, "n_samples")
+        batch_size = positive_int(batch_size, "batch_size")
         cond = cond.bool()
+        if not torch.isfinite(values[cond]).all():
+            raise ValueError("values: expected finite values at the known (cond) entries, got NaN or inf")
         values = torch.where(cond, values, torch.zeros_like(values))
         interp, centred, scale = conditioning(values, cond, self.window_scale, self.scale_min_known)
         B, K, L = values.shape
