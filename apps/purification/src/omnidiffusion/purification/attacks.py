@@ -22,6 +22,8 @@ import torchattacks
 from torch import Tensor, nn
 from torchattacks.attack import Attack
 
+from omnidiffusion.core.checks import positive_int, real_number
+
 ATTACKS = ("pgd", "eot-pgd", "apgd", "autoattack")
 NORMS = ("linf", "l2")
 
@@ -38,11 +40,9 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "eot_iter", "apgd_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"AttackConfig.{name}: expected an int >= 1, got {v!r}")
-        if self.alpha is not None and not self.alpha > 0:
-            raise ValueError(f"AttackConfig.alpha: expected a value > 0 or None, got {self.alpha!r}")
+            positive_int(getattr(self, name), f"AttackConfig.{name}")
+        if self.alpha is not None:
+            real_number(self.alpha, "AttackConfig.alpha (None = 2.5 eps / steps)", low=0.0, low_open=True)
 
 
 class MeanLogits(nn.Module):
@@ -64,8 +64,7 @@ def check_threat(eps: float, norm: str) -> str:
     """Validate eps > 0 and norm in NORMS; returns the norm lower-cased."""
     if not isinstance(norm, str) or norm.lower() not in NORMS:
         raise ValueError(f"norm: expected one of {NORMS}, got {norm!r}")
-    if not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"eps: expected a perturbation budget > 0, got {eps!r}")
+    real_number(eps, "eps (a perturbation budget)", low=0.0, low_open=True)
     return norm.lower()
 
 

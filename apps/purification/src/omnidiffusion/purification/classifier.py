@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.io import ConfigurableModule
 from omnidiffusion.core.training import TrainConfig, TrainResult, fit
 
@@ -30,8 +31,7 @@ class SmallCNN(ConfigurableModule):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()
         for name, v in (("in_channels", in_channels), ("num_classes", num_classes), ("width", width)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+            positive_int(v, name)
         self.in_channels, self.num_classes = in_channels, num_classes
         w = width
 
@@ -78,7 +78,7 @@ class TorchvisionClassifier(ConfigurableModule):
             raise ValueError(f"arch: expected a torchvision.models builder such as 'resnet18', got {arch!r}")
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels: expected 1 or 3, got {in_channels!r}")
-        self.in_channels = in_channels
+        self.in_channels, self.num_classes = in_channels, positive_int(num_classes, "num_classes")
         self.net = builder(weights=None, num_classes=num_classes)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1))
@@ -111,6 +111,12 @@ def train_classifier(
     The final weights in out_dir load with `omnidiffusion.core.load_pretrained(out_dir)`.
     """
     check_labelled(images, labels)
+    k = getattr(model, "num_classes", None)
+    if isinstance(k, int) and labels.max().item() >= k:
+        raise ValueError(
+            f"labels: expected class indices in [0, {k}) for a {k}-class model, got {labels.max().item()}; "
+            "give the classifier more classes (num_classes)"
+        )
     dataset = TensorDataset(images.float(), labels.long())
     return fit(
         model,

@@ -11,12 +11,13 @@ omnidiffusion-purification evaluate --diffusion DIR --classifier DIR --data digi
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 from pathlib import Path
 
-import torch
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg, print_json
 
-from omnidiffusion.core.cli import AppCLI, print_json
-
+from .robustness import ATTACK_PLANS
 from .settings import PACKAGE, PurificationConfig
 
 cli = AppCLI(
@@ -26,29 +27,44 @@ cli = AppCLI(
 )
 
 
-def _device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+def _budgets(text: str) -> list[float]:
+    """argparse `type=` for --eps: one or more comma-separated perturbation budgets, each finite and > 0."""
+    parse = number_arg(0.0, low_open=True)
+    items = [v.strip() for v in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated budgets > 0 such as 0.1,0.2, got {text!r}")
+    return [parse(v) for v in items if v]
 
 
-def _floats(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+def _attack_names(text: str) -> list[str]:
+    """argparse `type=` for --attack: names from ATTACK_PLANS, comma-separated."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in ATTACK_PLANS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected names from {', '.join(sorted(ATTACK_PLANS))}, got {text!r}")
+    return names
+
+
+def _note(args: argparse.Namespace, text: str) -> None:
+    """One line on stderr when the command converts an input instead of refusing it."""
+    print(f"{cli.prog} {args.command}: note: {text}", file=sys.stderr, flush=True)
 
 
 def _resume(args: argparse.Namespace):
     return {"auto": None, "yes": True, "no": False}[args.resume]
 
 
-def _train_classifier(config: PurificationConfig, out: Path, resume) -> Path:
+def _train_classifier(config: PurificationConfig, out: Path, resume, note) -> Path:
     from .classifier import SmallCNN, TorchvisionClassifier, predict_labels, train_classifier
     from .data import load_images
 
     d, c = config.data, config.classifier
-    x, y = load_images(d.source, split="train", size=d.image_size, channels=d.channels)
+    x, y = load_images(d.source, split="train", size=d.image_size, channels=d.channels, name="data.source", note=note)
+    if y.max().item() >= c.num_classes:
+        raise ValueError(
+            f"classifier.num_classes: expected at least {y.max().item() + 1} (the labels of {d.source!r} go up to "
+            f"{y.max().item()}), got {c.num_classes}"
+        )
     if c.arch == "small-cnn":
         model = SmallCNN(d.channels, c.num_classes, c.width)
     else:
@@ -60,13 +76,13 @@ def _train_classifier(config: PurificationConfig, out: Path, resume) -> Path:
     return out
 
 
-def _train_diffusion(config: PurificationConfig, out: Path, resume) -> Path:
+def _train_diffusion(config: PurificationConfig, out: Path, resume, note) -> Path:
     from omnidiffusion.vision import train_image_ddpm
 
     from .data import load_images
 
     d = config.data
-    x, _ = load_images(d.source, split="train", size=d.image_size, channels=d.channels)
+    x, _ = load_images(d.source, split="train", size=d.image_size, channels=d.channels, name="data.source", note=note)
     sets = [f"data.image_size={d.image_size}", f"data.channels={d.channels}", "data.hflip=false"]
     train_image_ddpm(
         x * 2 - 1, config.diffusion.vision_config, out, resume=resume, overrides=sets + list(config.diffusion.overrides)
@@ -76,19 +92,21 @@ def _train_diffusion(config: PurificationConfig, out: Path, resume) -> Path:
 
 
 def run_train(args: argparse.Namespace, config: PurificationConfig) -> int:
-    out = Path(args.out or config.out)
-    _train_classifier(config, out / "classifier", _resume(args))
-    _train_diffusion(config, out / "diffusion", _resume(args))
+    out, note = Path(args.out or config.out), functools.partial(_note, args)
+    _train_classifier(config, out / "classifier", _resume(args), note)
+    _train_diffusion(config, out / "diffusion", _resume(args), note)
     return 0
 
 
 def run_train_classifier(args: argparse.Namespace, config: PurificationConfig) -> int:
-    _train_classifier(config, Path(args.out or config.out) / "classifier", _resume(args))
+    note = functools.partial(_note, args)
+    _train_classifier(config, Path(args.out or config.out) / "classifier", _resume(args), note)
     return 0
 
 
 def run_train_diffusion(args: argparse.Namespace, config: PurificationConfig) -> int:
-    _train_diffusion(config, Path(args.out or config.out) / "diffusion", _resume(args))
+    note = functools.partial(_note, args)
+    _train_diffusion(config, Path(args.out or config.out) / "diffusion", _resume(args), note)
     return 0
 
 
@@ -97,15 +115,51 @@ def _pipeline(args: argparse.Namespace, config: PurificationConfig, classifier: 
 
     p = config.purify
     t_star = args.t_star if args.t_star is not None else p.t_star
-    return PurificationPipeline.from_pretrained(
+    pipe = PurificationPipeline.from_pretrained(
         args.diffusion,
         classifier,
         t_star=t_star,
         method=p.method,
-        steps=p.steps or None,
+        steps=p.steps,
         seed=p.seed,
-        device=_device(args.device),
+        grid=p.grid,
+        checkpointing=p.checkpointing,
+        device=args.device,
     )
+    if t_star == 0:
+        _note(args, "t* = 0: DiffPure is the identity, the images are not purified")
+    return pipe
+
+
+def _image_shape(args: argparse.Namespace, config: PurificationConfig, pipe) -> tuple[int, int]:
+    """(size, channels) to load images at: the diffusion model's, with a note when data.* asked for others."""
+    d = config.data
+    size, channels = pipe.image_size or d.image_size, pipe.channels or d.channels
+    if (size, channels) != (d.image_size, d.channels):
+        _note(
+            args,
+            f"data.image_size={d.image_size}, data.channels={d.channels} differ from the diffusion model's "
+            f"{size}x{size}, {channels} channel(s); images are loaded at the model's",
+        )
+    return size, channels
+
+
+def _read_image(path: Path, args: argparse.Namespace, size: int, channels: int):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"--input: {path}: not a readable image file (expected PNG/JPEG/...): {e}") from None
+    bands = len(im.getbands())
+    if im.size != (size, size) or bands != channels:
+        _note(
+            args,
+            f"--input: {im.size[0]}x{im.size[1]}, {bands} channel(s) converted to the diffusion model's "
+            f"{size}x{size}, {channels} channel(s)",
+        )
+    return im
 
 
 def run_purify(args: argparse.Namespace, config: PurificationConfig) -> int:
@@ -113,19 +167,24 @@ def run_purify(args: argparse.Namespace, config: PurificationConfig) -> int:
 
     from .data import load_images
 
+    src, out = Path(args.input), Path(args.output)
+    known = args.input == "digits" or args.input.startswith("torchvision:")
+    if not known and not src.exists():
+        raise FileNotFoundError(f"--input: {src}: no such file or folder (expected an image, ImageFolder or 'digits')")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output: {out} is a file, expected a folder (it is created when missing)")
     pipe = _pipeline(args, config, None)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    src = Path(args.input)
+    size, channels = _image_shape(args, config, pipe)
     if src.is_file():
-        names, images = [src.stem], [pipe.purify(Image.open(src))]
+        names, images = [src.stem], [pipe.purify(_read_image(src, args, size, channels))]
     else:
-        d = config.data
-        x, _ = load_images(args.input, split="test", size=d.image_size, channels=d.channels)
-        x = x[: args.n] if args.n else x
+        note = functools.partial(_note, args)
+        x, _ = load_images(args.input, split="test", size=size, channels=channels, name="--input", note=note)
+        x = x[: args.n] if args.n is not None else x
         names = [f"{i:05d}" for i in range(len(x))]
         pure = pipe.purify(x, batch_size=config.purify.batch_size)  # (N, C, H, W) in [0, 1]
         images = [Image.fromarray((a.permute(1, 2, 0).squeeze(-1).numpy() * 255).round().astype("uint8")) for a in pure]
+    out.mkdir(parents=True, exist_ok=True)
     for name, im in zip(names, images, strict=True):
         im.save(out / f"{name}.png")
     print(
@@ -143,16 +202,18 @@ def run_evaluate(args: argparse.Namespace, config: PurificationConfig) -> int:
     from .robustness import evaluate_robustness, plan_attacks, sweep_t_star
 
     e = config.evaluate
-    attacks = args.attack or e.attacks
-    attacks = [a for spec in attacks for a in spec.split(",") if a]
-    eps = _floats(args.eps) or e.eps
+    attacks = [a for names in args.attack for a in names] if args.attack else e.attacks
+    eps = args.eps if args.eps is not None else e.eps
     norm = args.norm or e.norm
-    n = args.n or e.n
+    n = args.n if args.n is not None else e.n
     seed = e.seed if args.seed is None else args.seed
     plan = plan_attacks(attacks)
     pipe = _pipeline(args, config, args.classifier)
     d = config.data
-    x, y = load_images(args.data or d.source, split="test", size=d.image_size, channels=d.channels)
+    size, channels = _image_shape(args, config, pipe)
+    data_name = "--data" if args.data else "data.source"
+    note = functools.partial(_note, args)
+    x, y = load_images(args.data or d.source, split="test", size=size, channels=channels, name=data_name, note=note)
     x, y = x[:n], y[:n]
     model = PurifiedClassifier(pipe.purifier, pipe.classifier).to(pipe.device)
     cfg = AttackConfig(**vars(config.attack)) if not isinstance(config.attack, AttackConfig) else config.attack
@@ -236,8 +297,13 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diffusion", required=True, help="diffusion model directory (omnidiffusion.vision ImageDDPM)")
-    p.add_argument("--t-star", type=float, default=None, help="diffusion time t* (default: purify.t_star)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--t-star",
+        type=number_arg(0.0, 1.0, high_open=True),
+        default=None,
+        help="diffusion time t* in [0, 1) (default: purify.t_star)",
+    )
+    add_device_argument(p)
 
 
 _train = cli.add_command(
@@ -274,7 +340,7 @@ _purify = cli.add_command(
 _add_model_flags(_purify)
 _purify.add_argument("--input", required=True, help="an image file, an ImageFolder, or 'digits'")
 _purify.add_argument("--output", required=True, help="output folder for the purified PNGs")
-_purify.add_argument("--n", type=int, default=0, help="purify only the first N images (0 = all)")
+_purify.add_argument("--n", type=count_arg(), default=None, help="purify only the first N images (default: all)")
 _eval = cli.add_command(
     "evaluate",
     run_evaluate,
@@ -288,19 +354,22 @@ _eval.add_argument("--data", default=None, help="'digits', an ImageFolder path o
 _eval.add_argument(
     "--attack",
     action="append",
+    type=_attack_names,
     default=None,
-    help="pgd | eot-pgd | bpda-eot | apgd | autoattack (repeatable or comma-separated)",
+    help="pgd | eot-pgd | bpda-eot | apgd | autoattack (repeatable or comma-separated; default: evaluate.attacks)",
 )
-_eval.add_argument("--eps", default=None, help="perturbation budget(s), comma-separated")
+_eval.add_argument(
+    "--eps", type=_budgets, default=None, help="perturbation budget(s) > 0, comma-separated (default: evaluate.eps)"
+)
 _eval.add_argument("--norm", choices=("linf", "l2"), default=None)
-_eval.add_argument("--n", type=int, default=None, help="number of test images")
-_eval.add_argument("--seed", type=int, default=None)
+_eval.add_argument("--n", type=count_arg(), default=None, help="number of test images (default: evaluate.n)")
+_eval.add_argument("--seed", type=count_arg(minimum=0), default=None, help="attack seed (default: evaluate.seed)")
 _eval.add_argument("--plot", default=None, help="write a PNG of accuracy against eps and t* (evaluate.t_stars)")
 _eval.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main() -> None:
-    raise SystemExit(cli.main())
+    cli.run()
 
 
 if __name__ == "__main__":

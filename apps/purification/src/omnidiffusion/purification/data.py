@@ -11,12 +11,17 @@ in) and labels (N,) int64 class indices. Nothing is downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from omnidiffusion.core.checks import positive_int
+
+Note = Callable[[str], None]  # receives a one-line note when images are converted (resized, channels changed)
 
 DIGITS_TEST = 300  # the last 300 digits are held out
 
@@ -25,8 +30,7 @@ def digits_images(size: int = 16) -> tuple[Tensor, Tensor]:
     """All 1797 scikit-learn digits as (N, 1, size, size) in [0, 1] and (N,) labels (pixel / 16, bilinear)."""
     from sklearn.datasets import load_digits
 
-    if not isinstance(size, int) or size < 8:
-        raise ValueError(f"size: expected an int >= 8, got {size!r}")
+    size = positive_int(size, "size", minimum=8)
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
     if size != 8:
@@ -60,28 +64,58 @@ def _stack(dataset, what: str) -> tuple[Tensor, Tensor]:
     return torch.stack(xs).float().clamp(0.0, 1.0), torch.tensor(ys, dtype=torch.int64)
 
 
+def _check_channels(channels: int, name: str = "channels") -> int:
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise ValueError(f"{name}: expected 1 (grey) or 3 (RGB), got {channels!r}")
+    return int(channels)
+
+
 def _transform(size: int, channels: int):
     from torchvision import transforms
 
-    if channels not in (1, 3):
-        raise ValueError(f"channels: expected 1 or 3, got {channels!r}")
+    _check_channels(channels)
     steps = [transforms.Grayscale(1) if channels == 1 else transforms.Lambda(lambda im: im.convert("RGB"))]
     steps += [transforms.Resize((size, size)), transforms.ToTensor()]
     return transforms.Compose(steps)
 
 
-def image_folder(path: str | Path, size: int, channels: int = 3) -> tuple[Tensor, Tensor]:
-    """An ImageFolder tree (root/<class>/<image>) as tensors; labels follow sorted class names."""
+def image_folder(
+    path: str | Path, size: int, channels: int = 3, *, name: str = "data", note: Note | None = None
+) -> tuple[Tensor, Tensor]:
+    """An ImageFolder tree (root/<class>/<image>) as tensors; labels follow sorted class names.
+
+    Every image is converted to `channels` and resized to `size` x `size`; `note` (if given) hears once when any
+    image had another size or channel count. A file that is not a readable image raises ValueError naming it.
+    """
+    from PIL import Image, UnidentifiedImageError
     from torchvision.datasets import ImageFolder
 
+    size, channels = positive_int(size, "size"), _check_channels(channels)
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"data: {path} is not a directory (expected root/<class>/<image files>)")
+        raise FileNotFoundError(f"{name}: {path} is not a directory (expected root/<class>/<image files>)")
     try:
-        ds = ImageFolder(str(path), transform=_transform(size, channels))
+        samples = ImageFolder(str(path)).samples  # [(file, class index)], classes sorted by name
     except (FileNotFoundError, RuntimeError) as e:
-        raise FileNotFoundError(f"data: {path}: no readable images in class sub-folders ({e})") from None
-    return _stack(ds, f"data {path}")
+        raise FileNotFoundError(f"{name}: {path}: no readable images in class sub-folders ({e})") from None
+    transform = _transform(size, channels)
+    xs, ys, seen = [], [], set()
+    for file, label in samples:
+        try:
+            with Image.open(file) as im:
+                im.load()
+                seen.add((im.size, len(im.getbands())))
+                xs.append(transform(im.convert("RGB")))  # as torchvision's default loader does
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"{name}: {file}: not a readable image file (expected PNG/JPEG/...): {e}") from None
+        ys.append(label)
+    other = sorted({f"{w}x{h}, {c} channel(s)" for (w, h), c in seen if (w, h) != (size, size) or c != channels})
+    if other and note is not None:
+        note(
+            f"{name}: images of {'; '.join(other[:3])}{' ...' if len(other) > 3 else ''} converted to "
+            f"{size}x{size}, {channels} channel(s)"
+        )
+    return torch.stack(xs).float().clamp(0.0, 1.0), torch.tensor(ys, dtype=torch.int64)
 
 
 def torchvision_dataset(name: str, root: str | Path, size: int, channels: int, train: bool = False):
@@ -98,18 +132,36 @@ def torchvision_dataset(name: str, root: str | Path, size: int, channels: int, t
     return _stack(ds, f"data {name}")
 
 
-def load_images(spec: str, *, split: str = "test", size: int = 16, channels: int = 1) -> tuple[Tensor, Tensor]:
-    """Resolve a data spec: "digits", "torchvision:NAME:ROOT" or an ImageFolder path; see the module docstring."""
+def load_images(
+    spec: str,
+    *,
+    split: str = "test",
+    size: int = 16,
+    channels: int = 1,
+    name: str = "data",
+    note: Note | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Resolve a data spec: "digits", "torchvision:NAME:ROOT" or an ImageFolder path; see the module docstring.
+
+    Images come back with `channels` (the grey digits are repeated to 3 for channels=3) at `size` x `size`;
+    `name` is the argument named in errors, `note` hears about conversions the caller did not ask for explicitly.
+    """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"data: expected 'digits', 'torchvision:NAME:ROOT' or a folder path, got {spec!r}")
+        raise ValueError(f"{name}: expected 'digits', 'torchvision:NAME:ROOT' or a folder path, got {spec!r}")
+    size, channels = positive_int(size, "size"), _check_channels(channels)
     if spec == "digits":
-        return digits_split(split, size)
+        x, y = digits_split(split, size)
+        if channels == 3:
+            if note is not None:
+                note(f"{name}: the digits are grey; repeated to 3 channels")
+            x = x.expand(-1, 3, -1, -1).contiguous()  # (N, 3, size, size)
+        return x, y
     if spec.startswith("torchvision:"):
         parts = spec.split(":", 2)
         if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise ValueError(f"data: expected 'torchvision:NAME:ROOT', got {spec!r}")
+            raise ValueError(f"{name}: expected 'torchvision:NAME:ROOT', got {spec!r}")
         return torchvision_dataset(parts[1], parts[2], size, channels, train=split == "train")
-    return image_folder(spec, size, channels)
+    return image_folder(spec, size, channels, name=name, note=note)
 
 
 def check_labelled(images: Tensor, labels: Tensor) -> None:
@@ -120,6 +172,10 @@ def check_labelled(images: Tensor, labels: Tensor) -> None:
         raise ValueError(f"labels: expected a (N,) integer tensor, got {getattr(labels, 'shape', type(labels))}")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"images, labels: sizes differ ({images.shape[0]} images, {labels.shape[0]} labels)")
+    if images.shape[0] == 0:
+        raise ValueError("images: expected at least one image, got an empty batch")
+    if labels.min().item() < 0:
+        raise ValueError(f"labels: expected class indices >= 0, got {labels.min().item()}")
     lo, hi = images.min().item(), images.max().item()
     if not (lo >= 0.0 and hi <= 1.0):
         raise ValueError(f"images: expected values in [0, 1], got range [{lo:.6g}, {hi:.6g}]")

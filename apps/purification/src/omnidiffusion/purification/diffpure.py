@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from omnidiffusion.core import DenoiserBase, DenoiserOutput, ForwardProcess, make_grid, sample
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.samplers import METHODS
 
 # Purification methods: our names -> (core sampler, its options).
@@ -52,6 +53,33 @@ def check_unit_range(x: Tensor, name: str = "x") -> None:
     lo, hi = lo.item(), hi.item()
     if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
         raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.6g}, {hi:.6g}]")
+
+
+def model_image_shape(denoiser: DenoiserBase) -> tuple[int | None, int | None]:
+    """(channels, image_size) of the network behind `denoiser` when it records them (vision ImageDDPM, core UNet)."""
+    net = getattr(denoiser, "net", None)
+    config = getattr(net, "config", None)
+    config = config if isinstance(config, dict) else {}  # a bare core UNet keeps its kwargs in .config
+    channels = getattr(net, "channels", None) or config.get("in_channels")
+    size = getattr(net, "image_size", None) or config.get("resolution")
+    return (int(channels) if isinstance(channels, int) else None, int(size) if isinstance(size, int) else None)
+
+
+def check_model_input(x: Tensor, module: nn.Module | None, shape: tuple[int | None, int | None], name: str) -> None:
+    """Raise ValueError unless x (B, C, H, W) fits the diffusion network: its channels, size and device.
+
+    The dtype may differ: the core Denoiser runs the network in its own dtype (e.g. float64 states, bf16 weights).
+    """
+    channels, size = shape
+    if channels is not None or size is not None:
+        want = f"(B, {channels or 'C'}, {size or 'H'}, {size or 'W'})"
+        fits = x.ndim == 4 and channels in (None, x.shape[1]) and size in (None, x.shape[2], x.shape[3])
+        fits = fits and (size is None or x.shape[2] == x.shape[3] == size)
+        if not fits:
+            raise ValueError(f"{name}: expected images {want} for this diffusion model, got shape {tuple(x.shape)}")
+    param = next(module.parameters(), None) if module is not None else None
+    if param is not None and x.device != param.device:
+        raise ValueError(f"{name}: expected a tensor on {param.device} (the diffusion model's device), got {x.device}")
 
 
 class _Checkpointed(DenoiserBase):
@@ -135,14 +163,11 @@ class DiffPure(nn.Module):
         data_range: tuple[float, float] = (-1.0, 1.0),
     ) -> None:
         super().__init__()
-        if not isinstance(t_star, (int, float)) or not 0.0 <= float(t_star) < 1.0:
-            raise ValueError(f"t_star: expected a diffusion time in [0, 1), got {t_star!r}")
+        t_star = real_number(t_star, "t_star", low=0.0, high=1.0, high_open=True)
         if method not in PURIFY_METHODS:
             raise ValueError(f"method: expected one of {sorted(PURIFY_METHODS)}, got {method!r}")
-        if steps is None:
-            steps = max(1, round(float(t_star) / PAPER_DT))
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+        steps = max(1, round(t_star / PAPER_DT)) if steps is None else positive_int(steps, "steps")
+        seed = non_negative_int(seed, "seed")
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient: expected one of {GRADIENTS}, got {gradient!r}")
         low, high = (float(v) for v in data_range)
@@ -150,6 +175,7 @@ class DiffPure(nn.Module):
             raise ValueError(f"data_range: expected (low, high) with low < high, got {data_range!r}")
         self.denoiser, module = _as_denoiser(diffusion)
         self.diffusion = module  # registered so .to(device) and parameters() see the network
+        self.image_shape = model_image_shape(self.denoiser)  # (channels, image_size), None where not recorded
         self.t_star = float(t_star)
         self.method = method
         self.steps = steps
@@ -173,7 +199,7 @@ class DiffPure(nn.Module):
     def reset_noise(self, seed: int | None = None) -> None:
         """Restart the purifier's noise stream (from `seed` when given, else the constructor's seed)."""
         if seed is not None:
-            self.seed = int(seed)
+            self.seed = non_negative_int(seed, "seed")
         self._generators.clear()
 
     def _generator(self, device: torch.device) -> torch.Generator:
@@ -197,6 +223,7 @@ class DiffPure(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Purify x: (B, C, H, W) in [0, 1] -> (B, C, H, W) in [0, 1]."""
         check_unit_range(x, "x")
+        check_model_input(x, self.diffusion, self.image_shape, "x")
         if self.t_star == 0.0:
             return x
         if self.gradient == "bpda" and torch.is_grad_enabled() and x.requires_grad:
@@ -228,4 +255,12 @@ class DiffPure(nn.Module):
         return ((z0 - low) / (high - low)).clamp(0.0, 1.0)
 
 
-__all__ = ["GRADIENTS", "PAPER_DT", "PURIFY_METHODS", "DiffPure", "check_unit_range"]
+__all__ = [
+    "GRADIENTS",
+    "PAPER_DT",
+    "PURIFY_METHODS",
+    "DiffPure",
+    "check_model_input",
+    "check_unit_range",
+    "model_image_shape",
+]

@@ -7,7 +7,8 @@
 
 Accepted images: a PIL image or a list of them; numpy (H, W), (H, W, C) or (N, H, W, C), uint8 (0..255) or float
 in [0, 1]; torch (C, H, W) or (N, C, H, W) float in [0, 1]. Outputs come back in the type and layout given.
-Images are resized to the diffusion model's size only when they come as PIL images.
+Images are resized (and converted to the model's channels) only when they come as PIL images; numpy and torch
+images of another size or channel count, values outside [0, 1] or NaN raise ValueError naming `images`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from omnidiffusion.core.checks import positive_int, resolve_device
 from omnidiffusion.core.io import load_pretrained
 
-from .diffpure import DiffPure
-from .purified import PurifiedClassifier
+from .diffpure import DiffPure, check_unit_range
+from .purified import PurifiedClassifier, check_channels_agree
 
 
 def _load(directory: str | Path, what: str) -> nn.Module:
@@ -34,14 +36,24 @@ def _load(directory: str | Path, what: str) -> nn.Module:
 class PurificationPipeline:
     """DiffPure around a pretrained diffusion model, plus an optional classifier behind it."""
 
-    def __init__(self, purifier: DiffPure, classifier: nn.Module | None = None, device: str = "cpu") -> None:
-        self.device = torch.device(device)
+    def __init__(
+        self, purifier: DiffPure, classifier: nn.Module | None = None, device: str | torch.device = "cpu"
+    ) -> None:
+        if not isinstance(purifier, DiffPure):
+            raise ValueError(f"purifier: expected a DiffPure, got {type(purifier).__name__}")
+        if classifier is not None:
+            if not isinstance(classifier, nn.Module):
+                raise ValueError(f"classifier: expected an nn.Module or None, got {type(classifier).__name__}")
+            if callable(getattr(classifier, "denoiser", None)):
+                raise ValueError(
+                    f"classifier: got a {type(classifier).__name__}, a diffusion model; expected an image "
+                    "classifier (train-classifier output)"
+                )
+            check_channels_agree(purifier, classifier)
+        self.device = resolve_device(device)
         self.purifier = purifier.to(self.device).eval()
         self.classifier = None if classifier is None else classifier.to(self.device).eval()
-        model = getattr(purifier.denoiser, "net", None)
-        config = getattr(model, "config", None) or {}  # a bare core UNet keeps its kwargs in .config
-        self.image_size = getattr(model, "image_size", None) or config.get("resolution")
-        self.channels = getattr(model, "channels", None) or config.get("in_channels")
+        self.channels, self.image_size = purifier.image_shape
 
     @classmethod
     def from_pretrained(
@@ -53,20 +65,45 @@ class PurificationPipeline:
         method: str = "sde",
         steps: int | None = None,
         seed: int = 0,
-        device: str = "cpu",
+        grid: str = "time-uniform",
+        checkpointing: bool = False,
+        device: str | torch.device = "cpu",
     ) -> PurificationPipeline:
         """Load a diffusion model with `.denoiser()` (e.g. omnidiffusion.vision.ImageDDPM) and a classifier dir."""
+        device = resolve_device(device)
         ddpm = _load(diffusion, "diffusion")
         make = getattr(ddpm, "denoiser", None)
         if not callable(make):
             raise ValueError(f"diffusion: {diffusion} holds a {type(ddpm).__name__}, which has no .denoiser()")
         den = make(clip=False) if "clip" in make.__code__.co_varnames else make()
-        purifier = DiffPure(den, t_star=t_star, method=method, steps=steps, seed=seed)
+        purifier = DiffPure(
+            den, t_star=t_star, method=method, steps=steps, grid=grid, checkpointing=checkpointing, seed=seed
+        )
         net = None if classifier is None else _load(classifier, "classifier")
+        if net is not None and callable(getattr(net, "denoiser", None)):
+            raise ValueError(
+                f"classifier: {classifier} holds a {type(net).__name__}, a diffusion model; expected a classifier "
+                "directory (train-classifier output)"
+            )
         return cls(purifier, net, device)
 
     # ---- conversions
     def _to_tensor(self, images) -> tuple[Tensor, object]:
+        """(N, C, H, W) float in [0, 1] and how to convert back; ValueError naming `images` for what does not fit."""
+        x, kind = self._convert(images)
+        check_unit_range(x, "images")
+        if x.shape[0] == 0:
+            raise ValueError(f"images: expected at least one image, got shape {tuple(x.shape)}")
+        want = (self.channels, self.image_size, self.image_size)
+        if any(w is not None and w != g for w, g in zip(want, x.shape[1:], strict=True)):
+            c, h = (self.channels or "C"), (self.image_size or "H")
+            raise ValueError(
+                f"images: expected {c} channel(s) of {h}x{h} pixels for this diffusion model, got (N, C, H, W) = "
+                f"{tuple(x.shape)}; resize them first, or pass PIL images, which are converted"
+            )
+        return x, kind
+
+    def _convert(self, images) -> tuple[Tensor, object]:
         from PIL import Image
 
         if isinstance(images, Image.Image) or (
@@ -129,6 +166,7 @@ class PurificationPipeline:
     @torch.no_grad()
     def purify(self, images, batch_size: int = 128):
         """Purified images, in the type and layout given (see the module docstring)."""
+        batch_size = positive_int(batch_size, "batch_size")
         x, kind = self._to_tensor(images)
         out = torch.cat(
             [self.purifier(x[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)]
@@ -140,6 +178,7 @@ class PurificationPipeline:
         """Labels (N,) of the defended classifier: majority vote over `votes` purifications."""
         if self.classifier is None:
             raise ValueError("classifier: this pipeline was loaded without a classifier (pass classifier=DIR)")
+        votes, batch_size = positive_int(votes, "votes"), positive_int(batch_size, "batch_size")
         x, _ = self._to_tensor(images)
         model = PurifiedClassifier(self.purifier, self.classifier).eval()
         out = [model.predict(x[i : i + batch_size].to(self.device), votes).cpu() for i in range(0, len(x), batch_size)]

@@ -10,7 +10,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from omnidiffusion.core.checks import positive_int
+
 from .diffpure import DiffPure, check_unit_range
+
+
+def check_channels_agree(purifier: nn.Module, classifier: nn.Module) -> None:
+    """Raise ValueError when the classifier's recorded `in_channels` differ from the diffusion model's channels."""
+    channels = purifier.image_shape[0] if isinstance(purifier, DiffPure) else None
+    wanted = getattr(classifier, "in_channels", None)
+    if isinstance(channels, int) and isinstance(wanted, int) and channels != wanted:
+        raise ValueError(
+            f"classifier: expects images with {wanted} channels (in_channels), but the diffusion model purifies "
+            f"images with {channels} channels; use a classifier and a diffusion model trained on the same images"
+        )
 
 
 class PurifiedClassifier(nn.Module):
@@ -28,8 +41,8 @@ class PurifiedClassifier(nn.Module):
             raise ValueError(f"purifier: expected an nn.Module, got {type(purifier).__name__}")
         if not isinstance(classifier, nn.Module):
             raise ValueError(f"classifier: expected an nn.Module, got {type(classifier).__name__}")
-        if not isinstance(n_purify, int) or n_purify < 1:
-            raise ValueError(f"n_purify: expected an int >= 1, got {n_purify!r}")
+        n_purify = positive_int(n_purify, "n_purify")
+        check_channels_agree(purifier, classifier)
         self.purifier = purifier
         self.classifier = classifier
         self.n_purify = n_purify
@@ -48,8 +61,7 @@ class PurifiedClassifier(nn.Module):
     @torch.no_grad()
     def predict(self, x: Tensor, votes: int = 1) -> Tensor:
         """Labels (B,) by majority vote over `votes` independent purifications (ties: the smallest label)."""
-        if not isinstance(votes, int) or votes < 1:
-            raise ValueError(f"votes: expected an int >= 1, got {votes!r}")
+        votes = positive_int(votes, "votes")
         check_unit_range(x, "x")
         counts = None
         for _ in range(votes):
@@ -63,4 +75,4 @@ class PurifiedClassifier(nn.Module):
         return self.purifier if isinstance(self.purifier, DiffPure) else None
 
 
-__all__ = ["PurifiedClassifier"]
+__all__ = ["PurifiedClassifier", "check_channels_agree"]

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+
 from .attacks import ATTACKS, AttackConfig, check_threat, make_attack
 from .data import check_labelled
 from .diffpure import DiffPure
@@ -43,6 +45,22 @@ def defended_logits(model: PurifiedClassifier, x: Tensor, runs: int = 1) -> Tens
     for _ in range(runs - 1):
         out = out + model.classifier(model.purifier(x))
     return out / runs
+
+
+def _eps_list(eps: float | Sequence[float]) -> list[float]:
+    """One budget or a non-empty sequence of them, as floats (each checked by `check_threat`)."""
+    eps_list = list(eps) if isinstance(eps, Sequence) else [eps]
+    if not eps_list:
+        raise ValueError("eps: expected a perturbation budget or a non-empty list of them, got []")
+    return [real_number(e, "eps (a perturbation budget)", low=0.0, low_open=True) for e in eps_list]
+
+
+def _check_classes(labels: Tensor, n_classes: int) -> None:
+    if labels.max().item() >= n_classes:
+        raise ValueError(
+            f"labels: expected class indices in [0, {n_classes}) for a classifier with {n_classes} outputs, "
+            f"got {labels.max().item()}"
+        )
 
 
 def _reseed(purifier: nn.Module, seed: int) -> None:
@@ -76,7 +94,7 @@ def evaluate_robustness(
         raise ValueError(f"model: expected a PurifiedClassifier, got {type(model).__name__}")
     images, labels = data
     check_labelled(images, labels)
-    eps_list = [float(e) for e in (eps if isinstance(eps, Sequence) else [eps])]
+    eps_list = _eps_list(eps)
     for e in eps_list:
         norm = check_threat(e, norm)
     for a in attacks:
@@ -85,14 +103,17 @@ def evaluate_robustness(
     for t in threats:
         if t not in THREATS:
             raise ValueError(f"threats: expected names from {THREATS}, got {t!r}")
-    if not isinstance(eval_runs, int) or eval_runs < 1:
-        raise ValueError(f"eval_runs: expected an int >= 1, got {eval_runs!r}")
+    eval_runs = positive_int(eval_runs, "eval_runs")
+    batch_size = positive_int(batch_size, "batch_size")
+    seed = non_negative_int(seed, "seed")
     cfg = config or AttackConfig()
     model.eval()
     device = next(model.parameters(), model._device_anchor).device
     x_all, y_all = images.to(device), labels.to(device)
     classifier, purifier = model.classifier, model.purifier
-    n_classes = int(classifier(x_all[:1]).shape[1])
+    with torch.no_grad():
+        n_classes = int(classifier(x_all[:1]).shape[1])
+    _check_classes(labels, n_classes)
 
     def evaluate(x_adv: Tensor, y: Tensor, defended: bool) -> Tensor:
         if not defended:
@@ -242,10 +263,17 @@ def sweep_t_star(
         raise ValueError("model: sweep_t_star needs a PurifiedClassifier whose purifier is a DiffPure")
     images, labels = data
     check_labelled(images, labels)
+    eps = _eps_list(eps)
+    t_stars = [real_number(t, "t_stars (diffusion times)", low=0.0, high=1.0, high_open=True) for t in t_stars]
+    eval_runs = positive_int(eval_runs, "eval_runs")
+    batch_size = positive_int(batch_size, "batch_size")
+    seed = non_negative_int(seed, "seed")
     cfg = config or AttackConfig()
     device = next(model.parameters(), model._device_anchor).device
     x_all, y_all = images.to(device), labels.to(device)
     model.eval()
+    with torch.no_grad():
+        _check_classes(labels, int(model.classifier(x_all[:1]).shape[1]))
     dt = dp.t_star / dp.steps if dp.t_star > 0 else 1e-2
     t0, steps0 = dp.t_star, dp.steps
     advs: dict[float, Tensor] = {}

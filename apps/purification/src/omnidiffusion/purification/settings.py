@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from omnidiffusion.core import GRIDS
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.config import load_config
 from omnidiffusion.core.training import TrainConfig
 
@@ -26,6 +28,14 @@ class DataSettings:
     image_size: int = 16
     channels: int = 1
 
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ValueError("data.source: expected 'digits', a folder path or 'torchvision:NAME:ROOT', got ''")
+        low = 8 if self.source == "digits" else 1  # the digits are 8x8, upsampled
+        positive_int(self.image_size, "data.image_size" + (" (the digits are 8x8)" if low == 8 else ""), minimum=low)
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ValueError(f"data.channels: expected 1 (grey) or 3 (RGB), got {self.channels!r}")
+
 
 @dataclass
 class ClassifierSettings:
@@ -34,6 +44,10 @@ class ClassifierSettings:
     arch: str = "small-cnn"
     width: int = 16
     num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        positive_int(self.width, "classifier.width")
+        positive_int(self.num_classes, "classifier.num_classes", minimum=2)
 
 
 @dataclass
@@ -46,15 +60,24 @@ class DiffusionSettings:
 
 @dataclass
 class PurifySettings:
-    """DiffPure: t* in [0, 1), solver, steps (0 = the paper's dt = 1e-3), time grid, noise seed."""
+    """DiffPure: t* in [0, 1), solver, steps (none = the paper's dt = 1e-3), time grid, noise seed."""
 
     t_star: float = 0.1
     method: Literal["sde", "ddpm", "ode", "dpm++2m"] = "sde"
-    steps: int = 0
+    steps: int | None = None
     grid: str = "time-uniform"
     checkpointing: bool = False
     seed: int = 0
     batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        real_number(self.t_star, "purify.t_star", low=0.0, high=1.0, high_open=True)
+        if self.steps is not None:
+            positive_int(self.steps, "purify.steps (none = the paper's dt = 1e-3)")
+        if self.grid not in GRIDS:
+            raise ValueError(f"purify.grid: expected one of {sorted(GRIDS)}, got {self.grid!r}")
+        non_negative_int(self.seed, "purify.seed")
+        positive_int(self.batch_size, "purify.batch_size")
 
 
 @dataclass
@@ -69,6 +92,25 @@ class EvaluateSettings:
     batch_size: int = 64
     seed: int = 0
     t_stars: list[float] = field(default_factory=list)  # extra t* values for the sweep plot (transfer attack)
+
+    def __post_init__(self) -> None:
+        from .robustness import ATTACK_PLANS
+
+        for a in self.attacks:
+            if a not in ATTACK_PLANS:
+                raise ValueError(f"evaluate.attacks: expected names from {sorted(ATTACK_PLANS)}, got {a!r}")
+        if not self.attacks:
+            raise ValueError("evaluate.attacks: expected at least one attack name, got []")
+        if not self.eps:
+            raise ValueError("evaluate.eps: expected at least one perturbation budget, got []")
+        for e in self.eps:
+            real_number(e, "evaluate.eps", low=0.0, low_open=True)
+        positive_int(self.n, "evaluate.n")
+        positive_int(self.eval_runs, "evaluate.eval_runs")
+        positive_int(self.batch_size, "evaluate.batch_size")
+        non_negative_int(self.seed, "evaluate.seed")
+        for t in self.t_stars:
+            real_number(t, "evaluate.t_stars", low=0.0, high=1.0, high_open=True)
 
 
 @dataclass

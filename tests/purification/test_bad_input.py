@@ -1,0 +1,298 @@
+"""Bad input to omnidiffusion-purification: every case is one clear error naming the argument and what was expected.
+
+The CLI cases run `cli.main` in-process through the shared `cli_error` fixture (exit 2, no traceback, one error
+line); the API cases call DiffPure, PurifiedClassifier, PurificationPipeline and the evaluation functions. One tiny
+untrained checkpoint (a 16x16 grey ImageDDPM and a SmallCNN) is built once per module; no test trains a model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omnidiffusion.core.io import save_pretrained
+from omnidiffusion.purification import AttackConfig, DiffPure, PurifiedClassifier, SmallCNN, load_images
+from omnidiffusion.purification.attacks import check_threat
+from omnidiffusion.purification.classifier import train_classifier
+from omnidiffusion.purification.cli import cli
+from omnidiffusion.purification.pipeline import PurificationPipeline
+from omnidiffusion.purification.robustness import evaluate_robustness, sweep_t_star
+from omnidiffusion.purification.settings import load_purification_config
+
+vision = pytest.importorskip("omnidiffusion.vision")
+UNET = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_resolutions": [], "norm_groups": 4}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """Folders: diffusion (16x16 grey), diffusion_rgb8 (8x8 RGB), classifier (1 ch), classifier_rgb (3 ch), files."""
+    root = tmp_path_factory.mktemp("purification_bad")
+    torch.manual_seed(0)
+    save_pretrained(vision.ImageDDPM(16, 1, UNET), root / "diffusion")
+    save_pretrained(vision.ImageDDPM(8, 3, UNET), root / "diffusion_rgb8")
+    save_pretrained(SmallCNN(1, 10, 4), root / "classifier")
+    save_pretrained(SmallCNN(3, 10, 4), root / "classifier_rgb")
+    (root / "noweights").mkdir()
+    (root / "noweights" / "config.json").write_bytes((root / "diffusion" / "config.json").read_bytes())
+    (root / "notimage.png").write_text("not a png")
+    (root / "empty.png").write_bytes(b"")
+    (root / "empty").mkdir()
+    (root / "corrupt" / "a").mkdir(parents=True)
+    (root / "corrupt" / "a" / "x.png").write_text("junk")
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    Image.fromarray(rgb, "RGB").save(root / "rgb20.png")
+    (root / "afile").write_text("x")
+    return root
+
+
+def _purify(ckpt, *extra, diffusion="diffusion"):
+    base = ["purify", "--config", "tiny", "--diffusion", ckpt / diffusion, "--output", ckpt / "out"]
+    return base + ["--input", "digits", "--n", "2", *extra] if "--input" not in extra else base + list(extra)
+
+
+def _evaluate(ckpt, *extra, diffusion="diffusion", classifier="classifier"):
+    base = ["evaluate", "--config", "tiny", "--quiet", "--n", "2"]
+    return base + ["--diffusion", ckpt / diffusion, "--classifier", ckpt / classifier, *extra]
+
+
+# (argv builder, fragments the one error line must hold: the flag or key, and what was expected)
+CLI_CASES = {
+    "purify --input missing": (lambda c: _purify(c, "--input", c / "nope.png"), ("--input", "no such file")),
+    "purify --input not an image": (
+        lambda c: _purify(c, "--input", c / "notimage.png"),
+        ("--input", "notimage.png", "not a readable image"),
+    ),
+    "purify --input empty file": (lambda c: _purify(c, "--input", c / "empty.png"), ("--input", "empty.png")),
+    "purify --input empty folder": (lambda c: _purify(c, "--input", c / "empty"), ("--input", "no readable images")),
+    "purify --input corrupt image": (
+        lambda c: _purify(c, "--input", c / "corrupt"),
+        ("--input", "x.png", "not a readable image"),
+    ),
+    "purify --output is a file": (lambda c: _purify(c, "--output", c / "afile"), ("--output", "expected a folder")),
+    "purify --n -1": (lambda c: _purify(c, "--n", "-1"), ("--n", "expected an integer >= 1")),
+    "purify --n 0": (lambda c: _purify(c, "--n", "0"), ("--n", "expected an integer >= 1")),
+    "purify --t-star 1.5": (lambda c: _purify(c, "--t-star", "1.5"), ("--t-star", "[0, 1)")),
+    "purify --t-star nan": (lambda c: _purify(c, "--t-star", "nan"), ("--t-star", "finite number")),
+    "purify --t-star -0.1": (lambda c: _purify(c, "--t-star", "-0.1"), ("--t-star", "[0, 1)")),
+    "purify --device gpu": (lambda c: _purify(c, "--device", "gpu"), ("--device", "cpu, cuda")),
+    "purify purify.steps=0": (lambda c: _purify(c, "--set", "purify.steps=0"), ("purify.steps", "integer >= 1")),
+    "purify purify.batch_size=0": (
+        lambda c: _purify(c, "--set", "purify.batch_size=0"),
+        ("purify.batch_size", "integer >= 1"),
+    ),
+    "purify purify.grid=foo": (lambda c: _purify(c, "--set", "purify.grid=foo"), ("purify.grid", "time-uniform")),
+    "purify data.channels=2": (lambda c: _purify(c, "--set", "data.channels=2"), ("data.channels", "1 (grey)")),
+    "purify --diffusion missing": (lambda c: _purify(c)[:4] + [c / "nope"] + _purify(c)[5:], ("diffusion", "nope")),
+    "purify --diffusion without weights": (
+        lambda c: _purify(c, diffusion="noweights"),
+        ("model.safetensors", "no such file"),
+    ),
+    "purify --diffusion is a classifier": (
+        lambda c: _purify(c, diffusion="classifier"),
+        ("diffusion", "SmallCNN", ".denoiser()"),
+    ),
+    "evaluate --classifier is a diffusion model": (
+        lambda c: _evaluate(c, classifier="diffusion"),
+        ("classifier", "ImageDDPM", "expected a classifier"),
+    ),
+    "evaluate classifier 3 channels, diffusion 1": (
+        lambda c: _evaluate(c, classifier="classifier_rgb"),
+        ("classifier", "3 channels", "1 channels"),
+    ),
+    "evaluate diffusion 3 channels, classifier 1": (
+        lambda c: _evaluate(c, diffusion="diffusion_rgb8"),
+        ("classifier", "1 channels", "3 channels"),
+    ),
+    "evaluate --data unknown form": (lambda c: _evaluate(c, "--data", "foo"), ("--data", "not a directory")),
+    "evaluate --data torchvision:Nope": (
+        lambda c: _evaluate(c, "--data", "torchvision:Nope:/tmp"),
+        ("data", "no dataset 'Nope'"),
+    ),
+    "evaluate --eps -0.1": (lambda c: _evaluate(c, "--eps", "-0.1"), ("--eps", "(0, inf)")),
+    "evaluate --eps empty": (lambda c: _evaluate(c, "--eps", ""), ("--eps", "comma-separated budgets")),
+    "evaluate --eps abc": (lambda c: _evaluate(c, "--eps", "abc"), ("--eps", "expected a number")),
+    "evaluate --eps inf": (lambda c: _evaluate(c, "--eps", "inf"), ("--eps", "finite number")),
+    "evaluate --norm l3": (lambda c: _evaluate(c, "--norm", "l3"), ("--norm", "linf")),
+    "evaluate --n 0": (lambda c: _evaluate(c, "--n", "0"), ("--n", "integer >= 1")),
+    "evaluate --t-star 1.5": (lambda c: _evaluate(c, "--t-star", "1.5"), ("--t-star", "[0, 1)")),
+    "evaluate --attack ,": (lambda c: _evaluate(c, "--attack", ","), ("--attack", "pgd")),
+    "evaluate --attack cw": (lambda c: _evaluate(c, "--attack", "cw"), ("--attack", "'cw'")),
+    "evaluate --seed -1": (lambda c: _evaluate(c, "--seed", "-1"), ("--seed", "integer >= 0")),
+    "evaluate evaluate.n=0": (lambda c: _evaluate(c, "--set", "evaluate.n=0"), ("evaluate.n", "integer >= 1")),
+    "evaluate evaluate.batch_size=0": (
+        lambda c: _evaluate(c, "--set", "evaluate.batch_size=0"),
+        ("evaluate.batch_size", "integer >= 1"),
+    ),
+    "evaluate evaluate.t_stars=1.5": (
+        lambda c: _evaluate(c, "--set", "evaluate.t_stars=1.5"),
+        ("evaluate.t_stars", "[0, 1)"),
+    ),
+    "evaluate attack.alpha=inf": (lambda c: _evaluate(c, "--set", "attack.alpha=inf"), ("alpha", "finite number")),
+    "train-classifier classifier.num_classes=5": (
+        lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "classifier.num_classes=5"],
+        ("classifier.num_classes", "at least 10"),
+    ),
+    "train-classifier data.image_size=4": (
+        lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "data.image_size=4"],
+        ("data.image_size", "integer >= 8"),
+    ),
+    "train-classifier classifier.width=0": (
+        lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "classifier.width=0"],
+        ("classifier.width", "integer >= 1"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_cli_bad_input_is_one_clear_error(case, ckpt, cli_error):
+    argv, fragments = CLI_CASES[case]
+    cli_error(cli, argv(ckpt), *fragments)
+    assert not (ckpt / "out").exists() or case.startswith("purify --output")  # nothing written before the error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a GPU this machine does not have")
+@pytest.mark.parametrize("command", ["purify", "evaluate"])
+def test_cli_refuses_a_missing_gpu(command, ckpt, cli_error):
+    argv = _purify(ckpt, "--device", "cuda") if command == "purify" else _evaluate(ckpt, "--device", "cuda")
+    cli_error(cli, argv, "--device", "no CUDA GPU")
+
+
+def test_cli_converts_a_colour_image_of_another_size_and_says_so(ckpt, capsys):
+    out = ckpt / "converted"
+    argv = ["purify", "--config", "tiny", "--diffusion", ckpt / "diffusion", "--input", ckpt / "rgb20.png"]
+    assert cli.main([str(a) for a in argv + ["--output", out]]) == 0
+    err = capsys.readouterr().err
+    assert "note: --input: 20x20, 3 channel(s) converted to the diffusion model's 16x16, 1 channel(s)" in err
+    with Image.open(out / "rgb20.png") as im:
+        assert im.size == (16, 16) and im.mode == "L"
+
+
+def test_cli_t_star_zero_is_the_identity_and_says_so(ckpt, capsys):
+    out = ckpt / "identity"
+    argv = _purify(ckpt, "--t-star", "0")
+    argv[argv.index("--output") + 1] = out
+    assert cli.main([str(a) for a in argv]) == 0
+    assert "note: t* = 0: DiffPure is the identity" in capsys.readouterr().err
+    x, _ = load_images("digits", split="test", size=16, channels=1)
+    for i in range(2):
+        with Image.open(out / f"{i:05d}.png") as im:
+            assert np.array_equal(np.asarray(im), (x[i, 0].numpy() * 255).round().astype(np.uint8))
+
+
+# ---- Python API
+
+
+@pytest.fixture(scope="module")
+def pipe(ckpt):
+    return PurificationPipeline.from_pretrained(ckpt / "diffusion", ckpt / "classifier", t_star=0.05, steps=1)
+
+
+def _x(*shape):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+
+
+API_CASES = {
+    "DiffPure t_star nan": (lambda p, c: DiffPure(p.purifier.denoiser, t_star=float("nan")), "t_star: expected a"),
+    "DiffPure t_star True": (lambda p, c: DiffPure(p.purifier.denoiser, t_star=True), "t_star: expected a number"),
+    "DiffPure steps True": (lambda p, c: DiffPure(p.purifier.denoiser, steps=True), "steps: expected an integer"),
+    "DiffPure seed 'a'": (lambda p, c: DiffPure(p.purifier.denoiser, seed="a"), "seed: expected an integer >= 0"),
+    "DiffPure x 3 channels": (lambda p, c: p.purifier(_x(2, 3, 16, 16)), "x: expected images (B, 1, 16, 16)"),
+    "DiffPure x 8x8 for a 16x16 model": (lambda p, c: p.purifier(_x(2, 1, 8, 8)), "x: expected images (B, 1, 16, 16)"),
+    "DiffPure x NaN": (lambda p, c: p.purifier(_x(2, 1, 16, 16) * float("nan")), "x: expected values in [0, 1]"),
+    "PurifiedClassifier n_purify True": (
+        lambda p, c: PurifiedClassifier(p.purifier, p.classifier, n_purify=True),
+        "n_purify: expected an integer >= 1",
+    ),
+    "PurifiedClassifier 3-channel classifier": (
+        lambda p, c: PurifiedClassifier(p.purifier, SmallCNN(3, 10, 4)),
+        "classifier: expects images with 3 channels",
+    ),
+    "from_pretrained missing folder": (
+        lambda p, c: PurificationPipeline.from_pretrained(c / "nope"),
+        "diffusion: ",
+    ),
+    "from_pretrained folder without weights": (
+        lambda p, c: PurificationPipeline.from_pretrained(c / "noweights"),
+        "model.safetensors: no such file",
+    ),
+    "from_pretrained diffusion as classifier": (
+        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", c / "diffusion"),
+        "classifier: ",
+    ),
+    "from_pretrained device gpu": (
+        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", device="gpu"),
+        "device: expected auto, cpu, cuda",
+    ),
+    "from_pretrained steps 0": (
+        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", steps=0),
+        "steps: expected an integer >= 1",
+    ),
+    "purify numpy RGB for a grey model": (
+        lambda p, c: p.purify(np.zeros((16, 16, 3), np.float32)),
+        "images: expected 1 channel(s) of 16x16",
+    ),
+    "purify torch 8x8 for a 16x16 model": (lambda p, c: p.purify(_x(1, 1, 8, 8)), "images: expected 1 channel(s)"),
+    "purify numpy values 2": (lambda p, c: p.purify(np.full((16, 16), 2.0, np.float32)), "images: expected values"),
+    "purify numpy int 300": (lambda p, c: p.purify(np.full((16, 16), 300, np.int64)), "images: expected values"),
+    "purify empty batch": (lambda p, c: p.purify(_x(0, 1, 16, 16)), "images: expected a batch"),
+    "purify batch_size 0": (lambda p, c: p.purify(_x(1, 1, 16, 16), batch_size=0), "batch_size: expected an integer"),
+    "classify votes 0": (lambda p, c: p.classify(_x(1, 1, 16, 16), votes=0), "votes: expected an integer >= 1"),
+    "evaluate_robustness eps inf": (
+        lambda p, c: evaluate_robustness(_model(p), (_x(2, 1, 16, 16), torch.tensor([1, 2])), eps=float("inf")),
+        "eps (a perturbation budget): expected a finite number in (0, inf)",
+    ),
+    "evaluate_robustness eps []": (
+        lambda p, c: evaluate_robustness(_model(p), (_x(2, 1, 16, 16), torch.tensor([1, 2])), eps=[]),
+        "eps: expected a perturbation budget or a non-empty list",
+    ),
+    "evaluate_robustness batch_size 0": (
+        lambda p, c: evaluate_robustness(_model(p), (_x(2, 1, 16, 16), torch.tensor([1, 2])), eps=0.1, batch_size=0),
+        "batch_size: expected an integer >= 1",
+    ),
+    "evaluate_robustness labels >= classes": (
+        lambda p, c: evaluate_robustness(_model(p), (_x(2, 1, 16, 16), torch.tensor([1, 12])), eps=0.1),
+        "labels: expected class indices in [0, 10)",
+    ),
+    "sweep_t_star t* 1.5": (
+        lambda p, c: sweep_t_star(_model(p), (_x(2, 1, 16, 16), torch.tensor([1, 2])), [1.5], [0.1]),
+        "t_stars (diffusion times): expected a finite number in [0, 1)",
+    ),
+    "train_classifier labels >= num_classes": (
+        lambda p, c: train_classifier(SmallCNN(1, 5, 4), _x(2, 1, 16, 16), torch.tensor([1, 9]), None, c / "tc"),
+        "labels: expected class indices in [0, 5)",
+    ),
+    "load_images channels 2": (lambda p, c: load_images("digits", channels=2), "channels: expected 1 (grey) or 3"),
+    "load_images corrupt image": (lambda p, c: load_images(str(c / "corrupt")), "x.png: not a readable image"),
+    "check_threat eps nan": (lambda p, c: check_threat(float("nan"), "linf"), "eps (a perturbation budget)"),
+    "AttackConfig alpha inf": (lambda p, c: AttackConfig(alpha=float("inf")), "AttackConfig.alpha"),
+    "config purify.steps 0": (
+        lambda p, c: load_purification_config("tiny", ["purify.steps=0"]),
+        "purify.steps (none = the paper's dt = 1e-3): expected an integer >= 1, got 0",
+    ),
+}
+
+
+def _model(p):
+    return PurifiedClassifier(p.purifier, p.classifier)
+
+
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_api_bad_input_names_the_argument(case, pipe, ckpt):
+    call, message = API_CASES[case]
+    with pytest.raises((ValueError, FileNotFoundError)) as info:
+        call(pipe, ckpt)
+    assert message in str(info.value), str(info.value)
+
+
+def test_api_converts_grey_digits_to_three_channels_and_says_so():
+    notes = []
+    x, _ = load_images("digits", split="test", size=8, channels=3, note=notes.append)
+    grey, _ = load_images("digits", split="test", size=8, channels=1)
+    assert x.shape == (300, 3, 8, 8) and torch.equal(x, grey.expand(-1, 3, -1, -1))
+    assert notes == ["data: the digits are grey; repeated to 3 channels"]
+
+
+def test_api_purify_steps_none_is_the_paper_dt():
+    assert load_purification_config("tiny", ["purify.steps=none"]).purify.steps is None
