@@ -24,6 +24,9 @@ HOP_TYPES: dict[int, int] = {2: 5, 3: 6}
 RADIUS_TYPE = 0
 NUM_EDGE_TYPES = 7
 MAX_ORDER = 3
+# GeoDiff is a small-molecule model (GEOM-Drugs: at most ~180 atoms with hydrogens); the dense k-hop graph of
+# `extend_graph` costs O(n^3), about 10 s at 3000 atoms and hours at 20000, so larger inputs are refused.
+MAX_ATOMS = 1000
 
 _SYMBOLS = {z: Chem.GetPeriodicTable().GetElementSymbol(z) for z in ATOM_TYPES}
 
@@ -39,7 +42,7 @@ def parse_smiles(smiles: str, *, add_hs: bool = True) -> Chem.Mol:
 
 
 def check_molecule(mol: Chem.Mol, *, name: str = "mol") -> None:
-    """Raise ValueError unless `mol` is one connected molecule of supported elements with explicit hydrogens.
+    """Raise ValueError unless `mol` is one connected molecule of 2..MAX_ATOMS supported atoms, hydrogens explicit.
 
     Conformers are generated for every atom, so implicit hydrogens would silently be lost.
     """
@@ -47,6 +50,11 @@ def check_molecule(mol: Chem.Mol, *, name: str = "mol") -> None:
         raise ValueError(f"{name}: expected an RDKit Mol, got {type(mol).__name__}")
     if mol.GetNumAtoms() < 2:
         raise ValueError(f"{name}: expected at least 2 atoms, got {mol.GetNumAtoms()}")
+    if mol.GetNumAtoms() > MAX_ATOMS:
+        raise ValueError(
+            f"{name}: expected at most {MAX_ATOMS} atoms (hydrogens included; GeoDiff is a small-molecule model), "
+            f"got {mol.GetNumAtoms()}"
+        )
     bad = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetAtomicNum() not in ATOM_TYPES})
     if bad:
         allowed = ", ".join(_SYMBOLS[z] for z in ATOM_TYPES)

@@ -9,14 +9,16 @@ omnidiffusion-molecules convert-geom --trust-pickle --pickle mol.pickle --out mo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI, print_json
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg, print_json
 
 from .config import MoleculesConfig
 from .data import convert_geom_pickle, read_sdf, write_sdf
 from .pipeline import ConformerGenerator
+from .sampling import SAMPLER_METHODS, check_sampler
 from .training import bundled_split, evaluate_model, train
 
 PACKAGE = "omnidiffusion.molecules"
@@ -39,16 +41,28 @@ def run_train(args: argparse.Namespace, config: MoleculesConfig) -> int:
     return 0
 
 
-def _generator(args: argparse.Namespace) -> ConformerGenerator:
-    return ConformerGenerator.from_pretrained(args.checkpoint, device=args.device)
+def _set_keys(args: argparse.Namespace, sections: tuple[str, ...], why: str) -> list[str]:
+    """The keys given with --set; a key outside `sections` is refused (this command would silently ignore it)."""
+    keys = [text.split("=", 1)[0].strip() for text in args.overrides]
+    for key in keys:
+        if key.split(".", 1)[0] not in sections:
+            used = ", ".join(s + ".*" for s in sections) or "none"
+            raise ValueError(f"--set {key}: not used by {args.command} ({why}); expected keys: {used}")
+    return keys
+
+
+def _generator(args: argparse.Namespace, config: MoleculesConfig, keys: list[str]) -> ConformerGenerator:
+    """The checkpoint's generator; `--set sampler.KEY=VALUE` overrides its stored sampler settings."""
+    gen = ConformerGenerator.from_pretrained(args.checkpoint, device=args.device)
+    fields = [k.split(".", 1)[1] for k in keys if k.startswith("sampler.")]
+    gen.sampler = check_sampler(dataclasses.replace(gen.sampler, **{f: getattr(config.sampler, f) for f in fields}))
+    return gen
 
 
 def run_generate(args: argparse.Namespace, config: MoleculesConfig) -> int:
-    if not args.smiles:
-        raise SystemExit("generate: give at least one --smiles")
-    if args.n < 1:
-        raise SystemExit(f"generate: --n expected an integer >= 1, got {args.n}")
-    gen = _generator(args)
+    if args.out.is_dir():
+        raise ValueError(f"--out: {args.out} is a directory; expected the path of the SDF file to write")
+    gen = _generator(args, config, _set_keys(args, ("sampler",), "the checkpoint fixes the model and its schedule"))
     try:
         mols = gen.generate_many(
             args.smiles,
@@ -58,8 +72,8 @@ def run_generate(args: argparse.Namespace, config: MoleculesConfig) -> int:
             seed=args.seed,
             progress=True,
         )
-    except ValueError as e:
-        raise SystemExit(f"generate: {e}") from None
+    except FloatingPointError as e:  # a diverged sampler: bad settings, reported like bad input
+        raise ValueError(str(e)) from None
     path = write_sdf(mols, args.out)
     print_json(
         {
@@ -73,6 +87,9 @@ def run_generate(args: argparse.Namespace, config: MoleculesConfig) -> int:
 
 
 def run_evaluate(args: argparse.Namespace, config: MoleculesConfig) -> int:
+    sections = ("sampler",) * bool(args.checkpoint) + ("data",) * (not args.sdf)
+    why = "sampler.* needs --checkpoint, data.* applies without --sdf, the checkpoint fixes the model"
+    keys = _set_keys(args, sections, why)
     if args.sdf:
         refs = read_sdf(args.sdf)
         data = str(args.sdf)
@@ -81,15 +98,12 @@ def run_evaluate(args: argparse.Namespace, config: MoleculesConfig) -> int:
         data = f"bundled held-out molecules ({len(refs)})"
     if args.max_molecules:
         refs = refs[: args.max_molecules]
-    gen = _generator(args) if args.checkpoint else None
+    gen = _generator(args, config, keys) if args.checkpoint else None
     cfg = gen.sampler_config(method=args.method, steps=args.steps) if gen is not None else None
     samplers = [(cfg.method, cfg.steps)] if cfg is not None else None
-    try:
-        result = evaluate_model(
-            gen, refs, threshold=args.threshold, ratio=args.ratio, samplers=samplers, seed=args.seed, progress=True
-        )
-    except ValueError as e:
-        raise SystemExit(f"evaluate: {e}") from None
+    result = evaluate_model(
+        gen, refs, threshold=args.threshold, ratio=args.ratio, samplers=samplers, seed=args.seed, progress=True
+    )
     model = next(iter(result["model"].values()), None)
     protocol = dict(
         result["protocol"],
@@ -104,10 +118,12 @@ def run_evaluate(args: argparse.Namespace, config: MoleculesConfig) -> int:
 
 
 def run_convert(args: argparse.Namespace, config: MoleculesConfig) -> int:
-    try:
-        path = convert_geom_pickle(args.pickle, args.out, trust_pickle=args.trust_pickle)
-    except ValueError as e:
-        raise SystemExit(f"convert-geom: {e}") from None
+    if not args.trust_pickle:
+        raise ValueError(
+            f"--trust-pickle: required; {args.pickle} is a Python pickle, which can run arbitrary code when loaded "
+            "(pass it only for GEOM files from a source you trust)"
+        )
+    path = convert_geom_pickle(args.pickle, args.out, trust_pickle=True)
     print_json({"out": str(path), "conformers": read_sdf(path)[0].GetNumConformers()})
     return 0
 
@@ -130,14 +146,20 @@ def build_cli() -> AppCLI:
             default=None,
             help="directory written by train" + (" (omit to score the baselines only)" if name == "evaluate" else ""),
         )
-        p.add_argument("--method", default=None, help="geodiff-ld (paper) or a core sampler, e.g. dpm++2m")
-        p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
+        p.add_argument(
+            "--method",
+            default=None,
+            choices=SAMPLER_METHODS,
+            metavar="METHOD",
+            help=f"geodiff-ld (paper) or a core sampler, e.g. dpm++2m; one of {', '.join(SAMPLER_METHODS)}",
+        )
+        p.add_argument("--steps", type=count_arg(), default=None, help="sampler steps (default: the checkpoint's)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default="cpu")
+        add_device_argument(p)
         parsers[name] = p
     g = parsers["generate"]
-    g.add_argument("--smiles", action="append", default=[], help="a molecule, repeatable")
-    g.add_argument("--n", type=int, default=10, help="conformers per molecule")
+    g.add_argument("--smiles", action="append", required=True, help="a molecule, repeatable")
+    g.add_argument("--n", type=count_arg(), default=10, help="conformers per molecule")
     g.add_argument("--out", type=Path, required=True, help="output SDF, one record per conformer")
     e = parsers["evaluate"]
     e.add_argument(
@@ -146,9 +168,16 @@ def build_cli() -> AppCLI:
         default=None,
         help="reference conformers, several records per molecule (default: bundled held-out set)",
     )
-    e.add_argument("--threshold", type=float, default=0.5, help="COV threshold in Angstrom (QM9 0.5, Drugs 1.25)")
-    e.add_argument("--ratio", type=int, default=2, help="generated conformers per reference conformer")
-    e.add_argument("--max-molecules", type=int, default=0, help="score only the first N molecules (0: all)")
+    e.add_argument(
+        "--threshold",
+        type=number_arg(low=0.0, low_open=True),
+        default=0.5,
+        help="COV threshold in Angstrom (QM9 0.5, Drugs 1.25)",
+    )
+    e.add_argument("--ratio", type=count_arg(), default=2, help="generated conformers per reference conformer")
+    e.add_argument(
+        "--max-molecules", type=count_arg(minimum=0), default=0, help="score only the first N molecules (0: all)"
+    )
     c = cli.add_command("convert-geom", run_convert, MoleculesConfig, help="GEOM pickle -> multi-conformer SDF")
     c.add_argument("--pickle", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
@@ -161,7 +190,7 @@ def build_cli() -> AppCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script entry point."""
+    """Console script entry point: the AppCLI's exit code (2 with one `error:` line for bad usage or input)."""
     return build_cli().main(argv)
 
 

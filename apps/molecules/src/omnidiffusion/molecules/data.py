@@ -16,12 +16,15 @@ import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 from torch import Tensor
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
+
+from omnidiffusion.core.checks import positive_int
 
 from .chem import canonical_key, check_molecule, mol_to_graph, parse_smiles
 
@@ -50,6 +53,7 @@ def embed_conformers(mol: Chem.Mol, n: int, seed: int, *, mmff: bool = True, pru
 
     Raises ValueError when RDKit cannot embed the molecule.
     """
+    n = positive_int(n, "n")
     out = Chem.Mol(mol)
     out.RemoveAllConformers()
     params = AllChem.ETKDGv3()
@@ -78,6 +82,7 @@ def reference_ensembles(
     Deterministic given (smiles, n_confs, seed); cached as one SDF under $OMNIDIFFUSION_CACHE (default
     ~/.cache/omnidiffusion/molecules) keyed by a hash of the inputs.
     """
+    n_confs = positive_int(n_confs, "n_confs")
     key = hashlib.sha256(f"{list(smiles)}|{n_confs}|{seed}|etkdgv3+mmff|v1".encode()).hexdigest()[:16]
     path = _cache_dir() / f"refs_{key}.sdf"
     if cache and path.is_file():
@@ -104,6 +109,8 @@ def reference_ensembles(
 def write_sdf(mols: Sequence[Chem.Mol], path: str | Path) -> Path:
     """One SDF record per conformer of every Mol, each tagged with its molecule's SMILES (`_Name`, `smiles`)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"sdf {path}: is a directory, expected a path for an SDF file")
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = Chem.SDWriter(str(path))
     try:
@@ -123,10 +130,15 @@ def read_sdf(path: str | Path) -> list[Chem.Mol]:
     """Read a multi-conformer SDF: records grouped by canonical SMILES into one Mol each (file order kept).
 
     Hydrogens are kept as written; every record of a molecule is renumbered onto its first record's atom order.
+    Every record needs finite 3-D coordinates (a 2-D or all-zero block, as a SMILES export writes, is refused).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"sdf {path}: is a directory, expected an SDF file")
     if not path.is_file():
         raise FileNotFoundError(f"sdf {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"sdf {path}: empty file, expected SDF records")
     RDLogger.DisableLog("rdApp.*")
     try:
         records = list(Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True))
@@ -138,6 +150,14 @@ def read_sdf(path: str | Path) -> list[Chem.Mol]:
             raise ValueError(f"sdf {path}: record {k} cannot be read by RDKit")
         if rec.GetNumConformers() == 0:
             raise ValueError(f"sdf {path}: record {k} has no coordinates")
+        conf = rec.GetConformer()
+        xyz = conf.GetPositions()
+        if not np.isfinite(xyz).all():
+            raise ValueError(f"sdf {path}: record {k} has non-finite coordinates")
+        if not conf.Is3D() or np.ptp(xyz, axis=0).max() == 0:
+            raise ValueError(
+                f"sdf {path}: record {k} has no 3-D coordinates (a 2-D or all-zero block); expected 3-D conformers"
+            )
         key = canonical_key(rec)
         if key not in groups:
             groups[key] = Chem.Mol(rec)
@@ -164,15 +184,29 @@ def convert_geom_pickle(path: str | Path, out_sdf: str | Path, *, trust_pickle: 
             "trust_pickle=True (CLI --trust-pickle) only for files from a source you trust"
         )
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"geom pickle {path}: is a directory, expected a GEOM .pickle file")
     if not path.is_file():
         raise FileNotFoundError(f"geom pickle {path}: no such file")
     with open(path, "rb") as f:
-        record = pickle.load(f)  # noqa: S301 - explicitly trusted by the caller
-    if not isinstance(record, dict) or "conformers" not in record:
+        try:
+            record = pickle.load(f)  # noqa: S301 - explicitly trusted by the caller
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as e:
+            raise ValueError(f"geom pickle {path}: not a readable pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("conformers"), list):
         raise ValueError(f"{path}: expected a GEOM dict with a 'conformers' list, got {type(record).__name__}")
     confs = [c["rd_mol"] for c in record["conformers"] if isinstance(c, dict) and "rd_mol" in c]
     if not confs:
         raise ValueError(f"{path}: no 'rd_mol' conformers in the GEOM record")
+    for k, c in enumerate(confs):
+        if not isinstance(c, Chem.Mol) or c.GetNumConformers() == 0:
+            what = type(c).__name__ if not isinstance(c, Chem.Mol) else "a Mol without coordinates"
+            raise ValueError(f"{path}: conformers[{k}]['rd_mol']: expected an RDKit Mol with coordinates, got {what}")
+        if c.GetNumAtoms() != confs[0].GetNumAtoms():
+            raise ValueError(
+                f"{path}: conformers[{k}]['rd_mol']: expected {confs[0].GetNumAtoms()} atoms, as conformers[0], "
+                f"got {c.GetNumAtoms()}"
+            )
     mol = Chem.Mol(confs[0])
     mol.RemoveAllConformers()
     for c in confs:

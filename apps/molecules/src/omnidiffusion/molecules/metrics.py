@@ -21,19 +21,37 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 
-from .chem import set_conformers
+from omnidiffusion.core.checks import positive_int, real_number
+
+from .chem import canonical_key, set_conformers
 from .data import embed_conformers
 
 MAX_MATCHES = 1000
 
 
+def check_conformers(mol: Chem.Mol, name: str) -> None:
+    """Raise ValueError unless `mol` is an RDKit Mol with heavy atoms and at least one finite conformer."""
+    if not isinstance(mol, Chem.Mol):
+        raise ValueError(f"{name}: expected an RDKit Mol, got {type(mol).__name__}")
+    if mol.GetNumConformers() == 0:
+        raise ValueError(f"{name}: expected a Mol with conformers, got none")
+    if not any(a.GetAtomicNum() > 1 for a in mol.GetAtoms()):
+        raise ValueError(f"{name}: has no heavy atoms; COV/MAT use heavy-atom RMSD ({canonical_key(mol)})")
+    for conf in mol.GetConformers():
+        if not np.isfinite(conf.GetPositions()).all():
+            raise ValueError(f"{name}: conformer {conf.GetId()} has non-finite coordinates")
+
+
 def rmsd_matrix(ref: Chem.Mol, gen: Chem.Mol, *, max_matches: int = MAX_MATCHES) -> np.ndarray:
     """Heavy-atom best RMSD (Angstrom) between every reference and generated conformer: (n_ref, n_gen)."""
-    if ref.GetNumConformers() == 0 or gen.GetNumConformers() == 0:
-        raise ValueError(f"ref, gen: both need conformers, got {ref.GetNumConformers()} and {gen.GetNumConformers()}")
+    check_conformers(ref, "ref")
+    check_conformers(gen, "gen")
+    max_matches = positive_int(max_matches, "max_matches")
     r, g = Chem.RemoveHs(ref), Chem.RemoveHs(gen)
     if r.GetNumAtoms() != g.GetNumAtoms():
         raise ValueError(f"ref, gen: different heavy-atom counts {r.GetNumAtoms()} and {g.GetNumAtoms()}")
+    if canonical_key(ref) != canonical_key(gen):
+        raise ValueError(f"ref, gen: expected the same molecule, got {canonical_key(ref)} and {canonical_key(gen)}")
     ref_ids = [c.GetId() for c in r.GetConformers()]
     gen_ids = [c.GetId() for c in g.GetConformers()]
     out = np.zeros((len(ref_ids), len(gen_ids)))
@@ -46,10 +64,12 @@ def rmsd_matrix(ref: Chem.Mol, gen: Chem.Mol, *, max_matches: int = MAX_MATCHES)
 
 def cov_mat(rmsd: np.ndarray, threshold: float) -> dict[str, float]:
     """COV-R, MAT-R, COV-P, MAT-P (COV in %, MAT in Angstrom) of one molecule's (n_ref, n_gen) RMSD matrix."""
+    rmsd = np.asarray(rmsd, dtype=float)
     if rmsd.ndim != 2 or 0 in rmsd.shape:
         raise ValueError(f"rmsd: expected a non-empty (n_ref, n_gen) matrix, got shape {rmsd.shape}")
-    if not threshold > 0:
-        raise ValueError(f"threshold: expected a positive distance in Angstrom, got {threshold}")
+    if not np.isfinite(rmsd).all() or (rmsd < 0).any():
+        raise ValueError("rmsd: expected finite distances >= 0, got NaN, inf or negative entries")
+    threshold = check_threshold(threshold)
     best_r, best_p = rmsd.min(axis=1), rmsd.min(axis=0)
     return {
         "COV-R": 100.0 * float((best_r <= threshold).mean()),
@@ -57,6 +77,11 @@ def cov_mat(rmsd: np.ndarray, threshold: float) -> dict[str, float]:
         "COV-P": 100.0 * float((best_p <= threshold).mean()),
         "MAT-P": float(best_p.mean()),
     }
+
+
+def check_threshold(threshold: float) -> float:
+    """The COV threshold as a float: a finite distance > 0 in Angstrom (0.5 QM9, 1.25 Drugs)."""
+    return real_number(threshold, "threshold", low=0.0, low_open=True)
 
 
 def summarize(per_molecule: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -78,6 +103,7 @@ def evaluate_sets(
     """COV/MAT over molecules: refs[k] and gens[k] are the same molecule with their conformer sets."""
     if len(refs) != len(gens):
         raise ValueError(f"refs, gens: expected the same number of molecules, got {len(refs)} and {len(gens)}")
+    threshold = check_threshold(threshold)
     return summarize(
         [cov_mat(rmsd_matrix(r, g, max_matches=max_matches), threshold) for r, g in zip(refs, gens, strict=True)]
     )

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from omnidiffusion.core.checks import positive_int, real_number
 from omnidiffusion.core.io import ConfigurableModule
 from omnidiffusion.core.nn import TimeEmbedding, sinusoidal_embedding
 
@@ -126,11 +127,14 @@ class GeoDiffNet(ConfigurableModule):
         noise_embedding: bool = True,
     ):
         super().__init__()
-        if hidden < 2 or global_layers < 1 or local_layers < 1 or not cutoff > 0:
-            raise ValueError(
-                f"GeoDiffNet: expected hidden >= 2, layers >= 1, cutoff > 0, got hidden={hidden}, "
-                f"global_layers={global_layers}, local_layers={local_layers}, cutoff={cutoff}"
-            )
+        hidden = positive_int(hidden, "hidden", minimum=2)
+        global_layers = positive_int(global_layers, "global_layers")
+        local_layers = positive_int(local_layers, "local_layers")
+        cutoff = real_number(cutoff, "cutoff", low=0.0, low_open=True)
+        num_rbf = positive_int(num_rbf, "num_rbf", minimum=2)  # the RBF spacing is cutoff / (num_rbf - 1)
+        for key, flag in (("smooth_conv", smooth_conv), ("noise_embedding", noise_embedding)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{key}: expected true or false, got {flag!r}")
         self.hidden, self.cutoff, self.noise_embedding = hidden, float(cutoff), noise_embedding
         self.atom_embed = nn.ModuleDict(
             {"global": nn.Embedding(NUM_ATOM_TYPES, hidden), "local": nn.Embedding(NUM_ATOM_TYPES, hidden)}

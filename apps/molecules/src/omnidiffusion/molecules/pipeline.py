@@ -15,6 +15,7 @@ import torch
 from rdkit import Chem
 from torch import nn
 
+from omnidiffusion.core.checks import positive_int, resolve_device
 from omnidiffusion.core.config import from_dict
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config
 
@@ -22,7 +23,7 @@ from .chem import check_molecule, parse_smiles, set_conformers
 from .config import DiffusionConfig, SamplerConfig
 from .data import graph_batch
 from .models import GeoDiffNet
-from .sampling import sample_positions
+from .sampling import check_sampler, sample_positions, sampler_fields
 from .task import build_schedule
 
 
@@ -37,8 +38,11 @@ class ConformerGenerator:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> ConformerGenerator:
-        """Load a directory written by `omnidiffusion-molecules train` (config.json + model.safetensors)."""
-        net = load_pretrained(directory, map_location=device)
+        """Load a directory written by `omnidiffusion-molecules train` (config.json + model.safetensors).
+
+        device: "cpu", "cuda", "cuda:N" or "auto"; a GPU that is not there is refused with a ValueError.
+        """
+        net = load_pretrained(directory, map_location=resolve_device(device, name="device"))
         if not isinstance(net, GeoDiffNet):
             raise ValueError(f"{directory}: holds a {type(net).__name__}, expected a GeoDiffNet checkpoint")
         meta = read_pretrained_config(directory).get("metadata") or {}
@@ -49,8 +53,15 @@ class ConformerGenerator:
         return cls(net, diffusion, sampler)
 
     def sampler_config(self, **overrides) -> SamplerConfig:
-        """The stored sampler settings with non-None overrides (method, steps, grid, w_global, ...)."""
-        return dataclasses.replace(self.sampler, **{k: v for k, v in overrides.items() if v is not None})
+        """The stored sampler settings with non-None overrides (method, steps, grid, w_global, ...), checked.
+
+        A bad override is named as given (`steps: ...`), a bad stored value as `sampler.<key>`.
+        """
+        unknown = sorted(set(overrides) - set(sampler_fields()))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a sampler setting; expected one of {sampler_fields()}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return check_sampler(dataclasses.replace(self.sampler, **given), {k: k for k in given})
 
     def _as_mol(self, mol_or_smiles: Chem.Mol | str, name: str) -> Chem.Mol:
         mol = parse_smiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else mol_or_smiles
@@ -69,15 +80,20 @@ class ConformerGenerator:
         progress: bool = False,
         **sampler_overrides,
     ) -> list[Chem.Mol]:
-        """Conformers for several molecules, batched together (at most `max_atoms` atoms per network call)."""
+        """Conformers for several molecules, batched together (at most `max_atoms` atoms per network call).
+
+        mols: a list of SMILES or RDKit Mols (explicit hydrogens); n_conformers: one count >= 1 per molecule.
+        """
+        for arg, value in (("mols", mols), ("n_conformers", n_conformers)):
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise ValueError(f"{arg}: expected a list (one entry per molecule), got {type(value).__name__}")
         if len(mols) != len(n_conformers):
             raise ValueError(f"n_conformers: expected one count per molecule ({len(mols)}), got {len(n_conformers)}")
+        counts = [positive_int(n, f"n_conformers[{k}]") for k, n in enumerate(n_conformers)]
+        max_atoms = positive_int(max_atoms, "max_atoms")
         cfg = self.sampler_config(method=method, steps=steps, seed=seed, **sampler_overrides)
         parsed = [self._as_mol(m, f"mols[{k}]") for k, m in enumerate(mols)]
-        for k, n in enumerate(n_conformers):
-            if int(n) != n or n < 1:
-                raise ValueError(f"n_conformers[{k}]: expected an integer >= 1, got {n!r}")
-        jobs = [(k, 1) for k, n in enumerate(n_conformers) for _ in range(int(n))]
+        jobs = [(k, 1) for k, n in enumerate(counts) for _ in range(n)]
         device = next(self.net.parameters()).device
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         positions: list[list[torch.Tensor]] = [[] for _ in parsed]

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from omnidiffusion.core import Denoiser, DiscreteVP
+from omnidiffusion.core.checks import positive_int, real_number
 from omnidiffusion.core.losses import sample_t
 
 from .chem import RADIUS_TYPE
@@ -33,7 +34,20 @@ GRAPH_KEYS = ("atom_type", "edge_index", "edge_type", "batch")
 
 def build_schedule(cfg: DiffusionConfig) -> DiscreteVP:
     """GeoDiff's sigmoid beta table: sigmoid(linspace(-6, 6, T)) (end - start) + start."""
+    check_diffusion(cfg)
     return DiscreteVP.sigmoid(cfg.num_steps, beta_start=cfg.beta_start, beta_end=cfg.beta_end)
+
+
+def check_diffusion(cfg: DiffusionConfig) -> DiffusionConfig:
+    """Refuse a DiffusionConfig with a ValueError naming the `diffusion.<key>` at fault; returns it unchanged."""
+    positive_int(cfg.num_steps, "diffusion.num_steps")
+    for key in ("beta_start", "beta_end"):
+        real_number(getattr(cfg, key), f"diffusion.{key}", low=0.0, high=1.0, low_open=True)
+    for key in ("local_weight", "global_weight"):
+        real_number(getattr(cfg, key), f"diffusion.{key}", low=0.0)
+    if cfg.local_weight == 0 and cfg.global_weight == 0:
+        raise ValueError("diffusion.local_weight, diffusion.global_weight: expected at least one > 0, got both 0")
+    return cfg
 
 
 def ve_scale(schedule: DiscreteVP, t: Tensor) -> tuple[Tensor, Tensor]:

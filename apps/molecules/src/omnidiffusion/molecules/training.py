@@ -7,6 +7,7 @@ core's `fit` on the GeoDiff loss and stores the schedule and sampler settings as
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -14,18 +15,41 @@ from typing import Any
 
 from rdkit import Chem
 
+from omnidiffusion.core.checks import non_negative_int, positive_int
 from omnidiffusion.core.training import TrainResult, fit
 
 from .config import DataConfig, MoleculesConfig
 from .data import ConformerDataset, bundled_smiles, collate, read_sdf, reference_ensembles
-from .metrics import MAX_MATCHES, etkdg_baseline, evaluate_sets, random_baseline
+from .metrics import MAX_MATCHES, check_conformers, check_threshold, etkdg_baseline, evaluate_sets, random_baseline
 from .models import GeoDiffNet
 from .pipeline import ConformerGenerator
-from .task import build_schedule, geodiff_loss
+from .sampling import check_sampler
+from .task import build_schedule, check_diffusion, geodiff_loss
+
+
+def check_data(cfg: DataConfig) -> DataConfig:
+    """Refuse a DataConfig with a ValueError naming the `data.<key>` at fault; returns it unchanged."""
+    positive_int(cfg.n_confs, "data.n_confs")
+    non_negative_int(cfg.max_molecules, "data.max_molecules")
+    positive_int(cfg.test_molecules, "data.test_molecules")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, numbers.Integral):
+        raise ValueError(f"data.seed: expected an integer, got {cfg.seed!r}")
+    if not isinstance(cfg.sdf, str):
+        raise ValueError(f"data.sdf: expected a file path (or '' for the bundled data), got {cfg.sdf!r}")
+    return cfg
+
+
+def build_model(config: MoleculesConfig) -> GeoDiffNet:
+    """GeoDiffNet(**config.model); a bad argument is reported as `model.<key>`."""
+    try:
+        return GeoDiffNet(**asdict(config.model))
+    except ValueError as e:  # every check message starts with the argument's name
+        raise ValueError(f"model.{e}") from None
 
 
 def bundled_split(cfg: DataConfig, *, progress: bool = False) -> tuple[list[Chem.Mol], list[Chem.Mol]]:
     """(train, test) reference ensembles of the bundled molecules; the last cfg.test_molecules are held out."""
+    check_data(cfg)
     smiles = bundled_smiles()
     if not 0 < cfg.test_molecules < len(smiles):
         raise ValueError(f"data.test_molecules: expected 1..{len(smiles) - 1}, got {cfg.test_molecules}")
@@ -38,6 +62,7 @@ def bundled_split(cfg: DataConfig, *, progress: bool = False) -> tuple[list[Chem
 
 def load_training_data(cfg: DataConfig, *, progress: bool = False) -> list[Chem.Mol]:
     """Conformer ensembles to train on: cfg.sdf when given, else the bundled training molecules."""
+    check_data(cfg)
     if cfg.sdf:
         mols = read_sdf(cfg.sdf)
         return mols[: cfg.max_molecules] if cfg.max_molecules > 0 else mols
@@ -45,11 +70,16 @@ def load_training_data(cfg: DataConfig, *, progress: bool = False) -> list[Chem.
 
 
 def train(config: MoleculesConfig, out_dir: str | Path, *, mols: list[Chem.Mol] | None = None) -> TrainResult:
-    """Train GeoDiffNet on `mols` (default: config.data) with core's fit; resumes from out_dir if it holds one."""
+    """Train GeoDiffNet on `mols` (default: config.data) with core's fit; resumes from out_dir if it holds one.
+
+    Every section is checked before any data is made, the sampler settings too (they are stored in the checkpoint).
+    """
+    net = build_model(config)
+    schedule = build_schedule(check_diffusion(config.diffusion))
+    check_sampler(config.sampler)
+    check_data(config.data)
     mols = load_training_data(config.data, progress=config.train.progress) if mols is None else mols
     dataset = ConformerDataset(mols)
-    schedule = build_schedule(config.diffusion)
-    net = GeoDiffNet(**asdict(config.model))
     metadata = {"diffusion": asdict(config.diffusion), "sampler": asdict(config.sampler)}
 
     def loss_fn(model, batch):
@@ -75,8 +105,14 @@ def evaluate_model(
     Each molecule gets ratio x (its reference count) conformers, as in the GeoDiff protocol.
     Returns {"model": {name: metrics}, "baselines": {name: metrics}, "protocol": {...}}.
     """
-    if ratio < 1:
-        raise ValueError(f"ratio: expected an integer >= 1, got {ratio}")
+    ratio = positive_int(ratio, "ratio")
+    threshold = check_threshold(threshold)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    if not refs:
+        raise ValueError("refs: expected at least one reference molecule, got none")
+    for k, m in enumerate(refs):
+        check_conformers(m, f"refs[{k}]")
     counts = [ratio * m.GetNumConformers() for m in refs]
     out: dict[str, Any] = {"model": {}, "baselines": {}}
     if generator is not None:
