@@ -83,6 +83,15 @@ def test_apps_import_no_other_app(path):
     assert not bad, f"{path.relative_to(ROOT)} ({own}) imports {bad}"
 
 
+@pytest.mark.parametrize("path", CORE_FILES + APP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_diffusers_only_in_core_interop(path):
+    """diffusers is an optional extra: one module reads and writes its folders, everything else calls that."""
+    if _module_name(path) == "omnidiffusion.core.interop":
+        return
+    bad = sorted(n for n in _imports(path) if _top(n) == "diffusers")
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad}; use omnidiffusion.core.interop"
+
+
 def test_checker_catches_a_violation(tmp_path):
     """The import reader sees plain, dotted, from- and relative imports (guards against a test that cannot fail)."""
     src = tmp_path / "src" / "omnidiffusion" / "core"
@@ -101,7 +110,7 @@ def test_importing_core_loads_no_modality_library():
 
     code = (
         "import sys, omnidiffusion.core\n"
-        f"bad = sorted(m for m in {sorted(MODALITY_LIBS)!r} if m in sys.modules)\n"
+        f"bad = sorted(m for m in {sorted(MODALITY_LIBS | {'diffusers'})!r} if m in sys.modules)\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

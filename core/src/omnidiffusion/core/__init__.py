@@ -3,13 +3,18 @@
 One internal form, x_t = alpha(t) x0 + sigma(t) eps with continuous t in [0, 1]; every sampler, loss and
 likelihood talks to a `Denoiser`. Submodules: schedules, processes, denoiser, timesteps, samplers,
 conditioning, losses, likelihood, testing (exact oracles), nn (shared layers), training (`fit`), io
-(save/load), config and cli (app plumbing), distillation, vdm (learned schedule), analytic_dpm.
+(save/load), interop (diffusers folders in and out), checks (argument checks), config and cli (app plumbing),
+distillation (progressive), consistency (consistency distillation and training), vdm (learned schedule),
+analytic_dpm.
 """
 
 from . import (
     analytic_dpm,
+    checks,
     conditioning,
+    consistency,
     distillation,
+    interop,
     io,
     likelihood,
     losses,
@@ -23,8 +28,10 @@ from . import (
     vdm,
 )
 from .conditioning import ClassifierFreeGuidance, ClassifierGuidance, repaint, replace_known
+from .consistency import ConsistencyDenoiser, consistency_distillation, consistency_training
 from .denoiser import Denoiser, DenoiserBase, DenoiserOutput, clip_x0, convert_prediction
 from .distillation import progressive_distillation
+from .interop import from_diffusers, is_diffusers_folder, to_diffusers
 from .io import load_pretrained, save_pretrained
 from .likelihood import bits_per_dim, ode_log_likelihood, uniform_dequantize, vlb
 from .losses import denoising_loss, hybrid_loss
@@ -40,6 +47,15 @@ __version__ = "0.1.0"
 __all__ = [
     "vdm",
     "training",
+    "checks",
+    "consistency",
+    "ConsistencyDenoiser",
+    "consistency_distillation",
+    "consistency_training",
+    "interop",
+    "from_diffusers",
+    "is_diffusers_folder",
+    "to_diffusers",
     "save_pretrained",
     "progressive_distillation",
     "nn",

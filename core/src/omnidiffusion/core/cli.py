@@ -157,7 +157,8 @@ class AppCLI:
         """Parse `argv` (default sys.argv[1:]), load the config, run the command; returns its exit code.
 
         Bad usage and bad input (ValueError, OSError such as a missing or unreadable file, an out-of-memory
-        error, the FloatingPointError of a sampler that produced non-finite values) print one line `prog: error: ...` and return 2; other exceptions are bugs and propagate.
+        error, the FloatingPointError of a sampler that produced non-finite values) print one line
+        `prog: error: ...` and return 2; other exceptions are bugs and propagate.
         """
         try:
             args = self.parser.parse_args(argv)

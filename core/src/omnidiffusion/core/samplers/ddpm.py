@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..denoiser import DenoiserBase
 from .common import Callback, grid_coeffs, posterior_terms, randn_like
+from .noise import Noise
 
 VARIANCES = ("fixed-small", "fixed-large", "learned", "analytic")
 
@@ -51,6 +52,7 @@ def ddpm(
     x0_var_max: float | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    noise: Noise | None = None,
     **cond,
 ) -> Tensor:
     """Ancestral sampling x_s ~ N(mu(x_t, x0_hat), var) along `grid` (Ho et al. 2020, Algorithm 2).
@@ -58,6 +60,7 @@ def ddpm(
     variance: "fixed-small" (posterior beta_tilde), "fixed-large" (sigma_{t|s}^2, beta_t), "learned" (iDDPM
     interpolation log var = f log beta + (1-f) log beta_tilde, f = (v+1)/2, Nichol & Dhariwal 2021 eq. 15) or
     "analytic" (Bao et al. 2022; needs `eps_sq_mean`, E||eps_hat(x_t)||^2/d as a callable of t or per step).
+    noise: the step's N(0, I) draw as `noise(x, t, s)` (samplers.noise; default i.i.d. from `generator`).
     """
     if variance not in VARIANCES:
         raise ValueError(f"variance: expected one of {VARIANCES}, got {variance!r}")
@@ -87,7 +90,7 @@ def ddpm(
             frac = (out.variance.to(x.dtype) + 1.0) / 2.0
             log_var = frac * math.log(trans) + (1.0 - frac) * math.log(beta_tilde)
             std = torch.exp(0.5 * log_var)
-        x = mean + std * randn_like(x, generator)
+        x = mean + std * (randn_like(x, generator) if noise is None else noise(x, t, s))
     return x
 
 
@@ -99,12 +102,13 @@ def ddim(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    noise: Noise | None = None,
     **cond,
 ) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12): x_s = alpha_s x0 + sqrt(sigma_s^2 - c^2) eps + c z, c^2 = eta^2 beta_tilde.
 
     eta = 0 is deterministic (Euler on the probability-flow ODE in VE coordinates); eta = 1 on consecutive
-    discrete steps is DDPM with fixed-small variance.
+    discrete steps is DDPM with fixed-small variance. noise: as in `ddpm`.
     """
     if not eta >= 0:
         raise ValueError(f"eta: expected a value >= 0, got {eta}")
@@ -125,5 +129,5 @@ def ddim(
             raise ValueError(f"eta: {eta} gives a noise variance above sigma_s^2 at t={t:.4g}; use eta <= 1")
         x = out.x0.mul(c_s.alpha).add_(out.eps, alpha=math.sqrt(c_s.sigma**2 - c2))
         if c2 > 0:
-            x = x + math.sqrt(c2) * randn_like(x, generator)
+            x = x + math.sqrt(c2) * (randn_like(x, generator) if noise is None else noise(x, t, s))
     return x

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -13,10 +14,13 @@ from ..denoiser import DenoiserBase, check_state
 from ..processes import prior_std
 from ..timesteps import check_grid, make_grid
 from .common import Callback
+from .consistency import consistency
 from .ddpm import ddim, ddpm
 from .dpm_solver import dpm_solver, dpm_solver_pp
 from .heun import heun
+from .noise import Noise, resolve_noise
 from .sde import euler_maruyama, predictor_corrector
+from .unipc import unipc
 
 METHODS: dict[str, Callable[..., Tensor]] = {
     "ddpm": ddpm,
@@ -29,15 +33,21 @@ METHODS: dict[str, Callable[..., Tensor]] = {
     "dpm3": partial(dpm_solver, order=3),
     "dpm++2m": partial(dpm_solver_pp, order=2),
     "dpm++3m": partial(dpm_solver_pp, order=3),
+    "unipc": partial(unipc, order=2),
+    "unipc3": partial(unipc, order=3),
+    "consistency": consistency,
 }
 
 # Sampler options each method accepts; anything else passed by name is refused rather than ignored.
 _OPTIONS = {
-    "ddpm": {"variance", "eps_sq_mean", "x0_var_max"},
-    "ddim": {"eta"},
-    "euler-maruyama": set(),
-    "pc": {"snr", "n_corrector", "predictor"},
+    "ddpm": {"variance", "eps_sq_mean", "x0_var_max", "noise"},
+    "ddim": {"eta", "noise"},
+    "euler-maruyama": {"noise"},
+    "pc": {"snr", "n_corrector", "predictor", "noise"},
     "heun": {"s_churn", "s_tmin", "s_tmax", "s_noise"},
+    "unipc": {"variant", "corrector"},
+    "unipc3": {"variant", "corrector"},
+    "consistency": {"noise"},
 }
 
 
@@ -56,7 +66,7 @@ def sample(
     x_T: Tensor | Sequence[int],
     method: str = "dpm++2m",
     steps: int = 20,
-    grid: str | Tensor = "time-uniform",
+    grid: str | Tensor | Sequence[float] = "time-uniform",
     *,
     t_start: float | None = None,
     t_end: float = 0.0,
@@ -68,6 +78,7 @@ def sample(
     options: dict | None = None,
     eta: float | None = None,
     variance: str | None = None,
+    noise: str | Noise | None = None,
     **cond,
 ) -> Tensor:
     """Sample from `denoiser` with one of METHODS over a grid of `steps` intervals.
@@ -75,13 +86,21 @@ def sample(
     Args:
         x_T: the state at `t_start`, or a shape; a shape draws N(0, s^2 I) with s = 1 on VP schedules and
             s = sigma(t_start) otherwise (in `dtype` on `device`, from `generator`).
-        grid: a name from timesteps.GRIDS or an explicit decreasing tensor of times (then `steps` is ignored).
+        grid: a name from timesteps.GRIDS, or explicit times (a tensor, numpy array, list or tuple, strictly
+            decreasing, noise end first; then `steps` and `t_start` are ignored). For "consistency" the
+            interior times are where the model re-noises: "quadratic" puts the 2-step one at t = 1/4.
         t_start: start from a partially noised input at this time (SDEdit, DiffPure, AnoDDPM); x_T must then be
             the noised state at t_start (see processes.q_sample). Default 1.
         t_end: last grid time; 0 (default) is the data end, reached by a final denoising step.
+        dtype: of a state drawn from a shape. A given x_T keeps its dtype: float16/bfloat16 states stay in it
+            (step coefficients are float64 Python scalars; the Denoiser computes in at least float32).
         options: further sampler options by name (ddpm: variance, eps_sq_mean, x0_var_max; ddim: eta;
-            pc: snr, n_corrector, predictor; heun: s_churn, s_tmin, s_tmax, s_noise). `eta` and `variance`
-            may also be given directly.
+            pc: snr, n_corrector, predictor; heun: s_churn, s_tmin, s_tmax, s_noise; unipc/unipc3: variant
+            "bh2" | "bh1", corrector). `eta` and `variance` may also be given directly.
+        noise: the stochastic samplers' per-step draws (ddpm, ddim with eta > 0, euler-maruyama, pc's
+            predictor, consistency): None/"gaussian" i.i.d. from `generator`; "brownian" a seeded
+            `samplers.noise.BrownianTree` (seed drawn from `generator` after x_T), so one seed gives converging
+            samples as `steps` grows; or a callable noise(like, t, s).
         **cond: passed to the network on every call.
     """
     if method not in METHODS:
@@ -91,6 +110,8 @@ def sample(
         opts["eta"] = eta
     if variance is not None:
         opts["variance"] = variance
+    if noise is not None:
+        opts["noise"] = noise
     unknown = set(opts) - _OPTIONS.get(method, set())
     if unknown:
         allowed = sorted(_OPTIONS.get(method, set())) or "none"
@@ -98,7 +119,13 @@ def sample(
 
     start = 1.0 if t_start is None else float(t_start)
     if isinstance(grid, Tensor):
-        times = check_grid(grid.to(torch.float64).cpu())
+        times = check_grid(grid.detach().to(torch.float64).cpu())
+    elif not isinstance(grid, str):
+        try:
+            times = torch.as_tensor(np.asarray(grid, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise ValueError(f"grid: expected a grid name or a sequence of times, got {grid!r}") from None
+        times = check_grid(times)
     else:
         if not 0.0 < start <= 1.0:
             raise ValueError(f"t_start: expected a value in (0, 1], got {t_start}")
@@ -116,6 +143,9 @@ def sample(
         x = scale * torch.randn(
             shape, generator=generator, dtype=dtype or torch.get_default_dtype(), device=device
         )
+
+    if "noise" in opts:
+        opts["noise"] = resolve_noise(opts["noise"], generator)
 
     bar = None
     if progress:

@@ -14,14 +14,16 @@ from torch import Tensor
 
 from ..denoiser import DenoiserBase
 from .common import Callback, coeffs, grid_coeffs, posterior_terms, randn_like
+from .noise import Noise
 
 PREDICTORS = ("euler-maruyama", "ddpm")
 
 
-def _em_step(x, c_t, s, f, g2, out, generator):
+def _em_step(x, c_t, s, f, g2, out, generator, noise=None):
     score = -out.eps / c_t.sigma
     dt = c_t.t - s
-    return x - (f * x - g2 * score) * dt + math.sqrt(g2 * dt) * randn_like(x, generator)
+    z = randn_like(x, generator) if noise is None else noise(x, c_t.t, s)
+    return x - (f * x - g2 * score) * dt + math.sqrt(g2 * dt) * z
 
 
 def _sde_table(schedule, grid) -> tuple[list[float], list[float]]:
@@ -36,9 +38,14 @@ def euler_maruyama(
     *,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    noise: Noise | None = None,
     **cond,
 ) -> Tensor:
-    """Euler-Maruyama on the reverse SDE dx = [f x - g^2 score] dt + g dw_bar (Song et al. 2021, eq. 6)."""
+    """Euler-Maruyama on the reverse SDE dx = [f x - g^2 score] dt + g dw_bar (Song et al. 2021, eq. 6).
+
+    noise: the step's N(0, I) draw as `noise(x, t, s)`; a `BrownianTree` makes the result for one seed
+    converge as the grid is refined (default: i.i.d. draws from `generator`).
+    """
     cs = grid_coeffs(denoiser.schedule, grid)
     f, g2 = _sde_table(denoiser.schedule, grid)
     for i in range(len(grid) - 1):
@@ -47,7 +54,7 @@ def euler_maruyama(
         out = denoiser.predict(x, t, **cond)
         if callback is not None:
             callback(i, t, x, out.x0)
-        x = out.x0 if s == 0.0 else _em_step(x, c_t, s, f[i], g2[i], out, generator)
+        x = out.x0 if s == 0.0 else _em_step(x, c_t, s, f[i], g2[i], out, generator, noise)
     return x
 
 
@@ -85,12 +92,14 @@ def predictor_corrector(
     predictor: str = "euler-maruyama",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    noise: Noise | None = None,
     **cond,
 ) -> Tensor:
     """Predictor-corrector sampling (Song et al. 2021, Algorithm 1): Langevin corrector steps at t, then a
     predictor step t -> s ("euler-maruyama", or "ddpm": the ancestral step with fixed-large variance).
 
     The Langevin step size uses a = (alpha_t/alpha_s)^2, score_sde's per-step alpha (1 - beta_i on VP, 1 on VE).
+    noise: the predictor's N(0, I) draw as `noise(x, t, s)` (the corrector always draws from `generator`).
     """
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor: expected one of {PREDICTORS}, got {predictor!r}")
@@ -112,9 +121,9 @@ def predictor_corrector(
         if s == 0.0:
             x = out.x0
         elif predictor == "euler-maruyama":
-            x = _em_step(x, c_t, s, f[i], g2[i], out, generator)
+            x = _em_step(x, c_t, s, f[i], g2[i], out, generator, noise)
         else:
             trans, _ = posterior_terms(c_t, c_s)
             mean = c_s.alpha * out.x0 + (c_t.alpha / c_s.alpha) * c_s.sigma**2 / c_t.sigma * out.eps
-            x = mean + math.sqrt(trans) * randn_like(x, generator)
+            x = mean + math.sqrt(trans) * (randn_like(x, generator) if noise is None else noise(x, t, s))
     return x
