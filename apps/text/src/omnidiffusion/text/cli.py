@@ -4,6 +4,9 @@ omnidiffusion-text train --out runs/text [--config default] [--set train.steps=5
 omnidiffusion-text generate --checkpoint runs/text --n 8 [--control food=Italian] [--control length=12]
 omnidiffusion-text infill --checkpoint runs/text --template "The Eagle is a _ _ near Burger King ."
 omnidiffusion-text evaluate --checkpoint runs/text --data valid.txt --n 200 --steps 200
+
+Bad input (`--n 0`, `--device cuda` without a GPU, a template without blanks, a missing --checkpoint or --data)
+ends with one line `omnidiffusion-text CMD: error: ...` and exit code 2 (core.cli.AppCLI); --device is auto.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI, print_json
+from omnidiffusion.core import METHODS
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, print_json
 
-from .config import TextConfig
-from .data import read_e2e
+from .config import SEED_MAX, TextConfig
+from .data import named, read_e2e
 
 cli = AppCLI(
     "omnidiffusion-text",
@@ -26,9 +30,30 @@ cli = AppCLI(
 
 
 def _sample_config(args: argparse.Namespace, config: TextConfig):
-    """config.sample with the command-line --steps/--method/--seed applied."""
+    """config.sample with the command-line --steps/--method/--seed applied (and checked, by SampleConfig)."""
     changes = {k: getattr(args, k) for k in ("steps", "method", "seed") if getattr(args, k, None) is not None}
     return dataclasses.replace(config.sample, **changes)
+
+
+def _load(args: argparse.Namespace):
+    """The --checkpoint's DiffusionLM on --device; a missing or incomplete directory names the flag."""
+    from .pipeline import DiffusionLM
+
+    try:
+        return DiffusionLM.from_pretrained(args.checkpoint, device=args.device)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--checkpoint: {e}") from None
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse an --out that cannot be written before any sampling time is spent."""
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out: expected a file path, got the directory {out!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"--out: expected a file in an existing directory, got {out!r} ({path.parent} does not exist)")
 
 
 def run_train(args: argparse.Namespace, config: TextConfig) -> int:
@@ -57,11 +82,10 @@ def _parse_controls(items: list[str]) -> dict[str, object]:
 
 
 def run_generate(args: argparse.Namespace, config: TextConfig) -> int:
-    from .pipeline import DiffusionLM
-
     s = _sample_config(args, config)
-    lm = DiffusionLM.from_pretrained(args.checkpoint, device=args.device)
     control = _parse_controls(args.control) or None
+    _check_out(args.out)
+    lm = _load(args)
     fluency = s.length_fluency if control and set(control) == {"length"} else s.semantic_fluency
     texts = lm.generate(
         args.n,
@@ -80,10 +104,9 @@ def run_generate(args: argparse.Namespace, config: TextConfig) -> int:
 
 
 def run_infill(args: argparse.Namespace, config: TextConfig) -> int:
-    from .pipeline import DiffusionLM
-
     s = _sample_config(args, config)
-    lm = DiffusionLM.from_pretrained(args.checkpoint, device=args.device)
+    _check_out(args.out)
+    lm = _load(args)
     texts = lm.infill(args.template, args.n, steps=s.steps, resample=s.infill_resample, seed=s.seed)
     _emit(texts, args.out)
     return 0
@@ -91,13 +114,18 @@ def run_infill(args: argparse.Namespace, config: TextConfig) -> int:
 
 def run_evaluate(args: argparse.Namespace, config: TextConfig) -> int:
     from .evaluation import evaluate, load_teacher, load_train_texts
-    from .pipeline import DiffusionLM
 
     s = _sample_config(args, config)
-    lm = DiffusionLM.from_pretrained(args.checkpoint, device=args.device)
-    result = evaluate(
-        lm, load_teacher(args.checkpoint), load_train_texts(args.checkpoint), read_e2e(args.data), args.n, s
-    )
+    try:
+        data = read_e2e(args.data)
+    except (OSError, ValueError) as e:
+        raise named(e, "--data") from None
+    lm = _load(args)
+    try:
+        teacher, train_texts = load_teacher(args.checkpoint), load_train_texts(args.checkpoint)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--checkpoint: {e}") from None
+    result = evaluate(lm, teacher, train_texts, data, args.n, s)
     result["protocol"]["data"] = str(args.data)
     print_json(result)
     return 0
@@ -110,12 +138,21 @@ def _emit(texts: list[str], out: str | None) -> None:
         print(t)
 
 
-def _sampling_flags(p: argparse.ArgumentParser) -> None:
+def _sampling_flags(p: argparse.ArgumentParser, *, method: bool = True) -> None:
     p.add_argument("--checkpoint", required=True, help="directory written by `train`")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: sample.steps of the config)")
-    p.add_argument("--method", default=None, help="core sampler: ddpm (the paper's) or dpm++2m (few steps)")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: sample.seed)")
-    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--steps", type=count_arg(), default=None, help="sampling steps (default: sample.steps)")
+    if method:  # infilling always runs core.repaint's ancestral steps
+        p.add_argument(
+            "--method",
+            default=None,
+            choices=list(METHODS),
+            metavar="METHOD",
+            help=f"core sampler: ddpm (the paper's) or dpm++2m (few steps); one of {', '.join(METHODS)}",
+        )
+    p.add_argument(
+        "--seed", type=count_arg(minimum=0, maximum=SEED_MAX), default=None, help="sampling seed (default: sample.seed)"
+    )
+    add_device_argument(p)
 
 
 train = cli.add_command(
@@ -127,7 +164,7 @@ generate = cli.add_command(
     "generate", run_generate, TextConfig, help="sample sentences, optionally controlled", default_config="default"
 )
 _sampling_flags(generate)
-generate.add_argument("--n", type=int, default=8, help="number of sentences")
+generate.add_argument("--n", type=count_arg(), default=8, help="number of sentences")
 generate.add_argument(
     "--control",
     action="append",
@@ -140,9 +177,9 @@ generate.add_argument("--out", default=None, help="also write the sentences to t
 infill = cli.add_command(
     "infill", run_infill, TextConfig, help="fill the `_` blanks of a template", default_config="default"
 )
-_sampling_flags(infill)
+_sampling_flags(infill, method=False)
 infill.add_argument("--template", required=True, help='words with `_` blanks, e.g. "The Eagle is a _ _ ."')
-infill.add_argument("--n", type=int, default=4, help="number of fillings")
+infill.add_argument("--n", type=count_arg(), default=4, help="number of fillings")
 infill.add_argument("--out", default=None, help="also write the fillings to this file, one per line")
 
 evaluate_cmd = cli.add_command(
@@ -154,13 +191,9 @@ evaluate_cmd = cli.add_command(
 )
 _sampling_flags(evaluate_cmd)
 evaluate_cmd.add_argument("--data", required=True, help="held-out E2E file (MR||text lines): the control targets")
-evaluate_cmd.add_argument("--n", type=int, default=200, help="samples per setting")
+evaluate_cmd.add_argument("--n", type=count_arg(), default=200, help="samples per setting")
 
 
 def main() -> None:
-    """Console script entry point."""
-    try:
-        code = cli.main()
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"omnidiffusion-text: error: {e}") from None
-    raise SystemExit(code)
+    """Console script entry point (AppCLI prints bad input as one error line and exits 2)."""
+    cli.run()

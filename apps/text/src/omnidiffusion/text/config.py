@@ -4,13 +4,38 @@
 hyper-parameters (Li et al. 2022, App. and README of the released code: BERT-base sizes, d = 16, L = 64, sqrt
 schedule with T = 2000, AdamW lr 1e-4, batch 64, 200k steps, dropout 0.1, EMA 0.9999; 200 sampling steps;
 3 Adagrad steps of 0.1 per step, fluency lambda 0.01 for semantic content and length).
+
+Every section checks its values when built (from TOML, `--set` or Python), so a bad value is refused at once with
+its dotted name: `sample.steps: expected an integer >= 1, got 0`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from omnidiffusion.core import METHODS
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.training import TrainConfig
+
+from .data import FORMATS
+from .diffusion import SCHEDULES
+
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes seeds up to 2**64 - 1 (and wraps negatives silently)
+
+
+def _one_of(value: object, name: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def _positive(section: object, prefix: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        positive_int(getattr(section, name), f"{prefix}.{name}")
+
+
+def _heads_divide(hidden: int, heads: int, where: str, hidden_name: str, heads_name: str) -> None:
+    if hidden % heads:
+        raise ValueError(f"{where}.{hidden_name}: expected a multiple of {where}.{heads_name}={heads}, got {hidden}")
 
 
 @dataclass
@@ -24,6 +49,11 @@ class DataConfig:
     seq_len: int = 32  # START + words + END + PAD
     min_frequency: int = 1  # tokenizer: keep words seen at least this often (Diffusion-LM E2E: 11)
 
+    def __post_init__(self) -> None:
+        _one_of(self.format, "data.format", FORMATS)
+        _positive(self, "data", ("n_train", "n_valid", "n_test", "min_frequency"))
+        positive_int(self.seq_len, "data.seq_len", minimum=3)  # START + one word + END
+
 
 @dataclass
 class ModelConfig:
@@ -35,11 +65,21 @@ class ModelConfig:
     dropout: float = 0.1
     time_channels: int = 128
 
+    def __post_init__(self) -> None:
+        _positive(self, "model", ("embed_dim", "hidden_size", "num_layers", "num_heads", "intermediate_size"))
+        positive_int(self.time_channels, "model.time_channels", minimum=2)
+        real_number(self.dropout, "model.dropout", low=0.0, high=1.0, high_open=True)
+        _heads_divide(self.hidden_size, self.num_heads, "model", "hidden_size", "num_heads")
+
 
 @dataclass
 class DiffusionConfig:
     schedule: str = "sqrt"
     T: int = 2000
+
+    def __post_init__(self) -> None:
+        _one_of(self.schedule, "diffusion.schedule", SCHEDULES)
+        positive_int(self.T, "diffusion.T")
 
 
 @dataclass
@@ -54,6 +94,11 @@ class ClassifierConfig:
         )
     )
 
+    def __post_init__(self) -> None:
+        _positive(self, "classifier", ("hidden_size", "num_layers", "kernel_size"))
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"classifier.kernel_size: expected an odd integer, got {self.kernel_size}")
+
 
 @dataclass
 class TeacherConfig:
@@ -67,6 +112,10 @@ class TeacherConfig:
         )
     )
 
+    def __post_init__(self) -> None:
+        _positive(self, "teacher", ("n_embd", "n_layer", "n_head"))
+        _heads_divide(self.n_embd, self.n_head, "teacher", "n_embd", "n_head")
+
 
 @dataclass
 class SampleConfig:
@@ -79,6 +128,15 @@ class SampleConfig:
     infill_resample: int = 1  # RePaint jump_n_sample (1 = plain known-value replacement)
     seed: int = 0
     batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        _one_of(self.method, "sample.method", METHODS)
+        _positive(self, "sample", ("steps", "infill_resample", "batch_size"))
+        non_negative_int(self.guidance_steps, "sample.guidance_steps")
+        real_number(self.guidance_lr, "sample.guidance_lr", low=0.0, low_open=True)
+        real_number(self.semantic_fluency, "sample.semantic_fluency", low=0.0)
+        real_number(self.length_fluency, "sample.length_fluency", low=0.0)
+        non_negative_int(self.seed, "sample.seed", maximum=SEED_MAX)
 
 
 @dataclass

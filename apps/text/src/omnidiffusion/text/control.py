@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from omnidiffusion.core.checks import non_negative_int, real_number
 from omnidiffusion.core.denoiser import Denoiser, DenoiserBase, DenoiserOutput
 from omnidiffusion.core.tensors import append_dims, per_sample
 
@@ -43,8 +44,9 @@ class AdagradGuidance(DenoiserBase):
         fluency: float = 0.01,
         t_stop: float | None = None,
     ) -> None:
-        if steps < 0 or lr <= 0 or fluency < 0:
-            raise ValueError(f"steps >= 0, lr > 0, fluency >= 0 expected, got {steps}, {lr}, {fluency}")
+        steps = non_negative_int(steps, "steps")
+        lr = real_number(lr, "lr", low=0.0, low_open=True)
+        fluency = real_number(fluency, "fluency", low=0.0)
         self.inner, self.loss, self.steps, self.lr, self.fluency = inner, loss, steps, lr, fluency
         self.schedule = inner.schedule
         T = getattr(self.schedule, "T", 1000)

@@ -13,6 +13,7 @@ A sequence is `START w_1 .. w_n END PAD ... PAD` of fixed length (Diffusion-LM's
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from .corpus import Example
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"
 SPECIALS = (PAD, UNK, START, END)  # ids 0, 1, 2, 3
 TOKENIZER_FILE = "tokenizer.json"
+FORMATS = ("auto", "e2e", "rocstories", "plain")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -39,16 +41,29 @@ TOKENIZER_FILE = "tokenizer.json"
 
 def _check_file(path: str | Path, what: str) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory (expected {what})")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected {what})")
     return path
 
 
-def _read_lines(path: Path, what: str) -> list[str]:
+def named(error: OSError | ValueError, name: str) -> OSError | ValueError:
+    """`error` again with the argument that named the file (`--data`, `data.path`) before its message."""
+    if isinstance(error, FileNotFoundError):
+        return FileNotFoundError(f"{name}: {error}")
+    return OSError(f"{name}: {error}") if isinstance(error, OSError) else ValueError(f"{name}: {error}")
+
+
+def _read_text(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text (expected {what}): {e}") from None
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    return _read_text(path, what).splitlines()
 
 
 def parse_mr(text: str) -> dict[str, str]:
@@ -91,12 +106,11 @@ def read_plain(path: str | Path) -> list[Example]:
 def read_rocstories(path: str | Path) -> list[Example]:
     """Read the ROCStories CSV (columns sentence1 .. sentence5); each story is one text."""
     path = _check_file(path, "a ROCStories CSV with columns sentence1..sentence5")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = [f"sentence{i}" for i in range(1, 6)]
-        if reader.fieldnames is None or not set(cols) <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected CSV columns {cols}, got {reader.fieldnames}")
-        out = [Example({}, " ".join(" ".join(row[c] for c in cols).split())) for row in reader]
+    cols = [f"sentence{i}" for i in range(1, 6)]
+    reader = csv.DictReader(io.StringIO(_read_text(path, "a ROCStories CSV"), newline=""))
+    if reader.fieldnames is None or not set(cols) <= set(reader.fieldnames):
+        raise ValueError(f"{path}: expected CSV columns {cols}, got {reader.fieldnames}")
+    out = [Example({}, " ".join(" ".join(row[c] or "" for c in cols).split())) for row in reader]
     return _nonempty(out, path)
 
 
@@ -108,9 +122,8 @@ def _nonempty(examples: list[Example], path: Path) -> list[Example]:
 
 def read_corpus(path: str | Path, fmt: str = "auto") -> list[Example]:
     """Read a corpus in `fmt` = e2e | rocstories | plain | auto (by `||` in the first line, `.csv`, else plain)."""
-    formats = ("auto", "e2e", "rocstories", "plain")
-    if fmt not in formats:
-        raise ValueError(f"fmt: expected one of {formats}, got {fmt!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
     path = _check_file(path, "a corpus file")
     if fmt == "auto":
         if path.suffix.lower() == ".csv":

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.io import load_pretrained
 
 from .baselines import teacher_samples, unigram_samples
@@ -110,8 +111,7 @@ def evaluate(
     samples_out: dict | None = None,
 ) -> dict:
     """Run the protocol above; returns {"model": ..., "baselines": ..., "protocol": ...} (flat metric dicts)."""
-    if n < 1:
-        raise ValueError(f"n: expected a positive number of samples, got {n}")
+    n = positive_int(n, "n")
     if not data:
         raise ValueError("data: expected at least one held-out example")
     tok, s = lm.tokenizer, sample

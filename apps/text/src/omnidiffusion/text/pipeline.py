@@ -10,6 +10,9 @@
 
 Sampling always goes through `omnidiffusion.core.sample` (infilling through `core.repaint`); the clamping trick
 is the Denoiser's x0 hook; controls are `control.AdagradGuidance` around that Denoiser.
+
+Bad arguments are refused before any sampling with a ValueError naming the parameter and what it expects
+(`n: expected an integer >= 1, got 0`); `steps=None` means the default (200), 0 and negatives are refused.
 """
 
 from __future__ import annotations
@@ -21,16 +24,33 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from omnidiffusion.core import repaint, sample
+from omnidiffusion.core import GRIDS, METHODS, repaint, sample
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config
 
 from .checker import normalise_field, normalise_value
+from .config import SEED_MAX
 from .control import AdagradGuidance, combine, length_loss, semantic_loss
 from .data import SPECIALS, decode, load_tokenizer
 from .diffusion import make_denoiser, make_schedule, nearest_ids
 from .models import AttributeClassifier, DiffusionLMNet
 
 Control = dict[str, object]
+DEFAULT_STEPS = 200  # the paper's sampler
+
+
+def _steps(steps: int | None) -> int:
+    return DEFAULT_STEPS if steps is None else positive_int(steps, "steps")
+
+
+def _seed(seed: int) -> int:
+    return non_negative_int(seed, "seed", maximum=SEED_MAX)
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
 
 
 class DiffusionLM:
@@ -44,7 +64,7 @@ class DiffusionLM:
         classifier: AttributeClassifier | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.tokenizer = tokenizer
         self.schedule = schedule
@@ -53,10 +73,19 @@ class DiffusionLM:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> DiffusionLM:
-        """Load a directory written by `omnidiffusion-text train` (weights, tokenizer.json, classifier/)."""
+        """Load a directory written by `omnidiffusion-text train` (weights, tokenizer.json, classifier/).
+
+        `device`: auto | cpu | cuda | cuda:N, checked before anything is read (a missing GPU is a ValueError).
+        """
+        device = resolve_device(device)
         directory = Path(directory)
         if not directory.is_dir():
-            raise FileNotFoundError(f"{directory}: no such directory (expected a Diffusion-LM checkpoint)")
+            what = "is a file" if directory.exists() else "no such directory"
+            raise FileNotFoundError(f"{directory}: {what} (expected a Diffusion-LM checkpoint written by `train`)")
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{directory}: holds no config.json (expected a Diffusion-LM checkpoint written by `train`)"
+            )
         meta = read_pretrained_config(directory).get("metadata", {})
         net = load_pretrained(directory)
         if not isinstance(net, DiffusionLMNet):
@@ -70,6 +99,11 @@ class DiffusionLM:
     # ------------------------------------------------------------------------------------------------------------
     def to_text(self, x: Tensor) -> list[str]:
         """Round (B, L, d) latents to the nearest words and decode (START .. END)."""
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+            what = f"dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x: expected a floating-point tensor of shape (B, L, {self.net.embed_dim}), got {what}")
+        if x.ndim == 3 and x.shape[-1] == self.net.embed_dim and not bool(torch.isfinite(x).all()):
+            raise ValueError("x: expected finite latents, got NaN or inf values")
         return decode(self.tokenizer, nearest_ids(x, self.net.embedding.weight).cpu())
 
     def _controls(self, control: Control | Sequence[Control] | None, n: int) -> list[Control]:
@@ -77,6 +111,10 @@ class DiffusionLM:
             return [{}] * n
         if isinstance(control, dict):
             return [control] * n
+        if isinstance(control, str) or not isinstance(control, Sequence):
+            raise ValueError(
+                f"control: expected a dict like {{'food': 'Italian'}} or a list of {n} dicts, got {control!r}"
+            )
         controls = list(control)
         if len(controls) != n:
             raise ValueError(f"control: expected one dict per sample ({n}), got {len(controls)}")
@@ -89,14 +127,15 @@ class DiffusionLM:
         label, length = -1, 0
         semantic = [(k, v) for k, v in c.items() if k != "length"]
         if "length" in c:
-            length = c["length"]
-            if not isinstance(length, int) or not 1 <= length <= self.seq_len - 2:
-                raise ValueError(f"control['length']: expected an int in [1, {self.seq_len - 2}], got {length!r}")
+            length = positive_int(c["length"], "control['length']", maximum=self.seq_len - 2)
         if len(semantic) > 1:
-            raise ValueError(f"control: one field=value per sample is supported, got {semantic}")
+            raise ValueError(f"control: expected one field=value per sample (and/or length), got {semantic}")
         if semantic:
             field, value = semantic[0]
-            name = f"{normalise_field(field)}={normalise_value(field, str(value))}"  # ValueError names the field
+            try:
+                name = f"{normalise_field(field)}={normalise_value(field, str(value))}"
+            except ValueError as e:  # names the field or value; say which argument held it
+                raise ValueError(f"control: {e}") from None
             if self.classifier is None:
                 raise ValueError(
                     f"control: {field!r} needs the attribute classifier, which this checkpoint lacks "
@@ -112,7 +151,7 @@ class DiffusionLM:
         self,
         n: int,
         *,
-        steps: int = 200,
+        steps: int | None = DEFAULT_STEPS,
         method: str = "ddpm",
         grid: str | None = None,
         control: Control | Sequence[Control] | None = None,
@@ -125,8 +164,16 @@ class DiffusionLM:
         progress: bool = False,
     ) -> list[str]:
         """n sentences; `control` is one dict for all samples or a list of n ({field: value} and/or "length")."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive int, got {n!r}")
+        n, steps, seed = positive_int(n, "n"), _steps(steps), _seed(seed)
+        if method not in METHODS:
+            raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
+        if grid is not None and grid not in GRIDS:
+            raise ValueError(f"grid: expected one of {list(GRIDS)} or None, got {grid!r}")
+        clamp = _flag(clamp, "clamp")
+        guidance_steps = non_negative_int(guidance_steps, "guidance_steps")
+        guidance_lr = real_number(guidance_lr, "guidance_lr", low=0.0, low_open=True)
+        fluency = real_number(fluency, "fluency", low=0.0)
+        batch_size = positive_int(batch_size, "batch_size")
         parsed = [self._parse(c) for c in self._controls(control, n)]
         grid = grid or ("logsnr" if method.startswith("dpm") else "time-uniform")
         gen = torch.Generator(device=self.device).manual_seed(seed)
@@ -167,16 +214,36 @@ class DiffusionLM:
 
     # ------------------------------------------------------------------------------------------------------------
     def parse_template(self, template: str | Sequence[str | None]) -> list[str | None]:
-        """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks vocabulary and length."""
-        words = template.split() if isinstance(template, str) else list(template)
-        words = [None if w in (None, "_") else w for w in words]
-        if not words:
-            raise ValueError("template: expected at least one word or `_`")
-        if len(words) + 2 > self.seq_len:
-            raise ValueError(f"template: {len(words)} words + START/END exceed the model's length {self.seq_len}")
+        """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks blanks, vocabulary, length.
+
+        A template needs at least one blank (with none there is nothing to fill); every given word must be an
+        ordinary word of the model's vocabulary (an unknown word would decode to nothing, so it is refused rather
+        than mapped to [UNK]); a template of blanks only is a free sentence of exactly that many words.
+        """
+        if isinstance(template, str):
+            words: list = template.split()
+        elif isinstance(template, Sequence):
+            words = list(template)
+        else:
+            raise ValueError(f"template: expected a string with `_` blanks or a list of words/None, got {template!r}")
         for w in words:
+            if w is not None and not isinstance(w, str):
+                raise ValueError(f"template: expected words (str) and None for blanks, got {w!r} in {template!r}")
+        words = [None if w is None or w.strip() == "_" else w.strip() for w in words]
+        if not words:
+            raise ValueError("template: expected words and at least one `_` blank, got an empty template")
+        if None not in words:
+            raise ValueError(f"template: expected at least one `_` blank to fill, got none in {template!r}")
+        if len(words) + 2 > self.seq_len:
+            raise ValueError(
+                f"template: expected at most {self.seq_len - 2} words and blanks (the model's length {self.seq_len} "
+                f"holds START and END too), got {len(words)}"
+            )
+        for w in words:
+            if w in SPECIALS:
+                raise ValueError(f"template: expected ordinary words, got the special token {w!r}")
             if w is not None and self.tokenizer.token_to_id(w) is None:
-                raise ValueError(f"template: word {w!r} is not in the model's vocabulary")
+                raise ValueError(f"template: expected words of the model's vocabulary, got {w!r} (unknown)")
         return words
 
     @torch.no_grad()
@@ -185,14 +252,14 @@ class DiffusionLM:
         template: str | Sequence[str | None],
         n: int = 1,
         *,
-        steps: int = 200,
+        steps: int | None = DEFAULT_STEPS,
         resample: int = 1,
         seed: int = 0,
         clamp: bool = True,
     ) -> list[str]:
         """n fillings of the `_` blanks, given words kept exactly (core.repaint; resample = RePaint jump_n_sample)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n: expected a positive int, got {n!r}")
+        n = positive_int(n, "n")
+        self.parse_template(template)  # one error for a bad template, before n copies are made
         return self.infill_many([template] * n, steps=steps, resample=resample, seed=seed, clamp=clamp)
 
     @torch.no_grad()
@@ -200,15 +267,21 @@ class DiffusionLM:
         self,
         templates: Sequence[str | Sequence[str | None]],
         *,
-        steps: int = 200,
+        steps: int | None = DEFAULT_STEPS,
         resample: int = 1,
         seed: int = 0,
         clamp: bool = True,
         batch_size: int = 128,
     ) -> list[str]:
         """One filling per template, batched: known START/words/END/PAD positions are kept by core.repaint."""
+        if isinstance(templates, str) or not isinstance(templates, Sequence):
+            raise ValueError(f"templates: expected a list of templates, got {templates!r} (use infill for one)")
         if not templates:
-            raise ValueError("templates: expected at least one template")
+            raise ValueError("templates: expected at least one template, got an empty list")
+        steps, seed = _steps(steps), _seed(seed)
+        resample = positive_int(resample, "resample")
+        batch_size = positive_int(batch_size, "batch_size")
+        clamp = _flag(clamp, "clamp")
         parsed = [self.parse_template(t) for t in templates]
         L = self.seq_len
         ids = torch.zeros(len(parsed), L, dtype=torch.long)  # PAD everywhere after END

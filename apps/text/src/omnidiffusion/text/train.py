@@ -30,7 +30,16 @@ from omnidiffusion.core.training import fit
 from .checker import normalise_value
 from .config import TextConfig
 from .corpus import Example, demo_splits
-from .data import TOKENIZER_FILE, TokenDataset, encode, load_tokenizer, read_corpus, save_tokenizer, train_tokenizer
+from .data import (
+    TOKENIZER_FILE,
+    TokenDataset,
+    encode,
+    load_tokenizer,
+    named,
+    read_corpus,
+    save_tokenizer,
+    train_tokenizer,
+)
 from .diffusion import e2e_loss, make_schedule
 from .models import AttributeClassifier, DiffusionLMNet, TeacherLM
 
@@ -42,7 +51,10 @@ def load_examples(config: TextConfig) -> dict[str, list[Example]]:
     d = config.data
     if not d.path:
         return demo_splits(d.n_train, d.n_valid, d.n_test, d.seed)
-    return {"train": read_corpus(d.path, d.format)}
+    try:
+        return {"train": read_corpus(d.path, d.format)}
+    except (OSError, ValueError) as e:
+        raise named(e, "data.path") from None
 
 
 def label_names(examples: list[Example]) -> list[str]:
