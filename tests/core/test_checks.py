@@ -138,3 +138,25 @@ def test_cli_parsed_values_and_bugs():
 
     with pytest.raises(KeyError):  # a bug is not dressed up as a usage error
         _cli(bug).main(["run"])
+
+
+def test_as_flags_renames_only_the_named_parameters():
+    from omnidiffusion.core.cli import as_flags
+
+    with pytest.raises(ValueError, match=r"^--n: expected an integer >= 1, got 0$"):
+        with as_flags(n="--n"):
+            positive_int(0, "n")
+    with pytest.raises(ValueError, match=r"^steps: expected"):  # not named: unchanged
+        with as_flags(n="--n"):
+            positive_int(0, "steps")
+
+
+def test_output_file(tmp_path):
+    from omnidiffusion.core.cli import output_file
+
+    assert output_file(tmp_path / "a.csv", "--out") == tmp_path / "a.csv"
+    assert output_file(None, "--out") is None
+    with pytest.raises(ValueError, match=r"^--out: expected a file path, got the folder"):
+        output_file(tmp_path, "--out")
+    with pytest.raises(ValueError, match=r"^--plot: expected a file in an existing folder"):
+        output_file(tmp_path / "missing" / "a.png", "--plot")

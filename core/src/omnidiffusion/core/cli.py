@@ -23,11 +23,12 @@ exit code 2; no traceback. Typed flags share the checks of `omnidiffusion.core.c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -101,6 +102,39 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str = "auto") 
     parser.add_argument(
         "--device", type=device_arg, default=default, help="auto (cuda when available, else cpu) | cpu | cuda | cuda:N"
     )
+
+
+@contextlib.contextmanager
+def as_flags(**names: str) -> Iterator[None]:
+    """Inside a command: re-raise the API's ValueError "<param>: ..." as "<flag>: ..." for each param=flag given.
+
+    The Python API names its parameters, the command line names its flags; messages that start with anything
+    else pass through unchanged.
+
+        with as_flags(image="--input", n_samples="--n"):
+            out = pipeline.run(image, n_samples=args.n)
+    """
+    try:
+        yield
+    except ValueError as e:
+        head, sep, rest = str(e).partition(": ")
+        if sep and head in names:
+            raise ValueError(f"{names[head]}: {rest}") from None
+        raise
+
+
+def output_file(path: str | Path | None, flag: str) -> Path | None:
+    """Check, before any work is spent, that `path` can be written as a file: not a folder, parent folder exists."""
+    if path is None or path == "":
+        return None
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{flag}: expected a file path, got the folder {str(out)!r}")
+    if not out.parent.is_dir():
+        raise ValueError(
+            f"{flag}: expected a file in an existing folder, got {str(out)!r} ({out.parent} does not exist)"
+        )
+    return out
 
 
 class AppCLI:
