@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from omnidiffusion.vision.cli import cli
 from omnidiffusion.vision.points.formats import read_points, write_points
@@ -82,12 +81,13 @@ def test_points_cli_end_to_end(tmp_path, capsys):
     assert (tmp_path / "done.png").stat().st_size > 0
 
 
-def test_points_cli_bad_input(tmp_path):
+def test_points_cli_bad_input(tmp_path, cli_error):
     ckpt = tmp_path / "run"
     assert cli.main(["train", "--config", "points-shapes", *_sets(), "--out", str(ckpt)]) == 0
-    with pytest.raises(FileNotFoundError, match="data_dir"):
-        cli.main(["evaluate", "--task", "points", "--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "nope")])
-    with pytest.raises(FileNotFoundError, match="path"):
-        cli.main(["points-complete", "--checkpoint", str(ckpt), "--input", str(tmp_path / "missing.ply")])
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--config", "points-shapes", "--set", "points.no_such_key=1"])
+    cli_error(
+        cli,
+        ["evaluate", "--task", "points", "--checkpoint", str(ckpt), "--data-dir", str(tmp_path / "nope")],
+        "data_dir",
+    )
+    cli_error(cli, ["points-complete", "--checkpoint", str(ckpt), "--input", str(tmp_path / "missing.ply")], "path")
+    cli_error(cli, ["train", "--config", "points-shapes", "--set", "points.no_such_key=1"], "unknown config key")

@@ -99,24 +99,20 @@ def test_ddpm_seg_train_and_evaluate(tmp_path, folders, capsys):
                      "--output", str(tmp_path / "d.png")]) == 0  # fmt: skip
 
 
-def test_evaluate_bad_inputs(tmp_path, folders):
+def test_evaluate_bad_inputs(tmp_path, folders, cli_error):
     ckpt = tmp_path / "unet"
     assert cli.main(["train", "--config", "seg-unet-shapes", "--out", str(ckpt), *_sets(["train.steps=1"])]) == 0
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "0000.png")
     base = ["evaluate", "--task", "seg", "--checkpoint", str(ckpt), "--image-dir", str(folders / "img")]
-    with pytest.raises(FileNotFoundError, match="no mask for image 0001.png"):
-        cli.main([*base, "--mask-dir", str(masks)])
+    cli_error(cli, [*base, "--mask-dir", str(masks)], "no mask for image 0001.png")
     for i in (1, 2):
         Image.fromarray(np.zeros((16, 12), np.uint8)).save(masks / f"000{i}.png")
-    with pytest.raises(ValueError, match="does not match its image size"):
-        cli.main([*base, "--mask-dir", str(masks)])
+    cli_error(cli, [*base, "--mask-dir", str(masks)], "does not match its image size")
     Image.fromarray((np.arange(256).reshape(16, 16) % 7 * 30).astype(np.uint8)).save(masks / "0001.png")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "0002.png")
-    with pytest.raises(ValueError, match="binary mask"):
-        cli.main([*base, "--mask-dir", str(masks)])
-    with pytest.raises(ValueError, match="--mask-dir"):
-        cli.main(base)
+    cli_error(cli, [*base, "--mask-dir", str(masks)], "binary mask")
+    cli_error(cli, base, "--mask-dir")
     with pytest.raises(ValueError, match="image_size"):
         Segmenter.from_pretrained(ckpt).segment_tensor(torch.zeros(1, 1, 8, 8))

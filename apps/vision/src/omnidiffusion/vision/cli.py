@@ -18,14 +18,14 @@ omnidiffusion-vision evaluate --task anomaly --checkpoint DIR --image-dir F --ma
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-from omnidiffusion.core.cli import AppCLI
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg
 
 from .anomaly import commands as anomaly_commands
+from .flags import as_flags, image_output
 from .points import commands as points_commands
 from .segmentation import commands as seg_commands
 from .settings import PACKAGE, VisionConfig
@@ -67,15 +67,12 @@ train_parser.add_argument(
 )
 
 
-def _device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def run_sample(args: argparse.Namespace, config: VisionConfig) -> int:
     from .imaging import to_pixel_range
     from .models import ImageDDPM
 
-    model = ImageDDPM.from_pretrained(args.checkpoint, map_location=_device(args.device))
+    image_output(args.output)
+    model = ImageDDPM.from_pretrained(args.checkpoint, map_location=args.device)
     s = config.sample
     gen = torch.Generator().manual_seed(s.seed)
     x = to_pixel_range(model.generate(args.n, method=s.method, steps=s.steps, grid=s.grid, generator=gen))
@@ -88,10 +85,14 @@ def run_upscale(args: argparse.Namespace, config: VisionConfig) -> int:
     from .imaging import read_image, tensor_to_pil
     from .pipeline import SuperResolution
 
-    sr = SuperResolution.from_pretrained(args.checkpoint, _device(args.device))
+    image_output(args.output)
+    sr = SuperResolution.from_pretrained(args.checkpoint, args.device)
     s = config.sample
     image = read_image(args.input, sr.model.channels)
-    out = sr.upscale(image, method=s.method, steps=s.steps, grid=s.grid, samples=s.samples, seed=s.seed)
+    with as_flags(image="--input", lr="--input", tile="sample.tile"):
+        out = sr.upscale(
+            image, method=s.method, steps=s.steps, grid=s.grid, samples=s.samples, seed=s.seed, tile=s.tile
+        )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     tensor_to_pil(out).save(args.output)
     print(f"{tuple(image.shape[-2:])} -> {tuple(out.shape[-2:])} ({s.method}, {s.steps} steps) -> {args.output}")
@@ -102,18 +103,20 @@ def run_inpaint(args: argparse.Namespace, config: VisionConfig) -> int:
     from .imaging import read_image, tensor_to_pil
     from .pipeline import Inpainter
 
-    inp = Inpainter.from_pretrained(args.checkpoint, _device(args.device))
+    image_output(args.output)
+    inp = Inpainter.from_pretrained(args.checkpoint, args.device)
     r = config.repaint
     image = read_image(args.input, inp.model.channels)
-    out = inp.inpaint(
-        image,
-        args.mask,
-        steps=r.steps,
-        jump_length=r.jump_length,
-        jump_n_sample=r.jump_n_sample,
-        samples=r.samples,
-        seed=r.seed,
-    )
+    with as_flags(image="--input", mask="--mask"):
+        out = inp.inpaint(
+            image,
+            args.mask,
+            steps=r.steps,
+            jump_length=r.jump_length,
+            jump_n_sample=r.jump_n_sample,
+            samples=r.samples,
+            seed=r.seed,
+        )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     tensor_to_pil(out).save(args.output)
     print(f"inpainted ({args.mask}, RePaint {r.steps} steps, j={r.jump_length}, r={r.jump_n_sample}) -> {args.output}")
@@ -127,7 +130,7 @@ def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
     from .evaluation import evaluate_inpaint, evaluate_sr
     from .models import SR3, ImageDDPM, RegressionSR
 
-    device = _device(args.device)
+    device = args.device
     if args.task in EXTRA_TASKS:
         result = EXTRA_TASKS[args.task].evaluate(args, config)
         print_json(result)
@@ -138,26 +141,35 @@ def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
         model = SR3.from_pretrained(args.checkpoint, map_location=device)
         if args.scale is not None and args.scale != model.scale:
             raise ValueError(f"--scale: the checkpoint was trained for scale {model.scale}, got {args.scale}")
-        hr = load_folder_images(args.hr_dir, model.channels, args.crop)
+        with as_flags(size="--crop"):
+            hr = load_folder_images(args.hr_dir, model.channels, args.crop)
         reg = RegressionSR.from_pretrained(args.regression, map_location=device) if args.regression else None
         s = config.sample
-        result = evaluate_sr(
-            model,
-            hr,
-            regression=reg,
-            method=s.method,
-            steps=s.steps,
-            grid=s.grid,
-            samples=s.samples,
-            seed=s.seed,
-            batch_size=s.batch_size,
-        )
+        with as_flags(hr="--hr-dir", tile="sample.tile"):
+            result = evaluate_sr(
+                model,
+                hr,
+                regression=reg,
+                method=s.method,
+                steps=s.steps,
+                grid=s.grid,
+                samples=s.samples,
+                seed=s.seed,
+                batch_size=s.batch_size,
+                tile=s.tile,
+            )
         result["protocol"]["data"] = str(args.hr_dir)
     else:
         if not args.image_dir:
             raise ValueError("--image-dir: expected a folder of images for --task inpaint")
         model = ImageDDPM.from_pretrained(args.checkpoint, map_location=device)
-        images = load_folder_images(args.image_dir, model.channels, args.crop or model.image_size)
+        if args.crop is not None and args.crop != model.image_size:
+            raise ValueError(
+                f"--crop: expected the model's image size {model.image_size} for --task inpaint (or no --crop), "
+                f"got {args.crop}"
+            )
+        with as_flags(size="--crop" if args.crop else "--image-dir"):
+            images = load_folder_images(args.image_dir, model.channels, model.image_size)
         r = config.repaint
         result = evaluate_inpaint(
             model,
@@ -192,14 +204,14 @@ def _save_grid(x, path: str) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a directory written by `train` (or save_pretrained)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
 
 
 _sample = cli.add_command(
     "sample", run_sample, VisionConfig, help="draw images from an unconditional DDPM ([sample] settings)"
 )
 _common(_sample)
-_sample.add_argument("--n", type=int, default=16, help="number of images")
+_sample.add_argument("--n", type=count_arg(), default=16, help="number of images")
 _sample.add_argument("--output", default="samples.png", help="PNG grid to write")
 
 _upscale = cli.add_command(
@@ -226,25 +238,23 @@ _evaluate = cli.add_command(
 _common(_evaluate)
 _evaluate.add_argument("--task", choices=("sr", "inpaint", *EXTRA_TASKS), required=True)
 _evaluate.add_argument("--hr-dir", default=None, help="--task sr: folder of high-resolution images")
-_evaluate.add_argument("--scale", type=int, default=None, help="--task sr: SR factor (must match the checkpoint)")
+_evaluate.add_argument(
+    "--scale", type=count_arg(), default=None, help="--task sr: SR factor (must match the checkpoint)"
+)
 _evaluate.add_argument("--regression", default=None, help="--task sr: a RegressionSR checkpoint to compare with")
 _evaluate.add_argument("--image-dir", default=None, help="--task inpaint | seg | anomaly: folder of images")
 _evaluate.add_argument("--mask-dir", default=None, help="--task seg | anomaly: folder of ground-truth masks (PNG)")
 _evaluate.add_argument("--data-dir", default=None, help="--task points: folder of point clouds (.npy/.ply/.off/.xyz)")
 _evaluate.add_argument("--mask", default="box", help="--task inpaint: box | half | lines | strokes | mask file")
-_evaluate.add_argument("--crop", type=int, default=None, help="center-crop every image to this side")
+_evaluate.add_argument("--crop", type=count_arg(), default=None, help="center-crop every image to this side")
 
 for _module in EXTRA_TASKS.values():
     _module.register(cli, _common)
 
 
 def main() -> None:
-    try:
-        code = cli.main()
-    except (ValueError, FileNotFoundError) as e:
-        print(f"omnidiffusion-vision: error: {e}", file=sys.stderr)
-        code = 2
-    raise SystemExit(code)
+    """The console script: AppCLI prints bad usage and bad input as one `error:` line with exit code 2."""
+    cli.run()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .imaging import check_scale, image_files, read_image
+from .imaging import check_scale, image_files, read_image, read_images
 
 SPLITS = ("train", "test", "all")
 DIGITS_TEST = 300  # the last 300 digits are held out
@@ -150,7 +150,7 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> Tensor:
-        img = read_image(self.files[i], self.channels)  # (C, H, W) in [0, 1]
+        img = read_image(self.files[i], self.channels, notes=False)  # (C, H, W) in [0, 1]
         h, w = img.shape[-2:]
         if h < self.size or w < self.size:
             raise ValueError(f"{self.files[i]}: image {h}x{w} is smaller than the crop size {self.size}")
@@ -201,13 +201,14 @@ def load_folder_images(folder: str | Path, channels: int, size: int | None = Non
     Without `size` every image must have the same size (a ValueError names the first that differs).
     """
     images = []
-    for path in image_files(folder):
-        img = read_image(path, channels)
+    paths = image_files(folder)
+    for path, img in zip(paths, read_images(paths, channels, str(folder)), strict=True):
         if size is not None:
             img = center_crop(img, size)
         if images and img.shape != images[0].shape:
             raise ValueError(
-                f"{path}: size {tuple(img.shape[-2:])} differs from {tuple(images[0].shape[-2:])}; pass a crop size"
+                f"{path}: size {tuple(img.shape[-2:])} differs from {tuple(images[0].shape[-2:])}; center-crop them "
+                "to one size (size=N; --crop N on the command line)"
             )
         images.append(img)
     return torch.stack(images)

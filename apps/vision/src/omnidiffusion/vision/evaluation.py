@@ -14,6 +14,7 @@ import time
 import torch
 from torch import Tensor
 
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.samplers import nfe
 
 from .baselines import INPAINT_BASELINES, inpaint_baseline, interpolate_sr
@@ -50,16 +51,18 @@ def evaluate_sr(
     seed: int = 0,
     batch_size: int = 64,
     lr: Tensor | None = None,
+    tile: int | str = "auto",
 ) -> dict:
     """SR3 vs nearest / bilinear / bicubic (and the regression UNet when given) on HR images (N, C, H, W) in [0, 1].
 
     LR inputs are made by anti-aliased bicubic downsampling unless `lr` (pixel range) is given (paired data).
+    `tile`: SR3's patch-wise sampling for large images (sr3.choose_tile).
     """
     check_images(hr, "hr", channels=model.channels, low=0.0, high=1.0)
     scale = model.scale
     check_scale(tuple(hr.shape[-2:]), scale, "hr")
     lr = degrade(hr, scale) if lr is None else check_images(lr, "lr", channels=model.channels, low=0.0, high=1.0)
-    steps = model.schedule.T if steps is None else int(steps)
+    steps = model.schedule.T if steps is None else positive_int(steps, "steps")
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     draws = to_pixel_range(
@@ -72,6 +75,7 @@ def evaluate_sr(
             samples=samples,
             generator=gen,
             batch_size=batch_size,
+            tile=tile,
         )
     )  # (k, N, C, H, W)
     elapsed = time.perf_counter() - t0

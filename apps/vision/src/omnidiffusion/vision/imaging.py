@@ -8,6 +8,7 @@ image back to the HR size (Saharia et al. 2021, sec. 2).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,17 +98,91 @@ def tensor_to_pil(x: Tensor) -> Image.Image:
     return Image.fromarray(arr[0], "L") if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0), "RGB")
 
 
-def read_image(path: str | Path, channels: int | None = None) -> Tensor:
-    """Read a PNG/JPEG/... file into a (C, H, W) tensor in [0, 1]; clear errors for missing or non-image files."""
+def note(message: str) -> None:
+    """One line on stderr announcing a conversion the user did not ask for: `note: <message>`."""
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+_INT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
+def decode_image(im: Image.Image, channels: int | None = None, name: str = "image") -> tuple[Tensor, list[str]]:
+    """PIL image -> ((C, H, W) float in [0, 1], the conversions made), the one place image modes are handled.
+
+    - 16-bit (and 32-bit integer) grey images are scaled by /65535, keeping all 16 bits (never clipped at 255);
+      values outside [0, 65535] are refused. Float images ("F") must already hold values in [0, 1].
+    - An alpha channel (RGBA, LA, PA, palette transparency) is dropped; palette / bilevel / CMYK / YCbCr images
+      decode to RGB or grey.
+    - `channels` = 1 turns colour into grey with ITU-R 601 luma (PIL "L"); 3 repeats grey to RGB.
+    """
+    done: list[str] = []
+    mode = im.mode
+    if mode in _INT_MODES or mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if mode == "F":
+            if not np.isfinite(arr).all() or lo < 0.0 or hi > 1.0:
+                raise ValueError(f"{name}: expected a floating-point image with values in [0, 1], got [{lo:g}, {hi:g}]")
+        else:
+            if lo < 0 or hi > 65535:
+                raise ValueError(f"{name}: expected 8- or 16-bit pixel values, got integers in [{lo:g}, {hi:g}]")
+            arr = arr / 65535.0
+            done.append("16-bit values scaled to [0, 1] by /65535")
+        t = torch.from_numpy(arr.astype(np.float32))[None]  # (1, H, W)
+        if channels == 3:
+            t = t.expand(3, -1, -1).clone()
+            done.append("grey repeated to 3 channels (RGB)")
+        return t, done
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in im.info):
+        done.append("alpha channel dropped")
+    grey = mode in ("L", "LA", "La", "1")
+    if mode not in ("L", "RGB"):
+        im = im.convert("L" if grey else "RGB")
+    if channels == 1 and not grey:
+        im = im.convert("L")
+        done.append("RGB converted to 1 channel (grey, ITU-R 601 luma)")
+    elif channels == 3 and grey:
+        im = im.convert("RGB")
+        done.append("grey repeated to 3 channels (RGB)")
+    return image_to_tensor(im, channels, name), done
+
+
+def load_image(path: str | Path, channels: int | None = None) -> tuple[Tensor, list[str]]:
+    """Read a PNG/JPEG/... file: ((C, H, W) tensor in [0, 1], the conversions `decode_image` made).
+
+    Missing or non-image files raise FileNotFoundError / ValueError naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
         with Image.open(path) as im:
             im.load()
-            return image_to_tensor(im, channels, name=str(path))
+            return decode_image(im, channels, str(path))
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path}: not a readable image file (expected PNG/JPEG/...): {e}") from None
+
+
+def read_image(path: str | Path, channels: int | None = None, *, notes: bool = True) -> Tensor:
+    """`load_image` that announces a conversion (16-bit, alpha, RGB <-> grey) with one `note:` line on stderr."""
+    t, done = load_image(path, channels)
+    if done and notes:
+        note(f"{path}: {'; '.join(done)}")
+    return t
+
+
+def read_images(paths: list[Path], channels: int | None, where: str) -> list[Tensor]:
+    """`load_image` of many files with one `note:` line for all of them (`where`: the folder, for the message)."""
+    out, done = [], {}
+    for p in paths:
+        t, conv = load_image(p, channels)
+        out.append(t)
+        for c in conv:
+            done[c] = done.get(c, 0) + 1
+    if done:
+        note(f"{where}: " + "; ".join(f"{c} ({k} of {len(paths)} images)" for c, k in done.items()))
+    return out
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from omnidiffusion.core import repaint
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.conditioning import repaint_schedule
 
 from .imaging import check_images
@@ -57,9 +58,20 @@ def repaint_inpaint(
     replacement, no resampling). The known pixels of every output equal the input exactly.
     """
     check_images(images, "images", channels=getattr(model, "channels", None))
+    steps, jump_length, jump_n_sample = (
+        positive_int(steps, "steps"),
+        positive_int(jump_length, "jump_length"),
+        positive_int(jump_n_sample, "jump_n_sample"),
+    )
+    samples, batch_size = positive_int(samples, "samples"), positive_int(batch_size, "batch_size")
     masks = _masks(mask, images)
-    if samples < 1:
-        raise ValueError(f"samples: expected an integer >= 1, got {samples}")
+    full = masks.flatten(1).all(dim=1)  # (B,) True where nothing is to be filled
+    if bool(full.any()):
+        which = "the mask" if mask.ndim != 4 else f"mask {int(full.nonzero()[0])}"
+        raise ValueError(
+            f"mask: expected at least one pixel to fill (False / black = hole), got {which} keeping all "
+            f"{masks.shape[-2] * masks.shape[-1]} pixels"
+        )
     device = next(model.parameters()).device
     den = model.denoiser()
     outs = []

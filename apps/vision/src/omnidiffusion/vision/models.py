@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from omnidiffusion.core import Denoiser, DiscreteVP, clip_x0
+from omnidiffusion.core.checks import positive_int, resolve_device
 from omnidiffusion.core.io import ConfigurableModule, load_pretrained, read_pretrained_config, save_pretrained
 from omnidiffusion.core.nn import UNet
 
@@ -52,6 +53,7 @@ class _Pretrained(ConfigurableModule):
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
         """Load a directory written by `save_pretrained` or by `train` (EMA weights); returns the model in eval mode."""
+        map_location = resolve_device(map_location, name="map_location")
         record = read_pretrained_config(directory)
         expected = f"{cls.__module__}:{cls.__qualname__}"
         if record["class"] != expected:
@@ -110,9 +112,11 @@ class ImageDDPM(_Pretrained):
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> Tensor:
-        """Draw n images (n, C, H, W) in [-1, 1] with core `sample` (default: the full ancestral chain)."""
+        """Draw n images (n, C, H, W) in [-1, 1] with core `sample` (steps None: the full ancestral chain, T steps)."""
         from omnidiffusion.core import sample
 
+        n = positive_int(n, "n")
+        steps = self.schedule.T if steps is None else positive_int(steps, "steps")
         device = next(self.parameters()).device
         shape = (n, self.channels, self.image_size, self.image_size)
         x = torch.randn(shape, generator=generator).to(device)
@@ -120,7 +124,7 @@ class ImageDDPM(_Pretrained):
             self.denoiser(),
             x,
             method,
-            steps or self.schedule.T,
+            steps,
             grid,
             generator=_on(generator, device),
             progress=progress,

@@ -16,17 +16,22 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .imaging import check_images, check_scale, image_to_tensor, tensor_to_pil, to_model_range, to_pixel_range
+from omnidiffusion.core.checks import resolve_device
+
+from .flags import as_flags
+from .imaging import check_images, image_to_tensor, tensor_to_pil, to_model_range, to_pixel_range
 from .inpaint import repaint_inpaint
 from .masks import make_mask
 from .models import SR3, ImageDDPM
-from .sr3 import sr3_upscale
+from .sr3 import check_lr_size, sr3_upscale
 
 
 def _as_batch(image, channels: int, name: str) -> tuple[Tensor, str]:
     """PIL / (C, H, W) / (B, C, H, W) -> ((B, C, H, W) in [0, 1], kind) with kind in pil | single | batch."""
     if isinstance(image, Image.Image):
         return image_to_tensor(image, channels, name)[None], "pil"
+    if isinstance(image, Tensor) and not image.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor with values in [0, 1], got dtype {image.dtype}")
     if isinstance(image, Tensor) and image.ndim == 3:
         return image_to_tensor(image, channels, name)[None], "single"
     if isinstance(image, Tensor) and image.ndim == 4:
@@ -53,7 +58,7 @@ class SuperResolution:
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> SuperResolution:
         """Load an SR3 checkpoint directory written by `omnidiffusion-vision train --config sr3-...`."""
-        return cls(SR3.from_pretrained(directory, map_location=device))
+        return cls(SR3.from_pretrained(directory, map_location=resolve_device(device)))
 
     @property
     def scale(self) -> int:
@@ -68,17 +73,27 @@ class SuperResolution:
         grid: str = "trailing",
         samples: int = 1,
         seed: int = 0,
+        tile: int | str = "auto",
     ):
         """Super-resolve `image` (LR); `samples` > 1 returns the mean of that many draws (a posterior-mean estimate).
 
-        method "ddpm" with steps = model.schedule.T is the paper's full ancestral chain.
+        method "ddpm" with steps = model.schedule.T is the paper's full ancestral chain. `tile`: "auto" (tiles for
+        large outputs, announced on stderr), 0 (never) or a tile side in HR pixels (sr3.choose_tile).
         """
         x, kind = _as_batch(image, self.model.channels, "image")
-        check_scale((x.shape[-2] * self.scale, x.shape[-1] * self.scale), self.scale, "image")
+        check_lr_size(self.model, x.shape[-2], x.shape[-1], "image")
         gen = torch.Generator().manual_seed(seed)
-        draws = sr3_upscale(
-            self.model, to_model_range(x), method=method, steps=steps, grid=grid, samples=samples, generator=gen
-        )
+        with as_flags(lr="image"):
+            draws = sr3_upscale(
+                self.model,
+                to_model_range(x),
+                method=method,
+                steps=steps,
+                grid=grid,
+                samples=samples,
+                generator=gen,
+                tile=tile,
+            )
         return _restore(to_pixel_range(draws.mean(0)), kind)
 
 
@@ -93,7 +108,7 @@ class Inpainter:
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Inpainter:
         """Load an ImageDDPM checkpoint directory (e.g. from `omnidiffusion-vision train --config ddpm-faces`)."""
-        return cls(ImageDDPM.from_pretrained(directory, map_location=device))
+        return cls(ImageDDPM.from_pretrained(directory, map_location=resolve_device(device)))
 
     def inpaint(
         self,

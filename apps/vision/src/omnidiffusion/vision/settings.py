@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from omnidiffusion.core.checks import non_negative_int, positive_int
 from omnidiffusion.core.training import TrainConfig
 
 from .anomaly.settings import AnomalySettings
@@ -85,7 +86,11 @@ class DataSettings:
 
 @dataclass
 class SampleSettings:
-    """The sampler of upscale / sample / evaluate: core `sample(method, steps, grid)`; `samples` averaged (SR)."""
+    """The sampler of upscale / sample / evaluate: core `sample(method, steps, grid)`; `samples` averaged (SR).
+
+    `tile` (SR3 only): "auto" runs the network on overlapping tiles when the output is too large for one call
+    (announced on stderr), 0 never tiles, a positive multiple of the UNet's factor is the tile side in HR pixels.
+    """
 
     method: str = "dpm++2m"
     steps: int = 25
@@ -93,6 +98,14 @@ class SampleSettings:
     samples: int = 1
     seed: int = 0
     batch_size: int = 64
+    tile: int | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "samples", "batch_size"):
+            positive_int(getattr(self, name), f"sample.{name}")
+        non_negative_int(self.seed, "sample.seed")
+        if self.tile != "auto":
+            non_negative_int(self.tile, "sample.tile")
 
 
 @dataclass
@@ -105,6 +118,11 @@ class RepaintSettings:
     samples: int = 1  # inpaintings averaged per image (the mean estimates the posterior mean)
     seed: int = 0
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "jump_length", "jump_n_sample", "samples", "batch_size"):
+            positive_int(getattr(self, name), f"repaint.{name}")
+        non_negative_int(self.seed, "repaint.seed")
 
 
 @dataclass

@@ -13,14 +13,19 @@ variance, x0_hat clipped to [-1, 1]) over all T steps or a trailing sub-grid, or
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from omnidiffusion.core import DiscreteVP, sample
+from omnidiffusion.core import Denoiser, DiscreteVP, clip_x0, sample
+from omnidiffusion.core.checks import positive_int
 
 from .data import random_crop_flip
-from .imaging import check_images, downsample, upsample
+from .imaging import check_images, downsample, note, upsample
+from .tiling import TiledNetwork, tile_count
 
 
 def sample_noise_level(
@@ -85,6 +90,93 @@ class RegressionLoss:
         return (model(lr_up) - hr).pow(2).mean()
 
 
+MAX_ATTENTION_TOKENS = 4096  # feature-map pixels one self-attention may see untiled: a 64 MiB map (float32)
+
+
+def network_factor(model: nn.Module) -> int:
+    """How many times the UNet halves its input: H and W of a network call must be multiples of this."""
+    return 2 ** (model.net.num_levels - 1)
+
+
+def attention_tokens(model: nn.Module, height: int, width: int) -> int:
+    """Pixels of the largest feature map a self-attention of the UNet sees for an (height, width) input."""
+    cfg = model.net.config
+    levels = [lv for lv in range(model.net.num_levels) if cfg["resolution"] // 2**lv in cfg["attention_resolutions"]]
+    shallowest = min([*levels, model.net.num_levels - 1])  # the middle block always attends
+    return (height // 2**shallowest) * (width // 2**shallowest)
+
+
+def check_lr_size(model: nn.Module, height: int, width: int, name: str = "lr") -> None:
+    """Refuse an LR image too small for the network (output side < its factor) or a 1-pixel side."""
+    factor, scale = network_factor(model), model.scale
+    least = max(2, -(-factor // scale))
+    if height < least or width < least:
+        raise ValueError(
+            f"{name}: expected a low-resolution image of at least {least}x{least} pixels (the {scale}x output must "
+            f"be at least {factor} px, the network's downsampling factor), got {height}x{width}"
+        )
+
+
+def choose_tile(
+    model: nn.Module, height: int, width: int, tile: int | str = "auto", name: str = "tile", image: str = "lr"
+) -> int:
+    """The tile side for an (height, width) output: 0 = whole image. `tile`: "auto" | 0 (off) | a side in pixels.
+
+    "auto" tiles (announced on stderr) when the whole image would give a self-attention over more than
+    MAX_ATTENTION_TOKENS pixels, with tiles of that size; 0 refuses, up front, an image whose attention map would
+    not fit in the free memory, and needs sides divisible by the network factor (as any untiled call).
+    """
+    factor = network_factor(model)
+    if tile != "auto" and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 0 or tile % factor):
+        raise ValueError(
+            f"{name}: expected 'auto', 0 (off) or a tile side in pixels that is a positive multiple of {factor} "
+            f"(the network's downsampling factor), got {tile!r}"
+        )
+    tokens = attention_tokens(model, height, width)
+    if tile == "auto":
+        if tokens <= MAX_ATTENTION_TOKENS:
+            tile = 0
+        else:
+            side = int(math.isqrt(MAX_ATTENTION_TOKENS * height * width // tokens))
+            tile = max(factor, side - side % factor)
+            n = tile_count(height, width, tile, default_overlap(tile, factor), factor)
+            note(
+                f"a {height}x{width} output would need a self-attention over {tokens} pixels; sampling in {n} "
+                f"overlapping {tile}x{tile} tiles ({name} = 0, sample.tile on the command line, turns tiling off; "
+                "a number sets the side)"
+            )
+    if tile == 0 or tile >= max(height, width):
+        if height % factor or width % factor:
+            raise ValueError(
+                f"{image}: an untiled {height}x{width} output needs sides divisible by {factor} (the network's "
+                f"downsampling factor); use an LR image whose {model.scale}x size is, or set {name} to a multiple "
+                f"of {factor} smaller than the output"
+            )
+        need = 4 * tokens**2 * model.net.config["num_heads"]
+        free = _free_bytes(next(model.parameters()).device)
+        if tile == 0 and free is not None and need > free:
+            raise ValueError(
+                f"{name}: sampling a {height}x{width} output untiled needs a {need / 2**30:.1f} GiB attention map, "
+                f"more than the {free / 2**30:.1f} GiB free; set {name} to 'auto' or a side in pixels"
+            )
+        return 0
+    return tile
+
+
+def default_overlap(side: int, factor: int) -> int:
+    """The overlap of neighbouring tiles: a quarter of the side, rounded down to the network factor."""
+    return side // 4 - (side // 4) % factor
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 @torch.no_grad()
 def sr3_upscale(
     model: nn.Module,
@@ -97,19 +189,30 @@ def sr3_upscale(
     generator: torch.Generator | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    tile: int | str = "auto",
 ) -> Tensor:
     """Super-resolve LR images (B, C, h, w) in [-1, 1] -> `samples` draws (samples, B, C, h*scale, w*scale).
 
     method "ddpm" is SR3's ancestral chain (steps = None: all T steps of the training schedule); "dpm++2m" etc.
     use core's solvers. Each draw starts from its own N(0, I); x0_hat is clipped to [-1, 1] at every step.
+    `tile` ("auto" | 0 | side in HR pixels, see `choose_tile`): large outputs run the network on overlapping tiles
+    at every step (tiling.py), with a quarter of the tile as overlap.
     """
     check_images(lr, "lr", channels=model.channels)
-    if samples < 1:
-        raise ValueError(f"samples: expected an integer >= 1, got {samples}")
+    samples = positive_int(samples, "samples")
+    batch_size = positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
     scale, T = model.scale, model.schedule.T
-    steps = T if steps is None else int(steps)
-    den = model.denoiser()
+    steps = T if steps is None else positive_int(steps, "steps")
+    check_lr_size(model, lr.shape[-2], lr.shape[-1], "lr")
+    side = choose_tile(model, lr.shape[-2] * scale, lr.shape[-1] * scale, tile)
+    if side:
+        factor = network_factor(model)
+        per_call = max(1, batch_size // lr.shape[0])  # tiles per network call
+        net = TiledNetwork(model, side, default_overlap(side, factor), factor, batch_size=per_call)
+        den = Denoiser(net, model.schedule, "eps", x0_hooks=[clip_x0()])
+    else:
+        den = model.denoiser()
     outs = []
     for _ in range(samples):
         chunks = []

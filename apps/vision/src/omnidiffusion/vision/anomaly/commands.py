@@ -13,11 +13,7 @@ from pathlib import Path
 
 from omnidiffusion.core.cli import AppCLI
 
-
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+from ..flags import as_flags
 
 
 def _overrides(args: argparse.Namespace, config) -> dict:
@@ -30,7 +26,7 @@ def _overrides(args: argparse.Namespace, config) -> dict:
 def _detector(args: argparse.Namespace, config):
     from .pipeline import AnomalyDetector
 
-    return AnomalyDetector.from_pretrained(args.checkpoint, _device(args.device), **_overrides(args, config))
+    return AnomalyDetector.from_pretrained(args.checkpoint, args.device, **_overrides(args, config))
 
 
 def run_score(args: argparse.Namespace, config) -> int:
@@ -40,7 +36,8 @@ def run_score(args: argparse.Namespace, config) -> int:
 
     det = _detector(args, config)
     image = read_image(args.input, det.model.channels)
-    amap, score = det.score(image)
+    with as_flags(image="--input", images="--input"):
+        amap, score = det.score(image)
     import torch
 
     out = Path(args.output_dir)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..imaging import image_files, read_image, tensor_to_pil
+from ..imaging import image_files, read_image, read_images, tensor_to_pil
 from .settings import AnomalySettings
 
 TEXTURES = ("brick", "grass", "gravel")
@@ -215,9 +215,9 @@ def read_pairs(
         raise ValueError(f"mask_dir: no mask for image(s) {missing[:5]} (masks are matched by file name)")
     names = sorted(images)
     xs, ms = [], []
-    for name in names:
-        img = read_image(images[name], channels)
-        mask = read_image(masks[name], 1)
+    loaded = read_images([images[n] for n in names], channels, str(image_dir))
+    for name, img in zip(names, loaded, strict=True):
+        mask = read_image(masks[name], 1, notes=False)
         if mask.shape[-2:] != img.shape[-2:]:
             raise ValueError(
                 f"mask_dir: mask {name} is {tuple(mask.shape[-2:])}, expected the image's size {tuple(img.shape[-2:])}"

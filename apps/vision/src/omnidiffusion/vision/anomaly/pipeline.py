@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from omnidiffusion.core.checks import resolve_device
 from omnidiffusion.core.io import load_tensors, read_pretrained_config, save_tensors
 
 from ..imaging import image_to_tensor
@@ -45,12 +46,20 @@ class AnomalyDetector:
     """AnoDDPM detector: partial diffusion to t*, reconstruction, squared-error map and an image score."""
 
     def __init__(self, model: ImageDDPM, settings: AnomalySettings, mean_image: Tensor | None = None) -> None:
+        T = model.schedule.T
+        if settings.t_star > T:
+            raise ValueError(f"anomaly.t_star: expected an integer in [1, {T}] (steps of the model's table), got "
+                             f"{settings.t_star}")  # fmt: skip
         self.model, self.settings, self.mean_image = model.eval(), settings, mean_image
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str = "cpu", **overrides) -> AnomalyDetector:
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", **overrides) -> AnomalyDetector:
         """Load a trained detector; `overrides` replace [anomaly] settings (t_star=..., method=..., steps=...)."""
-        model = ImageDDPM.from_pretrained(directory, map_location=device)
+        known = AnomalySettings.__dataclass_fields__
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not an [anomaly] setting; expected one of {', '.join(sorted(known))}")
+        model = ImageDDPM.from_pretrained(directory, map_location=resolve_device(device))
         settings = replace(settings_from_metadata(directory), **overrides)
         ref = Path(directory) / REFERENCE_FILE
         mean = load_tensors(ref)["mean_image"] if ref.is_file() else None
@@ -64,7 +73,8 @@ class AnomalyDetector:
         m = self.model
         if x.ndim != 4 or x.shape[1] != m.channels or tuple(x.shape[-2:]) != (m.image_size, m.image_size):
             raise ValueError(
-                f"images: expected shape (B, {m.channels}, {m.image_size}, {m.image_size}), got {tuple(x.shape)}"
+                f"images: expected images of shape (B, {m.channels}, {m.image_size}, {m.image_size}) (the model's "
+                f"image size), got {tuple(x.shape)}"
             )
         if not torch.isfinite(x).all() or x.min() < -1e-6 or x.max() > 1 + 1e-6:
             raise ValueError("images: expected finite pixel values in [0, 1]")

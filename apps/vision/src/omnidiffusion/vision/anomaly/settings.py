@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+
 
 @dataclass
 class AnomalySettings:
@@ -44,3 +46,15 @@ class AnomalySettings:
     anomalous_fraction: float = 0.75
     match_intensity: bool = True
     anomaly_kinds: list[str] = field(default_factory=lambda: ["texture", "intensity", "scratch"])
+
+    def __post_init__(self) -> None:
+        for name in ("t_star", "octaves", "train_max_index", "batch_size", "zoom", "train_crops", "test_images"):
+            positive_int(getattr(self, name), f"anomaly.{name}")
+        non_negative_int(self.steps, "anomaly.steps")
+        non_negative_int(self.seed, "anomaly.seed")
+        positive_int(self.simplex_dims, "anomaly.simplex_dims", minimum=2, maximum=3)
+        real_number(self.smooth_sigma, "anomaly.smooth_sigma", low=0.0)
+        real_number(self.blur_sigma, "anomaly.blur_sigma", low=0.0, low_open=True)
+        real_number(self.frequency, "anomaly.frequency", low=0.0, low_open=True)
+        real_number(self.persistence, "anomaly.persistence", low=0.0, low_open=True)
+        real_number(self.anomalous_fraction, "anomaly.anomalous_fraction", low=0.0, high=1.0)

@@ -14,19 +14,15 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI
+from omnidiffusion.core.cli import AppCLI, count_arg
 
-
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+from ..flags import as_flags
 
 
 def _load(args: argparse.Namespace):
     from .model import PointDiffusionModel
 
-    return PointDiffusionModel.from_pretrained(args.checkpoint, map_location=_device(args.device))
+    return PointDiffusionModel.from_pretrained(args.checkpoint, map_location=args.device)
 
 
 def run_generate(args: argparse.Namespace, config) -> int:
@@ -39,7 +35,8 @@ def run_generate(args: argparse.Namespace, config) -> int:
     s = config.sample
     gen = torch.Generator().manual_seed(s.seed)
     clip = config.points.clip or None
-    x = model.generate(args.n, args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen, clip=clip)
+    with as_flags(n="--n", n_points="--n-points"):
+        x = model.generate(args.n, args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen, clip=clip)
     out = Path(args.out_dir)
     for i, cloud in enumerate(x):
         write_points(out / f"cloud_{i:03d}.{args.format}", cloud)
@@ -51,17 +48,23 @@ def run_generate(args: argparse.Namespace, config) -> int:
 def run_complete(args: argparse.Namespace, config) -> int:
     import torch
 
-    from .formats import read_points, write_points
+    from ..flags import image_output
+    from .formats import SUFFIXES, read_points, write_points
     from .render import render_clouds
 
+    if Path(args.output).suffix.lower() not in SUFFIXES:
+        raise ValueError(f"--output: expected a file ending in one of {SUFFIXES}, got {args.output!r}")
+    if args.png:
+        image_output(args.png, "--png")
     model = _load(args)
     partial = torch.from_numpy(read_points(args.input))  # (K, 3)
     s = config.sample
     gen = torch.Generator().manual_seed(s.seed)
-    full = model.complete(
-        partial[None], args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen,
-        clip=config.points.clip or None,
-    )  # fmt: skip
+    with as_flags(partial="--input", n_points="--n-points"):
+        full = model.complete(
+            partial[None], args.n_points, method=s.method, steps=s.steps, grid=s.grid, generator=gen,
+            clip=config.points.clip or None,
+        )  # fmt: skip
     write_points(args.output, full[0])
     note = ""
     if args.png:
@@ -81,8 +84,10 @@ def register(cli: AppCLI, common: Callable[[argparse.ArgumentParser], None]) -> 
         "points-generate", run_generate, VisionConfig, help="draw point clouds from a points model ([sample])"
     )
     common(gen)
-    gen.add_argument("--n", type=int, default=8, help="number of clouds")
-    gen.add_argument("--n-points", type=int, default=None, help="points per cloud (default: the training size)")
+    gen.add_argument("--n", type=count_arg(), default=8, help="number of clouds")
+    gen.add_argument(
+        "--n-points", type=count_arg(minimum=2), default=None, help="points per cloud (default: the training size)"
+    )
     gen.add_argument("--out-dir", default="points", help="folder for cloud_XXX.<format> and clouds.png")
     gen.add_argument("--format", choices=("ply", "npy", "xyz", "off"), default="ply")
     comp = cli.add_command(
@@ -94,7 +99,9 @@ def register(cli: AppCLI, common: Callable[[argparse.ArgumentParser], None]) -> 
     common(comp)
     comp.add_argument("--input", required=True, help="the observed points (.npy/.ply/.off/.xyz)")
     comp.add_argument("--output", default="completed.ply", help="the completed cloud (.npy/.ply/.off/.xyz)")
-    comp.add_argument("--n-points", type=int, default=None, help="points of the result (default: training size)")
+    comp.add_argument(
+        "--n-points", type=count_arg(minimum=2), default=None, help="points of the result (default: training size)"
+    )
     comp.add_argument("--png", default=None, help="also render the result to this PNG")
 
 
@@ -139,7 +146,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
         raise ValueError(f"points.n_known: expected 1..keep_min * N = {test.shape[1] * p.keep_min:g}, got {p.n_known}")
     s = config.sample
     result = evaluate_points(
-        model.cpu() if _device(args.device) == "cpu" else model,
+        model.cpu() if args.device.type == "cpu" else model,
         test,
         _training_set(args.checkpoint),
         samplers=((s.method, s.steps),),

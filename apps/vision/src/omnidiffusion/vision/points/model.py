@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from omnidiffusion.core import Denoiser, ForwardProcess, clip_x0, replace_known, sample
+from omnidiffusion.core.checks import positive_int, real_number
 from omnidiffusion.core.denoiser import DenoiserBase, DenoiserOutput
 from omnidiffusion.core.tensors import append_dims, per_sample
 
@@ -33,6 +34,10 @@ def check_cloud(x: Tensor, name: str, n_points: int | None = None) -> None:
         raise ValueError(f"{name}: expected {n_points} points per cloud, got {x.shape[1]}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name}: expected finite coordinates, got NaN or inf")
+
+
+def _check_clip(clip: float | None) -> float | None:
+    return None if clip is None else real_number(clip, "clip", low=0.0, low_open=True)
 
 
 class KnownPoints(DenoiserBase):
@@ -122,11 +127,11 @@ class PointDiffusionModel(_Pretrained):
 
         `clip` bounds x0_hat (see `denoiser`); use it with few-step solvers such as dpm++2m.
         """
-        if n < 1:
-            raise ValueError(f"n: expected an integer >= 1, got {n}")
-        n_points = self.n_points if n_points is None else int(n_points)
-        if n_points < 2:
-            raise ValueError(f"n_points: expected an integer >= 2, got {n_points}")
+        n = positive_int(n, "n")
+        n_points = self.n_points if n_points is None else positive_int(n_points, "n_points", minimum=2)
+        steps = self.schedule.T if steps is None else positive_int(steps, "steps")
+        batch_size = positive_int(batch_size, "batch_size")
+        clip = _check_clip(clip)
         device = self._device()
         outs = []
         for start in range(0, n, batch_size):
@@ -137,7 +142,7 @@ class PointDiffusionModel(_Pretrained):
                     self.denoiser(clip),
                     x,
                     method,
-                    steps or self.schedule.T,
+                    steps,
                     grid,
                     generator=_on(generator, device),
                     progress=progress,
@@ -164,10 +169,16 @@ class PointDiffusionModel(_Pretrained):
         The K observed points stay clean at every step; the other n_points - K are denoised around them.
         """
         check_cloud(partial, "partial")
-        n_points = self.n_points if n_points is None else int(n_points)
+        n_points = self.n_points if n_points is None else positive_int(n_points, "n_points", minimum=2)
+        steps = self.schedule.T if steps is None else positive_int(steps, "steps")
+        batch_size = positive_int(batch_size, "batch_size")
+        clip = _check_clip(clip)
         k = partial.shape[1]
-        if not 0 < k < n_points:
-            raise ValueError(f"partial: expected fewer points than n_points = {n_points}, got {k}")
+        if not k < n_points:
+            raise ValueError(
+                f"n_points: expected more points than the {k} observed ones of `partial` (they stay fixed), "
+                f"got {n_points}"
+            )
         device = self._device()
         outs = []
         for start in range(0, partial.shape[0], batch_size):
@@ -179,9 +190,7 @@ class PointDiffusionModel(_Pretrained):
             x_known[:, :k] = obs
             x = torch.randn((b, n_points, 3), generator=generator).to(device)
             den = KnownPoints(self.denoiser(clip), x_known, known)
-            out = sample(
-                den, x, method, steps or self.schedule.T, grid, generator=_on(generator, device), progress=progress
-            )
+            out = sample(den, x, method, steps, grid, generator=_on(generator, device), progress=progress)
             out[:, :k] = obs  # exact, whatever the sampler's arithmetic did to the known entries
             outs.append(out.cpu())
         return torch.cat(outs)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omnidiffusion.core.checks import positive_int, real_number, resolve_device
+
 from .model import PointDiffusionModel
 
 
@@ -31,21 +33,22 @@ class PointCloudDiffusion:
     ) -> None:
         if not isinstance(model, PointDiffusionModel):
             raise ValueError(f"model: expected a PointDiffusionModel, got {type(model).__name__}")
+        steps = positive_int(steps, "steps")
+        clip = None if clip is None else real_number(clip, "clip", low=0.0, low_open=True)
         self.model, self.method, self.steps, self.grid, self.clip = model.eval(), method, steps, grid, clip
 
     @classmethod
     def from_pretrained(
         cls,
         directory: str | Path,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         method: str = "dpm++2m",
         steps: int = 25,
         clip: float | None = 1.5,
     ) -> PointCloudDiffusion:
         """Load a directory written by `omnidiffusion-vision train --config points-shapes` (or save_pretrained)."""
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(PointDiffusionModel.from_pretrained(directory, map_location=device), method, steps, clip=clip)
+        model = PointDiffusionModel.from_pretrained(directory, map_location=resolve_device(device))
+        return cls(model, method, steps, clip=clip)
 
     @property
     def n_points(self) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omnidiffusion.core.checks import positive_int, real_number
+
 
 @dataclass
 class PointsSettings:
@@ -40,3 +42,12 @@ class PointsSettings:
     # evaluation
     n_eval: int = 64  # generated clouds compared with as many held-out clouds (MMD / COV / 1-NNA)
     emd: bool = True  # also the EMD-based metrics (exact assignment; O(n_eval^2) assignments)
+
+    def __post_init__(self) -> None:
+        positive_int(self.n_points, "points.n_points", minimum=2)
+        for name in ("n_eval", "n_known", "n_test"):
+            positive_int(getattr(self, name), f"points.{name}")
+        real_number(self.clip, "points.clip", low=0.0)
+        real_number(self.keep_min, "points.keep_min", low=0.0, high=1.0, low_open=True)
+        real_number(self.keep_max, "points.keep_max", low=self.keep_min, high=1.0)
+        real_number(self.complete_frac, "points.complete_frac", low=0.0, high=1.0)

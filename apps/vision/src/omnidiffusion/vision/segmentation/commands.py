@@ -11,13 +11,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI
+from omnidiffusion.core.cli import AppCLI, count_arg
 
-
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+from ..flags import as_flags, image_output
 
 
 def training_data(config):
@@ -81,7 +77,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     from .evaluation import evaluate_segmentation
     from .pipeline import Segmenter
 
-    device = _device(args.device)
+    device = args.device
     config = run_config(args, config)
     seg = Segmenter.from_pretrained(args.checkpoint, device, threshold=config.seg.threshold)
     if bool(args.image_dir) != bool(args.mask_dir):
@@ -92,8 +88,9 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     else:
         images, masks = held_out_data(config)
         data = f"bundled {config.seg.source} held-out split (seed {config.seg.split_seed})"
-    if args.crop:
-        images, masks = center_crop(images, args.crop), center_crop(masks, args.crop)
+    if args.crop is not None:
+        with as_flags(size="--crop"):
+            images, masks = center_crop(images, args.crop), center_crop(masks, args.crop)
     if seg.kind == "ddpm-seg":
         from .ddpm_seg import compare_with_raw_pixels
 
@@ -129,11 +126,15 @@ def run_segment(args: argparse.Namespace, config) -> int:
     from ..imaging import read_image, tensor_to_pil
     from .pipeline import Segmenter, overlay
 
-    seg = Segmenter.from_pretrained(args.checkpoint, _device(args.device), threshold=config.seg.threshold)
+    for flag in ("output", "overlay", "uncertainty"):
+        if getattr(args, flag):
+            image_output(getattr(args, flag), f"--{flag}")
+    seg = Segmenter.from_pretrained(args.checkpoint, args.device, threshold=config.seg.threshold)
     image = read_image(args.input, seg.channels)  # (C, H, W) in [0, 1]
     s = config.sample
-    n = args.n_samples or config.seg.n_samples
-    mask, unc, _ = seg.segment_tensor(image[None], n, method=s.method, steps=s.steps, grid=s.grid, seed=s.seed)
+    n = config.seg.n_samples if args.n_samples is None else args.n_samples
+    with as_flags(image="--input", images="--input"):
+        mask, unc, _ = seg.segment_tensor(image[None], n, method=s.method, steps=s.steps, grid=s.grid, seed=s.seed)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((mask[0, 0].numpy() * 255).astype("uint8"), "L").save(out)
@@ -163,4 +164,4 @@ def register(cli: AppCLI, common: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument("--output", default="mask.png", help="mask PNG to write (white = foreground)")
     p.add_argument("--overlay", default=None, help="overlay PNG (default: OUTPUT with _overlay)")
     p.add_argument("--uncertainty", default=None, help="also write the per-pixel uncertainty as a PNG")
-    p.add_argument("--n-samples", type=int, default=None, help="ensemble size (default: seg.n_samples)")
+    p.add_argument("--n-samples", type=count_arg(), default=None, help="ensemble size (default: seg.n_samples)")

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..imaging import image_files, read_image
+from ..imaging import image_files, read_images
 
 TEXTURES = ("brick", "grass", "gravel")
 SOURCES = ("shapes", "horse", "mixed")
@@ -168,10 +168,11 @@ def load_mask_pairs(image_dir: str | Path, mask_dir: str | Path, channels: int =
         raise FileNotFoundError(f"mask_dir: {mask_dir}: no such folder (expected PNG masks named like the images)")
     masks_by_stem = {p.stem: p for p in image_files(mask_dir)}
     images, masks, stems = [], [], []
-    for path in image_files(image_dir):
+    paths = image_files(image_dir)
+    for path in paths:
         if path.stem not in masks_by_stem:
             raise FileNotFoundError(f"mask_dir: no mask for image {path.name} (expected {mask_dir / path.stem}.png)")
-        img = read_image(path, channels)
+    for path, img in zip(paths, read_images(paths, channels, str(image_dir)), strict=True):
         mask = read_mask(masks_by_stem[path.stem], tuple(img.shape[-2:]))
         if images and img.shape != images[0].shape:
             raise ValueError(f"{path}: size {tuple(img.shape[-2:])} differs from {tuple(images[0].shape[-2:])}")

@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from omnidiffusion.core.checks import positive_int, real_number, resolve_device
 from omnidiffusion.core.io import read_pretrained_config
 
+from ..imaging import check_images
 from ..pipeline import _as_batch
 from .models import SegDiff, SegUNet
 
@@ -57,13 +59,15 @@ class Segmenter:
     def __init__(self, model, kind: str, classifier=None, threshold: float = 0.5) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
-        self.model, self.kind, self.classifier, self.threshold = model.eval(), kind, classifier, float(threshold)
+        threshold = real_number(threshold, "threshold", low=0.0, high=1.0, low_open=True)
+        self.model, self.kind, self.classifier, self.threshold = model.eval(), kind, classifier, threshold
         self.channels = model.channels
         self.image_size = model.image_size
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", threshold: float = 0.5):
         """Load a directory written by `omnidiffusion-vision train` (segdiff-*, seg-unet-* or ddpm-seg-* configs)."""
+        device = resolve_device(device)
         kind = checkpoint_kind(directory)
         if kind == "segdiff":
             return cls(SegDiff.from_pretrained(directory, map_location=device), kind, threshold=threshold)
@@ -87,7 +91,13 @@ class Segmenter:
         seed: int = 0,
         batch_size: int = 256,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Pixel-range (B, C, H, W) -> (mask {0, 1}, uncertainty, foreground probability), each (B, 1, H, W)."""
+        """Pixel-range (B, C, H, W) -> (mask {0, 1}, uncertainty, foreground probability), each (B, 1, H, W).
+
+        steps None: SegDiff's full chain (T steps); `n_samples` (>= 1) draws are fused (SegDiff only).
+        """
+        check_images(images, "images", channels=self.channels, low=0.0, high=1.0)
+        n_samples = positive_int(n_samples, "n_samples")
+        steps = None if steps is None else positive_int(steps, "steps")
         size = (self.image_size, self.image_size)
         if tuple(images.shape[-2:]) != size:
             raise ValueError(f"image: expected size {size} (the model's image_size), got {tuple(images.shape[-2:])}")

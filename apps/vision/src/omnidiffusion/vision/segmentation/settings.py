@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from omnidiffusion.core.checks import positive_int, real_number
+
 
 @dataclass
 class SegSettings:
@@ -48,3 +50,7 @@ class SegSettings:
     mlp_batch: int = 256
     mlp_lr: float = 1e-3
     patch: int = 5  # raw-pixel baseline: the k x k neighbourhood of each pixel
+
+    def __post_init__(self) -> None:
+        positive_int(self.n_samples, "seg.n_samples")
+        real_number(self.threshold, "seg.threshold", low=0.0, high=1.0, low_open=True)
