@@ -1,8 +1,8 @@
 """CLI error wording: the Python API names its parameters, the commands name their flags.
 
-An API check raises ValueError("image: expected ..."); inside `as_flags(image="--input")` a command re-raises it
-as ValueError("--input: expected ..."), so the one error line `omnidiffusion-vision` prints names what the user
-typed. Messages that start with anything else pass through unchanged.
+An API check raises ValueError("image: expected ..."); inside core's `as_flags(image="--input")` a command
+re-raises it as ValueError("--input: expected ..."), so the one error line `omnidiffusion-vision` prints names
+what the user typed. `image_output` checks an image file name before any work is spent.
 
     with as_flags(image="--input", mask="--mask"):
         out = inpainter.inpaint(image, args.mask, steps=r.steps)
@@ -10,23 +10,13 @@ typed. Messages that start with anything else pass through unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
 
+from omnidiffusion.core.cli import as_flags
 
-@contextmanager
-def as_flags(**names: str) -> Iterator[None]:
-    """Re-raise a ValueError "<param>: ..." as "<flag>: ..." for every param=flag pair given."""
-    try:
-        yield
-    except ValueError as e:
-        head, sep, rest = str(e).partition(": ")
-        if sep and head in names:
-            raise ValueError(f"{names[head]}: {rest}") from None
-        raise
+__all__ = ["as_flags", "image_output"]
 
 
 def image_output(path: str | Path, flag: str = "--output") -> Path:
