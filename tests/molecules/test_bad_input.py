@@ -22,7 +22,8 @@ from omnidiffusion.core.io import save_pretrained
 from omnidiffusion.molecules.chem import MAX_ATOMS, parse_smiles
 from omnidiffusion.molecules.cli import build_cli
 from omnidiffusion.molecules.config import DiffusionConfig, SamplerConfig
-from omnidiffusion.molecules.data import convert_geom_pickle, read_sdf, write_sdf
+from omnidiffusion.molecules.data import read_sdf, write_sdf
+from omnidiffusion.molecules.geom import convert_geom_pickle
 from omnidiffusion.molecules.metrics import cov_mat, evaluate_sets, rmsd_matrix
 from omnidiffusion.molecules.models import GeoDiffNet
 from omnidiffusion.molecules.pipeline import ConformerGenerator

@@ -14,10 +14,10 @@ from omnidiffusion.molecules.data import (
     ConformerDataset,
     bundled_smiles,
     collate,
-    convert_geom_pickle,
     read_sdf,
     write_sdf,
 )
+from omnidiffusion.molecules.geom import convert_geom_pickle
 
 
 def _ensemble(smiles, n, seed):

@@ -4,6 +4,9 @@ omnidiffusion-molecules train --config default --out runs/molecules
 omnidiffusion-molecules generate --checkpoint runs/molecules --smiles CCO --n 10 --out confs.sdf
 omnidiffusion-molecules evaluate --checkpoint runs/molecules --sdf refs.sdf --threshold 0.5
 omnidiffusion-molecules convert-geom --trust-pickle --pickle mol.pickle --out mol.sdf
+omnidiffusion-molecules convert-geom --trust-pickle --root rdkit_folder --dataset qm9      # once, then:
+omnidiffusion-molecules train --config qm9-paper --set data.root=rdkit_folder
+omnidiffusion-molecules evaluate --config qm9-paper --set data.root=rdkit_folder --checkpoint runs/molecules-qm9
 """
 
 from __future__ import annotations
@@ -16,10 +19,19 @@ from pathlib import Path
 from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg, print_json
 
 from .config import MoleculesConfig
-from .data import convert_geom_pickle, read_sdf, write_sdf
+from .data import read_sdf, write_sdf
+from .geom import (
+    GEOM_DATASETS,
+    PAPER_SCORES,
+    convert_geodiff_split,
+    convert_geom_pickle,
+    convert_rdkit_folder,
+    load_split,
+    read_split_sdf,
+)
 from .pipeline import ConformerGenerator
 from .sampling import SAMPLER_METHODS, check_sampler
-from .training import bundled_split, evaluate_model, train
+from .training import bundled_split, check_data, cov_threshold, evaluate_model, train
 
 PACKAGE = "omnidiffusion.molecules"
 
@@ -90,19 +102,25 @@ def run_evaluate(args: argparse.Namespace, config: MoleculesConfig) -> int:
     sections = ("sampler",) * bool(args.checkpoint) + ("data",) * (not args.sdf)
     why = "sampler.* needs --checkpoint, data.* applies without --sdf, the checkpoint fixes the model"
     keys = _set_keys(args, sections, why)
+    split = None
     if args.sdf:
         refs = read_sdf(args.sdf)
         data = str(args.sdf)
+    elif config.data.root:
+        check_data(config.data)
+        refs, split = load_split(config.data, "test")
+        data = f"GEOM-{config.data.dataset} test molecules [{config.data.test_start}, {config.data.test_end})"
     else:
         refs = bundled_split(config.data)[1]
         data = f"bundled held-out molecules ({len(refs)})"
+    threshold = cov_threshold(config.data) if args.threshold is None else args.threshold
     if args.max_molecules:
         refs = refs[: args.max_molecules]
     gen = _generator(args, config, keys) if args.checkpoint else None
     cfg = gen.sampler_config(method=args.method, steps=args.steps) if gen is not None else None
     samplers = [(cfg.method, cfg.steps)] if cfg is not None else None
     result = evaluate_model(
-        gen, refs, threshold=args.threshold, ratio=args.ratio, samplers=samplers, seed=args.seed, progress=True
+        gen, refs, threshold=threshold, ratio=args.ratio, samplers=samplers, seed=args.seed, progress=True
     )
     model = next(iter(result["model"].values()), None)
     protocol = dict(
@@ -113,16 +131,47 @@ def run_evaluate(args: argparse.Namespace, config: MoleculesConfig) -> int:
         if cfg is None
         else {"method": cfg.method, "steps": cfg.steps, "grid": cfg.grid, "w_global": cfg.w_global, "seed": args.seed},
     )
+    if split is not None:
+        protocol["split"] = split
+        protocol["paper_geodiff_c"] = {
+            "scores_mean_median": PAPER_SCORES[config.data.dataset],
+            "threshold_A": threshold,
+        }
     print_json({"model": model, "baselines": result["baselines"], "protocol": protocol})
     return 0
 
 
 def run_convert(args: argparse.Namespace, config: MoleculesConfig) -> int:
+    given = [
+        flag
+        for flag, value in (("--pickle", args.pickle), ("--root", args.root), ("--split-pickle", args.split))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            f"{', '.join(given) or '--pickle, --root, --split-pickle'}: expected exactly one of --pickle (one GEOM "
+            f"molecule), --root (GEOM rdkit_folder) or --split-pickle (a GeoDiff split file), got {len(given)}"
+        )
+    source = args.pickle or args.root or args.split
     if not args.trust_pickle:
         raise ValueError(
-            f"--trust-pickle: required; {args.pickle} is a Python pickle, which can run arbitrary code when loaded "
+            f"--trust-pickle: required; {source} is a Python pickle, which can run arbitrary code when loaded "
             "(pass it only for GEOM files from a source you trust)"
         )
+    if args.root is None and args.out is None:
+        raise ValueError(f"--out: required with {given[0]}; expected the path of the SDF file to write")
+    if args.root is not None:
+        cfg = check_data(dataclasses.replace(config.data, dataset=args.dataset or config.data.dataset))
+        report = convert_rdkit_folder(
+            args.root, cfg.dataset, args.out, trust_pickle=True, cfg=cfg, everything=args.all, progress=True
+        )
+        print_json(report)
+        return 0
+    if args.split is not None:
+        path = convert_geodiff_split(args.split, args.out, trust_pickle=True)
+        mols = read_split_sdf(path)
+        print_json({"out": str(path), "molecules": len(mols), "conformers": sum(m.GetNumConformers() for m in mols)})
+        return 0
     path = convert_geom_pickle(args.pickle, args.out, trust_pickle=True)
     print_json({"out": str(path), "conformers": read_sdf(path)[0].GetNumConformers()})
     return 0
@@ -171,16 +220,31 @@ def build_cli() -> AppCLI:
     e.add_argument(
         "--threshold",
         type=number_arg(low=0.0, low_open=True),
-        default=0.5,
-        help="COV threshold in Angstrom (QM9 0.5, Drugs 1.25)",
+        default=None,
+        help="COV threshold in Angstrom (default: the paper's, 0.5 for QM9 and the bundled set, 1.25 for Drugs)",
     )
     e.add_argument("--ratio", type=count_arg(), default=2, help="generated conformers per reference conformer")
     e.add_argument(
         "--max-molecules", type=count_arg(minimum=0), default=0, help="score only the first N molecules (0: all)"
     )
-    c = cli.add_command("convert-geom", run_convert, MoleculesConfig, help="GEOM pickle -> multi-conformer SDF")
-    c.add_argument("--pickle", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    c = cli.add_command(
+        "convert-geom",
+        run_convert,
+        MoleculesConfig,
+        help="one-time, trusted conversion of GEOM / GeoDiff pickles to SDF",
+        default_config="default",
+    )
+    c.add_argument("--pickle", type=Path, default=None, help="one GEOM rdkit_folder molecule pickle -> --out SDF")
+    c.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="GEOM rdkit_folder: converts the molecules of GeoDiff's split (data.* settings) to <pickle>.sdf",
+    )
+    c.add_argument("--split-pickle", dest="split", type=Path, default=None, help="a GeoDiff split .pkl -> --out SDF")
+    c.add_argument("--dataset", choices=GEOM_DATASETS, default=None, help="with --root (default: data.dataset)")
+    c.add_argument("--all", action="store_true", help="with --root: every summary entry, not only the split's")
+    c.add_argument("--out", type=Path, default=None, help="SDF file; with --root a folder (default: the root)")
     c.add_argument(
         "--trust-pickle",
         action="store_true",

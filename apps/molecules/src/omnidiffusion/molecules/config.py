@@ -65,10 +65,18 @@ class SamplerConfig:
 
 @dataclass
 class DataConfig:
-    """Reference conformers: an SDF of several records per molecule, or the bundled SMILES list (ETKDG + MMFF).
+    """Reference conformers: the bundled SMILES list (ETKDG + MMFF), an SDF, or GEOM on disk (`root`).
 
-    n_confs: reference conformers per molecule made for bundled data; test_molecules: held-out molecules
-    (the last ones of the shipped list); max_molecules: cap on training molecules (0 = all).
+    Bundled data: n_confs reference conformers per molecule (seed), test_molecules held out (the last ones of the
+    shipped list). sdf: a multi-conformer SDF to train on. max_molecules: cap on training molecules (0 = all).
+
+    GEOM (see `geom`): root holds either GEOM's rdkit_folder (summary_<dataset>.json, per-molecule files
+    converted once to SDF by `convert-geom --trust-pickle --root`) or GeoDiff's split files converted to SDF
+    (train_data_40k.sdf, val_data_5k.sdf, test_data_1k.sdf); source "auto" tells them apart. The split follows
+    GeoDiff's preprocessing: split_seed, split_molecules molecules with >= confs_per_mol unique conformers
+    (their confs_per_mol most Boltzmann-probable ones), train_fraction for training and half the rest each for
+    val and a fixed-size test; the benchmark test pool is test_pool other molecules with test_min_confs to
+    test_max_confs unique conformers (all of them), of which GeoDiff's test.py scores [test_start, test_end).
     """
 
     sdf: str = ""
@@ -76,6 +84,18 @@ class DataConfig:
     seed: int = 42
     test_molecules: int = 40
     max_molecules: int = 0
+    root: str = ""
+    dataset: str = "qm9"
+    source: str = "auto"
+    split_seed: int = 2021
+    confs_per_mol: int = 5
+    split_molecules: int = 50000
+    train_fraction: float = 0.8
+    test_pool: int = 1000
+    test_min_confs: int = 50
+    test_max_confs: int = 500
+    test_start: int = 800
+    test_end: int = 1000
 
 
 @dataclass

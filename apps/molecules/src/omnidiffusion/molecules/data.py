@@ -4,7 +4,7 @@ A conformer ensemble is one RDKit Mol (explicit hydrogens) with several conforme
 per conformer; records are grouped by their canonical heavy-atom SMILES and renumbered onto the first record's
 atom order. Bundled data: `bundled_smiles()` (a shipped list); `reference_ensembles()` makes their reference
 conformers with RDKit ETKDG + MMFF at data-preparation time (fixed seed) and caches them as SDF in a user cache
-directory. GEOM pickles are read only by `convert_geom_pickle(..., trust_pickle=True)`.
+directory. GEOM and GeoDiff files: `geom` (pickles only through its one-time, trusted conversions).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
-import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -126,6 +125,18 @@ def write_sdf(mols: Sequence[Chem.Mol], path: str | Path) -> Path:
     return path
 
 
+def check_record_coordinates(rec: Chem.Mol, where: str) -> None:
+    """Raise ValueError (prefixed by `where`) unless the record has finite, non-degenerate 3-D coordinates."""
+    if rec.GetNumConformers() == 0:
+        raise ValueError(f"{where} has no coordinates")
+    conf = rec.GetConformer()
+    xyz = conf.GetPositions()
+    if not np.isfinite(xyz).all():
+        raise ValueError(f"{where} has non-finite coordinates")
+    if not conf.Is3D() or np.ptp(xyz, axis=0).max() == 0:
+        raise ValueError(f"{where} has no 3-D coordinates (a 2-D or all-zero block); expected 3-D conformers")
+
+
 def read_sdf(path: str | Path) -> list[Chem.Mol]:
     """Read a multi-conformer SDF: records grouped by canonical SMILES into one Mol each (file order kept).
 
@@ -148,16 +159,7 @@ def read_sdf(path: str | Path) -> list[Chem.Mol]:
     for k, rec in enumerate(records):
         if rec is None:
             raise ValueError(f"sdf {path}: record {k} cannot be read by RDKit")
-        if rec.GetNumConformers() == 0:
-            raise ValueError(f"sdf {path}: record {k} has no coordinates")
-        conf = rec.GetConformer()
-        xyz = conf.GetPositions()
-        if not np.isfinite(xyz).all():
-            raise ValueError(f"sdf {path}: record {k} has non-finite coordinates")
-        if not conf.Is3D() or np.ptp(xyz, axis=0).max() == 0:
-            raise ValueError(
-                f"sdf {path}: record {k} has no 3-D coordinates (a 2-D or all-zero block); expected 3-D conformers"
-            )
+        check_record_coordinates(rec, f"sdf {path}: record {k}")
         key = canonical_key(rec)
         if key not in groups:
             groups[key] = Chem.Mol(rec)
@@ -171,47 +173,6 @@ def read_sdf(path: str | Path) -> list[Chem.Mol]:
     if not groups:
         raise ValueError(f"sdf {path}: no records")
     return list(groups.values())
-
-
-def convert_geom_pickle(path: str | Path, out_sdf: str | Path, *, trust_pickle: bool = False) -> Path:
-    """GEOM rdkit_folder pickle (dict with 'conformers': [{'rd_mol': Mol}, ...]) -> our multi-conformer SDF.
-
-    Unpickling runs code from the file, so it needs trust_pickle=True (CLI: --trust-pickle).
-    """
-    if not trust_pickle:
-        raise ValueError(
-            f"{path}: GEOM files are Python pickles, which can run arbitrary code when loaded; pass "
-            "trust_pickle=True (CLI --trust-pickle) only for files from a source you trust"
-        )
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"geom pickle {path}: is a directory, expected a GEOM .pickle file")
-    if not path.is_file():
-        raise FileNotFoundError(f"geom pickle {path}: no such file")
-    with open(path, "rb") as f:
-        try:
-            record = pickle.load(f)  # noqa: S301 - explicitly trusted by the caller
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as e:
-            raise ValueError(f"geom pickle {path}: not a readable pickle ({type(e).__name__}: {e})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("conformers"), list):
-        raise ValueError(f"{path}: expected a GEOM dict with a 'conformers' list, got {type(record).__name__}")
-    confs = [c["rd_mol"] for c in record["conformers"] if isinstance(c, dict) and "rd_mol" in c]
-    if not confs:
-        raise ValueError(f"{path}: no 'rd_mol' conformers in the GEOM record")
-    for k, c in enumerate(confs):
-        if not isinstance(c, Chem.Mol) or c.GetNumConformers() == 0:
-            what = type(c).__name__ if not isinstance(c, Chem.Mol) else "a Mol without coordinates"
-            raise ValueError(f"{path}: conformers[{k}]['rd_mol']: expected an RDKit Mol with coordinates, got {what}")
-        if c.GetNumAtoms() != confs[0].GetNumAtoms():
-            raise ValueError(
-                f"{path}: conformers[{k}]['rd_mol']: expected {confs[0].GetNumAtoms()} atoms, as conformers[0], "
-                f"got {c.GetNumAtoms()}"
-            )
-    mol = Chem.Mol(confs[0])
-    mol.RemoveAllConformers()
-    for c in confs:
-        mol.AddConformer(Chem.Conformer(c.GetConformer()), assignId=True)
-    return write_sdf([mol], out_sdf)
 
 
 class ConformerDataset(Dataset):

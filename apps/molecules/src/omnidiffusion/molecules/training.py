@@ -1,6 +1,7 @@
 """Training and evaluation wiring shared by the CLI, the benchmark and the demo.
 
-`load_training_data` picks the data (an SDF, or the bundled molecules minus the held-out tail); `train` runs
+`load_training_data` picks the data (an SDF, GEOM's train split under data.root, or the bundled molecules minus
+the held-out tail); `train` runs
 core's `fit` on the GeoDiff loss and stores the schedule and sampler settings as checkpoint metadata;
 `evaluate_model` scores a generator and the baselines with COV/MAT on the same reference ensembles.
 """
@@ -15,11 +16,12 @@ from typing import Any
 
 from rdkit import Chem
 
-from omnidiffusion.core.checks import non_negative_int, positive_int
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.training import TrainResult, fit
 
 from .config import DataConfig, MoleculesConfig
 from .data import ConformerDataset, bundled_smiles, collate, read_sdf, reference_ensembles
+from .geom import COV_THRESHOLD, GEOM_DATASETS, SOURCES, load_split
 from .metrics import MAX_MATCHES, check_conformers, check_threshold, etkdg_baseline, evaluate_sets, random_baseline
 from .models import GeoDiffNet
 from .pipeline import ConformerGenerator
@@ -36,7 +38,34 @@ def check_data(cfg: DataConfig) -> DataConfig:
         raise ValueError(f"data.seed: expected an integer, got {cfg.seed!r}")
     if not isinstance(cfg.sdf, str):
         raise ValueError(f"data.sdf: expected a file path (or '' for the bundled data), got {cfg.sdf!r}")
+    if not isinstance(cfg.root, str):
+        raise ValueError(f"data.root: expected a directory path (or '' for no GEOM data), got {cfg.root!r}")
+    if cfg.sdf and cfg.root:
+        raise ValueError(f"data.sdf, data.root: expected one source of training data, got both ({cfg.sdf}, {cfg.root})")
+    if cfg.dataset not in GEOM_DATASETS:
+        raise ValueError(f"data.dataset: expected one of {list(GEOM_DATASETS)}, got {cfg.dataset!r}")
+    if cfg.source not in SOURCES:
+        raise ValueError(f"data.source: expected one of {list(SOURCES)}, got {cfg.source!r}")
+    for key in ("split_seed", "test_start"):
+        non_negative_int(getattr(cfg, key), f"data.{key}")
+    for key in ("confs_per_mol", "split_molecules", "test_pool", "test_min_confs", "test_max_confs", "test_end"):
+        positive_int(getattr(cfg, key), f"data.{key}")
+    real_number(cfg.train_fraction, "data.train_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+    if cfg.test_min_confs > cfg.test_max_confs:
+        raise ValueError(
+            f"data.test_min_confs, data.test_max_confs: expected min <= max, got {cfg.test_min_confs} > "
+            f"{cfg.test_max_confs}"
+        )
+    if cfg.test_start >= cfg.test_end:
+        raise ValueError(
+            f"data.test_start, data.test_end: expected start < end, got {cfg.test_start} >= {cfg.test_end}"
+        )
     return cfg
+
+
+def cov_threshold(cfg: DataConfig) -> float:
+    """The paper's COV threshold for the configured data: 0.5 A (QM9, and the bundled QM9-like set), 1.25 A Drugs."""
+    return COV_THRESHOLD[cfg.dataset] if cfg.root else COV_THRESHOLD["qm9"]
 
 
 def build_model(config: MoleculesConfig) -> GeoDiffNet:
@@ -61,8 +90,11 @@ def bundled_split(cfg: DataConfig, *, progress: bool = False) -> tuple[list[Chem
 
 
 def load_training_data(cfg: DataConfig, *, progress: bool = False) -> list[Chem.Mol]:
-    """Conformer ensembles to train on: cfg.sdf when given, else the bundled training molecules."""
+    """Conformer ensembles to train on: cfg.sdf, the GEOM train split under cfg.root, or the bundled molecules."""
     check_data(cfg)
+    if cfg.root:
+        mols = load_split(cfg, "train")[0]
+        return mols[: cfg.max_molecules] if cfg.max_molecules > 0 else mols
     if cfg.sdf:
         mols = read_sdf(cfg.sdf)
         return mols[: cfg.max_molecules] if cfg.max_molecules > 0 else mols
