@@ -11,6 +11,7 @@ import torch
 from omnidiffusion.audio.cli import cli
 from omnidiffusion.audio.data import SegmentDataset
 from omnidiffusion.audio.demo_data import synthetic_clip
+from omnidiffusion.audio.evaluation import PROTOCOL_METRICS
 from omnidiffusion.audio.mel import MelConfig
 from omnidiffusion.audio.task import wavegrad_loss
 from omnidiffusion.audio.wavegrad import WaveGradNet
@@ -74,7 +75,8 @@ def test_cli_smoke(tmp_path, capsys):
         capsys, "evaluate", "--config", "tiny", "--checkpoint", str(out), "--wav-dir", str(clips), "--iterations", "6"
     )
     assert set(res) == {"model", "baselines", "protocol"}
-    assert set(res["model"]) == set(res["baselines"]["griffin_lim_32"]) == {"log_mel_distance", "mr_stft", "rtf"}
+    assert set(res["model"]) == set(res["baselines"]["griffin_lim_32"]) == set(PROTOCOL_METRICS)
+    assert {"log_mel_distance", "ls_mse", "mcd", "ffe", "mr_stft", "rtf"} == set(PROTOCOL_METRICS)
     assert res["protocol"]["clips"] == 2 and res["protocol"]["iterations"] == 6
     res = _run(
         capsys,

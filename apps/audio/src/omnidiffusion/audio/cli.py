@@ -4,6 +4,8 @@ omnidiffusion-audio train --out runs/audio                      # default config
 omnidiffusion-audio vocode --checkpoint runs/audio --input speech.wav --out runs/audio/vocoded
 omnidiffusion-audio evaluate --checkpoint runs/audio --wav-dir FOLDER --iterations 6
 omnidiffusion-audio search-schedule --checkpoint runs/audio --wav-dir FOLDER --steps 6
+omnidiffusion-audio train --config ljspeech-paper --set data.root=/data/LJSpeech-1.1 --out runs/ljspeech
+omnidiffusion-audio evaluate --config ljspeech-paper --set data.root=/data/LJSpeech-1.1 --checkpoint runs/ljspeech
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, devic
 from omnidiffusion.core.io import write_json
 from omnidiffusion.core.training import fit
 
-from .data import SegmentDataset, find_audio, load_folder, read_audio, write_audio
+from .data import FileSegmentDataset, SegmentDataset, find_audio, load_folder, read_audio, write_audio
 from .demo_data import demo_clips
-from .evaluation import evaluate_griffin_lim, evaluate_model, search_model_schedule
+from .evaluation import PROTOCOL_METRICS, evaluate_griffin_lim, evaluate_model, search_model_schedule
+from .ljspeech import ljspeech_split
 from .pipeline import SCHEDULES_NAME, WaveGrad
 from .plots import spectrogram_comparison
 from .settings import AudioConfig
@@ -32,6 +35,9 @@ from .wavegrad import WaveGradNet
 cli = AppCLI("omnidiffusion-audio", "WaveGrad diffusion vocoder (Chen et al. 2021).", package="omnidiffusion.audio")
 
 
+SEARCH_CLIPS = 8  # LJSpeech: search-schedule's default number of training-split clips
+
+
 def training_clips(config: AudioConfig) -> tuple[list[torch.Tensor], str]:
     """The clips `train` uses: the bundled split 'train' or every clip of a folder."""
     if config.data.source == "bundled":
@@ -39,6 +45,47 @@ def training_clips(config: AudioConfig) -> tuple[list[torch.Tensor], str]:
             "train", config.mel.sample_rate, config.data.cache_dir, limit=config.data.limit, source=config.data.bundled
         )
     return load_folder(config.data.source, config.mel.sample_rate, limit=config.data.limit), config.data.source
+
+
+def ljspeech_root(config: AudioConfig) -> str:
+    """data.root of an LJSpeech config; refuses a missing one with the flag to pass."""
+    if config.data.root is None:
+        raise ValueError(
+            "data.root: expected the LJSpeech-1.1 folder (metadata.csv and wavs/), got none (pass --set data.root=DIR)"
+        )
+    return config.data.root
+
+
+def data_files(config: AudioConfig, split: str) -> tuple[list[Path], str] | None:
+    """The files of `split` for format 'ljspeech', or of the folder data.root; None for data.source."""
+    d = config.data
+    if d.format == "ljspeech":
+        root = ljspeech_root(config)
+        with _flag("data.root"):
+            clips = ljspeech_split(root, split, split_dir=d.split_dir)
+        return [c.path for c in clips], f"{root} (LJSpeech, split {split})"
+    if d.root is not None:
+        with _flag("data.root"):
+            return find_audio(d.root), d.root
+    return None
+
+
+def training_set(config: AudioConfig) -> tuple[torch.utils.data.Dataset, str, int]:
+    """(dataset, description, clips) that `train` fits on, per [data] (see settings.DataConfig)."""
+    d, rate = config.data, config.mel.sample_rate
+    found = data_files(config, d.split)
+    if found is None:
+        with _flag("data.source") if d.source != "bundled" else contextlib.nullcontext():
+            clips, source = training_clips(config)
+    else:
+        paths, source = found
+        paths = paths[: d.limit]
+        with _flag("data.root"):
+            if d.load == "disk":
+                dataset = FileSegmentDataset(paths, config.mel, d.segment_frames, repeats=d.repeats)
+                return dataset, source, len(paths)
+            clips = [read_audio(p, rate) for p in paths]
+    return SegmentDataset(clips, config.mel, d.segment_frames, repeats=d.repeats), source, len(clips)
 
 
 @contextlib.contextmanager
@@ -56,9 +103,7 @@ def run_train(args: argparse.Namespace, config: AudioConfig) -> None:
     if args.device is not None:
         config.train = replace(config.train, device=str(args.device))
     config.check()
-    with _flag("data.source") if config.data.source != "bundled" else contextlib.nullcontext():
-        clips, source = training_clips(config)
-    dataset = SegmentDataset(clips, config.mel, config.data.segment_frames, repeats=config.data.repeats)
+    dataset, source, count = training_set(config)
     net = WaveGradNet(**config.model_kwargs())
     meta = {"mel": asdict(config.mel), "data": source, "config": asdict(config.data)}
     result = fit(net, wavegrad_loss, dataset, config.train, args.out, metadata=meta)
@@ -69,7 +114,7 @@ def run_train(args: argparse.Namespace, config: AudioConfig) -> None:
             "loss": result.loss,
             "steps_per_sec": result.steps_per_sec,
             "data": source,
-            "clips": len(clips),
+            "clips": count,
         }
     )
 
@@ -79,10 +124,21 @@ def _load(args: argparse.Namespace) -> WaveGrad:
         return WaveGrad.from_pretrained(args.checkpoint, device=args.device)
 
 
-def _eval_clips(args: argparse.Namespace, model: WaveGrad, split: str) -> tuple[list[torch.Tensor], str]:
+def _eval_clips(
+    args: argparse.Namespace, config: AudioConfig, model: WaveGrad, split: str
+) -> tuple[list[torch.Tensor], str]:
+    """--wav-dir, else the dataset split of [data] (LJSpeech or data.root), else the bundled split."""
     if args.wav_dir:
         with _flag("--wav-dir"):
             return load_folder(args.wav_dir, model.sample_rate, limit=args.limit, note=True), str(args.wav_dir)
+    if config.data.format == "ljspeech":
+        data_split = {"test": config.data.eval_split, "validation": config.data.split}[split]
+        paths, source = data_files(config, data_split)
+        limit = args.limit
+        if limit is None and split == "validation" and config.data.format == "ljspeech":
+            limit = SEARCH_CLIPS
+        with _flag("data.root"):
+            return [read_audio(p, model.sample_rate, note=True) for p in paths[:limit]], source
     return demo_clips(split, model.sample_rate, args.cache_dir, limit=args.limit)
 
 
@@ -126,10 +182,10 @@ def run_vocode(args: argparse.Namespace, config: AudioConfig) -> None:
 def run_evaluate(args: argparse.Namespace, config: AudioConfig) -> None:
     model = _load(args)
     kw = _sampling(args, config, model)
-    clips, source = _eval_clips(args, model, "test")
+    clips, source = _eval_clips(args, config, model, "test")
     ours = evaluate_model(model, clips, seed=config.sample.seed, **kw)
     gl = evaluate_griffin_lim(model, clips)
-    pick = ("log_mel_distance", "mr_stft", "rtf")
+    pick = tuple(PROTOCOL_METRICS)
     betas = kw["betas"] or (model.betas(kw["iterations"]).tolist() if kw["method"] == "ddpm" else None)
     print_json(
         {
@@ -145,6 +201,7 @@ def run_evaluate(args: argparse.Namespace, config: AudioConfig) -> None:
                 "seed": config.sample.seed,
                 "threads": torch.get_num_threads(),
                 "metric": "log-mel L1, MelSpectrogram(22050, 1024, 1024, 256, 80 mels, 0-8000 Hz, power 1)",
+                "metrics": PROTOCOL_METRICS,
             },
         }
     )
@@ -155,7 +212,7 @@ def run_search(args: argparse.Namespace, config: AudioConfig) -> None:
     if args.max_seconds * model.sample_rate < 2:
         rate = model.sample_rate
         raise ValueError(f"--max-seconds: expected at least 2 samples at {rate} Hz, got {args.max_seconds:g} s")
-    clips, source = _eval_clips(args, model, "validation")
+    clips, source = _eval_clips(args, config, model, "validation")
     result = search_model_schedule(
         model, clips, steps=args.steps, sweeps=args.sweeps, max_seconds=args.max_seconds, seed=config.sample.seed
     )
@@ -213,8 +270,18 @@ for sub in (vocode, evaluate):
         "(unset: sample.iterations)",
     )
 for sub in (evaluate, search):
-    sub.add_argument("--wav-dir", default=None, help="folder of wav/flac clips (default: the bundled split)")
-    sub.add_argument("--limit", type=count_arg(), default=None, help="use at most this many clips (unset: all)")
+    sub.add_argument(
+        "--wav-dir",
+        default=None,
+        help="folder of wav/flac clips (default: data.root's split, data.eval_split for evaluate and data.split "
+        "for search-schedule; else the bundled split)",
+    )
+    sub.add_argument(
+        "--limit",
+        type=count_arg(),
+        default=None,
+        help=f"use at most this many clips (unset: all; search-schedule on LJSpeech: {SEARCH_CLIPS})",
+    )
     sub.add_argument("--cache-dir", default="runs/audio/data", help="where bundled espeak-ng clips are written")
 search.add_argument("--steps", type=count_arg(), default=6, help="iterations of the searched schedule")
 search.add_argument("--sweeps", type=count_arg(), default=1, help="coordinate-descent sweeps over the grid")

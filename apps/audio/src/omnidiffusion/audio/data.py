@@ -3,16 +3,19 @@
 - `read_audio(path, sample_rate)`: mono float32 in [-1, 1]; resampled with torchaudio when `resample=True`,
   otherwise a clip at another rate is an error. Stereo files are refused unless `mix_to_mono=True`.
 - `find_audio(folder)`: an LJSpeech-style folder (metadata.csv with `id|text|...` rows and wavs/<id>.wav) lists
-  the metadata's clips in order; any other folder lists its .wav/.flac files recursively, sorted.
+  the metadata's clips in order (rows checked by ljspeech.read_ljspeech); any other folder lists its .wav/.flac
+  files recursively, sorted.
 - `SegmentDataset`: precomputes each clip's log-mel once, then `dataset[i]` cuts a random segment of
   `segment_frames` frames (and the matching frames * hop samples) from clip i; clips shorter than a segment are
   zero-padded. Offsets come from torch's global RNG, which core's `fit` checkpoints, so a resumed run sees the
   same segments.
+- `FileSegmentDataset`: the same items read from disk on demand (for corpora such as LJSpeech, 24 h, that
+  should not sit in memory): only the file headers are read up front; `dataset[i]` reads one random segment of
+  file i (the whole file when it must be resampled) and computes the segment's mel, as HiFi-GAN's loader does.
 """
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +28,8 @@ from torch.utils.data import Dataset
 
 from omnidiffusion.core.checks import positive_int
 
-from .mel import MelConfig, log_mel
+from .ljspeech import METADATA, WAVS, read_ljspeech
+from .mel import MelConfig, covering_log_mel, log_mel
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -114,16 +118,8 @@ def find_audio(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder (expected a folder of wav/flac files)")
-    meta = folder / "metadata.csv"
-    if meta.is_file() and (folder / "wavs").is_dir():
-        files = []
-        with open(meta, encoding="utf-8", newline="") as f:
-            for row in csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE):
-                if row and row[0].strip():
-                    path = folder / "wavs" / f"{row[0].strip()}.wav"
-                    if not path.is_file():
-                        raise FileNotFoundError(f"{meta}: lists {row[0].strip()!r} but {path} does not exist")
-                    files.append(path)
+    if (folder / METADATA).is_file() and (folder / WAVS).is_dir():
+        files = [clip.path for clip in read_ljspeech(folder)]
     else:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
@@ -154,7 +150,7 @@ class SegmentDataset(Dataset):
         for i, clip in enumerate(clips):
             if clip.ndim != 1:
                 raise ValueError(f"clips[{i}]: expected a mono waveform (N,), got shape {tuple(clip.shape)}")
-            m = log_mel(clip, mel)[0]  # (n_mels, N // hop + 1)
+            m = covering_log_mel(clip, mel)[0]  # (n_mels, N // hop + 1), or ceil(N / hop) for 'hifigan'
             # Pad both so that every clip holds at least one full segment: audio to frames * hop samples.
             frames = max(m.shape[-1], self.frames)
             need = frames * hop
@@ -174,3 +170,63 @@ class SegmentDataset(Dataset):
         hop = self.config.hop_length
         audio = self.audio[i][start * hop : (start + self.frames) * hop]
         return {"audio": audio[None], "mel": mel[:, start : start + self.frames]}
+
+
+def _header(path: Path) -> tuple[int, int]:
+    """(samples, sample rate) of a mono wav/flac from its header; errors name the file."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable audio file (expected wav or flac): {e}") from None
+    if info.channels != 1:
+        raise ValueError(f"{path}: expected mono audio, got {info.channels} channels (mix it down first)")
+    if info.frames < 2:
+        raise ValueError(f"{path}: expected at least 2 samples, got {info.frames}")
+    return int(info.frames), int(info.samplerate)
+
+
+class FileSegmentDataset(Dataset):
+    """Random (audio, mel) segments read from `paths` on demand: item i = {"audio": (1, frames*hop),
+    "mel": (n_mels, frames)}; files at another rate are read whole and resampled to mel.sample_rate."""
+
+    def __init__(self, paths: Sequence[str | Path], mel: MelConfig, segment_frames: int, *, repeats: int = 1) -> None:
+        if not paths:
+            raise ValueError("paths: expected at least one audio file, got none")
+        self.config = mel
+        self.frames = positive_int(segment_frames, "segment_frames")
+        self.repeats = positive_int(repeats, "repeats")
+        self.paths = [Path(p) for p in paths]
+        self.headers = [_header(p) for p in self.paths]  # (samples, rate) per file
+
+    def __len__(self) -> int:
+        return len(self.paths) * self.repeats
+
+    def _segment(self, i: int, need: int) -> Tensor:
+        path = self.paths[i]
+        samples, rate = self.headers[i]
+        if rate != self.config.sample_rate:
+            wav = read_audio(path, self.config.sample_rate)
+            start = int(torch.randint(0, max(wav.numel() - need, 0) + 1, ()).item())
+            return wav[start : start + need]
+        import soundfile as sf
+
+        start = int(torch.randint(0, max(samples - need, 0) + 1, ()).item())
+        try:
+            data, _ = sf.read(str(path), start=start, stop=min(start + need, samples), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise ValueError(f"{path}: not a readable audio file (expected wav or flac): {e}") from None
+        if not np.isfinite(data).all():
+            raise ValueError(f"{path}: expected finite samples, got NaN or inf")
+        return torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        i = index % len(self.paths)
+        need = self.frames * self.config.hop_length
+        audio = self._segment(i, need)
+        audio = F.pad(audio, (0, need - audio.numel()))  # (frames * hop,), zero-padded when the file is shorter
+        mel = log_mel(audio, self.config)[0, :, : self.frames]  # (n_mels, frames)
+        return {"audio": audio[None], "mel": mel}

@@ -1,9 +1,10 @@
 """Scoring a vocoder on clips: the model and Griffin-Lim from the same mel, and the few-step schedule search.
 
 Every clip is scored on its own (the vocoder runs on the whole clip, any length; the output is cut to the clip's
-length), then the per-clip metrics are averaged: log-mel distance (metrics.log_mel_distance, at 22,050 Hz),
-multi-resolution STFT distance, and the real-time factor (compute seconds / audio seconds, this process's
-threads). Sampling seeds are fixed per clip (seed + clip index).
+length), then the per-clip metrics are averaged (`PROTOCOL_METRICS`): log-mel distance (metrics.log_mel_distance,
+at 22,050 Hz), WaveGrad's objective metrics LS-MSE, MCD and FFE (Chen et al. 2021, sec. 5), the multi-resolution
+STFT distance, and the real-time factor (compute seconds / audio seconds, this process's threads). Sampling
+seeds are fixed per clip (seed + clip index).
 """
 
 from __future__ import annotations
@@ -17,19 +18,42 @@ from torch import Tensor
 from omnidiffusion.core.checks import positive_int, real_number
 
 from .mel import check_waveform
-from .metrics import griffin_lim, log_mel_distance, mr_stft_distance, real_time_factor
+from .metrics import (
+    griffin_lim,
+    log_mel_distance,
+    ls_mse,
+    mel_cepstral_distortion,
+    mr_stft_distance,
+    real_time_factor,
+    to_metric_rate,
+)
 from .noise import search_schedule
 from .pipeline import WaveGrad
+from .pitch import f0_frame_error
 
 
 def _mean(rows: list[dict], key: str) -> float:
     return float(statistics.fmean(r[key] for r in rows))
 
 
+PROTOCOL_METRICS = {
+    "log_mel_distance": "mean |log-mel difference|, MelSpectrogram(22050, 1024, 1024, 256, 80 mels, 0-8 kHz, power 1)",
+    "ls_mse": "mean squared log-mel difference, same mel (WaveGrad's LS-MSE)",
+    "mcd": "mel cepstral distortion in dB, DCT-II cepstra 1-13 of the same log-mel",
+    "ffe": "F0 frame error (YIN f0, 50-550 Hz, hop 256 at 22,050 Hz; voicing or > 20 % pitch errors)",
+    "mr_stft": "multi-resolution STFT distance (spectral convergence + log-magnitude L1)",
+    "rtf": "compute seconds per second of audio",
+}
+
+
 def _score(ref: Tensor, est: Tensor, sample_rate: int) -> dict:
+    ref, est = ref[None], est[None]
     return {
-        "log_mel_distance": float(log_mel_distance(ref[None], est[None], sample_rate)[0]),
-        "mr_stft": float(mr_stft_distance(ref[None], est[None])[0]),
+        "log_mel_distance": float(log_mel_distance(ref, est, sample_rate)[0]),
+        "ls_mse": float(ls_mse(ref, est, sample_rate)[0]),
+        "mcd": float(mel_cepstral_distortion(ref, est, sample_rate)[0]),
+        "ffe": float(f0_frame_error(to_metric_rate(ref, sample_rate), to_metric_rate(est, sample_rate))[0]),
+        "mr_stft": float(mr_stft_distance(ref, est)[0]),
     }
 
 
@@ -59,7 +83,7 @@ def evaluate_model(
     rows, outputs = [], []
     sr = model.sample_rate
     for i, clip in enumerate(clips):
-        mel = model.mel(clip)[0]
+        mel = model.mel(clip, cover=True)[0]
         rtf, out = real_time_factor(
             lambda mel=mel, clip=clip, i=i: model.vocode(
                 mel, iterations=iterations, betas=betas, method=method, steps=steps, seed=seed + i, length=clip.numel()
@@ -69,8 +93,7 @@ def evaluate_model(
         rows.append({**_score(clip, out, sr), "rtf": rtf, "seconds": clip.numel() / sr})
         outputs.append(out)
     result = {
-        "log_mel_distance": _mean(rows, "log_mel_distance"),
-        "mr_stft": _mean(rows, "mr_stft"),
+        **{k: _mean(rows, k) for k in PROTOCOL_METRICS if k != "rtf"},
         "rtf": sum(r["rtf"] * r["seconds"] for r in rows) / sum(r["seconds"] for r in rows),
         "clips": rows,
     }
@@ -86,10 +109,10 @@ def evaluate_griffin_lim(
     config = model_or_mel.mel_config if isinstance(model_or_mel, WaveGrad) else model_or_mel
     _check_clips(clips)
     rows, outputs = [], []
-    from .mel import log_mel
+    from .mel import covering_log_mel
 
     for i, clip in enumerate(clips):
-        mel = log_mel(clip, config)
+        mel = covering_log_mel(clip, config)
         rtf, out = real_time_factor(
             lambda mel=mel, clip=clip, i=i: griffin_lim(mel, config, n_iter=n_iter, length=clip.numel(), seed=i)[0],
             clip.numel() / config.sample_rate,
@@ -97,8 +120,7 @@ def evaluate_griffin_lim(
         rows.append({**_score(clip, out, config.sample_rate), "rtf": rtf, "seconds": clip.numel() / config.sample_rate})
         outputs.append(out)
     result = {
-        "log_mel_distance": _mean(rows, "log_mel_distance"),
-        "mr_stft": _mean(rows, "mr_stft"),
+        **{k: _mean(rows, k) for k in PROTOCOL_METRICS if k != "rtf"},
         "rtf": sum(r["rtf"] * r["seconds"] for r in rows) / sum(r["seconds"] for r in rows),
         "clips": rows,
     }
@@ -133,7 +155,7 @@ def search_model_schedule(
                 f"max_seconds: expected at least 2 samples' worth ({2 / sr:.2g} s at {sr} Hz), got {max_seconds:g}"
             )
         cut = [c[:n] for c in clips]
-    mels = [model.mel(c)[0] for c in cut]
+    mels = [model.mel(c, cover=True)[0] for c in cut]
 
     def score(betas: Tensor) -> float:
         total = 0.0

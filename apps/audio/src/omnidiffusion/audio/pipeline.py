@@ -18,7 +18,7 @@ from omnidiffusion.core.checks import non_negative_int, positive_int, resolve_de
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained, write_json
 
 from .data import read_audio
-from .mel import MelConfig, check_mel, check_waveform, log_mel
+from .mel import MelConfig, check_mel, check_waveform, covering_log_mel, log_mel
 from .noise import NAMED_ITERATIONS, check_betas, inference_betas
 from .settings import MAX_SEED
 from .task import METHODS, vocode_mel
@@ -92,9 +92,13 @@ class WaveGrad:
             )
         return inference_betas(n, name)
 
-    def mel(self, wav: Tensor) -> Tensor:
-        """The model's log-mel of a waveform (N,) / (B, N) / (B, 1, N) -> (B, n_mels, frames)."""
-        return log_mel(wav, self.mel_config)
+    def mel(self, wav: Tensor, *, cover: bool = False) -> Tensor:
+        """The model's log-mel of a waveform (N,) / (B, N) / (B, 1, N) -> (B, n_mels, frames).
+
+        cover: zero-pad the waveform first so that the frames cover all N samples (for the 'hifigan' style,
+        whose N // hop frames would drop the tail); vocode(..., length=N) then returns exactly N samples.
+        """
+        return covering_log_mel(wav, self.mel_config) if cover else log_mel(wav, self.mel_config)
 
     def vocode(
         self,
@@ -146,5 +150,5 @@ class WaveGrad:
         wav = check_waveform(wav, "audio")
         if wav.shape[0] != 1:
             raise ValueError(f"audio: expected one mono waveform, got shape {tuple(wav.shape)}")
-        mel = self.mel(wav.to(self.device))
+        mel = self.mel(wav.to(self.device), cover=True)
         return self.vocode(mel[0], length=wav.shape[-1], **kwargs)

@@ -2,7 +2,8 @@
 
 [mel]    MelConfig: the log-mel the vocoder is conditioned on (default 22,050 Hz / hop 256 / 80 mels)
 [model]  WaveGrad network sizes; factors must multiply to mel.hop_length
-[data]   training clips: "bundled" (espeak-ng sentences, or synthetic signals without espeak-ng) or a folder
+[data]   training clips: "bundled" (espeak-ng sentences, or synthetic signals without espeak-ng), a folder, or
+         the LJSpeech layout at data.root (format "ljspeech", with HiFi-GAN's training/validation split files)
 [train]  core's TrainConfig (steps, batch size, lr, EMA, AMP, checkpoints)
 [sample] method "ddpm" (WaveGrad Algorithm 2 over a beta schedule) or "dpm++2m", iterations, seed
 """
@@ -37,9 +38,21 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Training data: source "bundled" or a folder (LJSpeech-style or any wav/flac files)."""
+    """Training data.
+
+    format "auto": `root` when set, else `source` ("bundled", or a folder: LJSpeech-style or any wav/flac files).
+    format "ljspeech": the LJSpeech layout at `root` (metadata.csv + wavs/); `split` is trained on and
+    `eval_split` is what `evaluate` scores, read from training.txt / validation.txt in `split_dir` (default root).
+    load "memory" reads every clip and its mel once; "disk" reads one random segment per item (large corpora).
+    """
 
     source: str = "bundled"
+    format: Literal["auto", "ljspeech"] = "auto"
+    root: str | None = None
+    split: Literal["train", "validation", "all"] = "train"
+    eval_split: Literal["train", "validation", "all"] = "validation"
+    split_dir: str | None = None
+    load: Literal["memory", "disk"] = "memory"
     bundled: Literal["auto", "espeak", "synthetic"] = "auto"
     cache_dir: str = "runs/audio/data"
     segment_frames: int = 24
@@ -47,6 +60,8 @@ class DataConfig:
     limit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.root is not None and not self.root.strip():
+            raise ValueError("data.root: expected a folder, got an empty string")
         positive_int(self.segment_frames, "data.segment_frames")
         positive_int(self.repeats, "data.repeats")
         if self.limit is not None:
