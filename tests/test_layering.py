@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITY_LIBS = {"torchvision", "torchaudio", "rdkit", "torch_geometric", "transformers", "gluonts", "torchattacks"}
-APPS = ("vision", "text", "audio", "molecules", "timeseries", "purification")
+APPS = ("vision", "text", "audio", "molecules", "timeseries", "purification", "multimodal")
 ALLOWED_APP_IMPORTS = {"purification": {"vision"}}
 
 
@@ -127,6 +127,7 @@ APP_LIBS = {
     "molecules": {"rdkit", "torch_geometric"},
     "timeseries": {"gluonts"},
     "purification": {"torchattacks", "torchvision"},
+    "multimodal": {"transformers", "tokenizers"},
 }
 NEIGHBOURS = {
     "transformers": {"tokenizers", "torchvision", "torchaudio"},

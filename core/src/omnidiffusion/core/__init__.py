@@ -4,8 +4,8 @@ One internal form, x_t = alpha(t) x0 + sigma(t) eps with continuous t in [0, 1];
 likelihood talks to a `Denoiser`. Submodules: schedules, processes, denoiser, timesteps, samplers,
 conditioning, losses, likelihood, testing (exact oracles), nn (shared layers), training (`fit`), io
 (save/load), interop (diffusers folders in and out), checks (argument checks), config and cli (app plumbing),
-distillation (progressive), consistency (consistency distillation and training), vdm (learned schedule),
-analytic_dpm.
+distillation (progressive), consistency (consistency distillation and training), latent (autoencoder +
+latent-space denoiser), vdm (learned schedule), analytic_dpm.
 """
 
 from . import (
@@ -16,6 +16,7 @@ from . import (
     distillation,
     interop,
     io,
+    latent,
     likelihood,
     losses,
     nn,
@@ -33,6 +34,7 @@ from .denoiser import Denoiser, DenoiserBase, DenoiserOutput, clip_x0, convert_p
 from .distillation import progressive_distillation
 from .interop import from_diffusers, is_diffusers_folder, to_diffusers
 from .io import load_pretrained, save_pretrained
+from .latent import AutoencoderKL, LatentDenoiser, estimate_scale_factor, fit_autoencoder
 from .likelihood import bits_per_dim, ode_log_likelihood, uniform_dequantize, vlb
 from .losses import denoising_loss, hybrid_loss
 from .processes import VESDE, VPSDE, ForwardProcess, SubVPSDE
@@ -53,6 +55,11 @@ __all__ = [
     "consistency_distillation",
     "consistency_training",
     "interop",
+    "latent",
+    "AutoencoderKL",
+    "LatentDenoiser",
+    "estimate_scale_factor",
+    "fit_autoencoder",
     "from_diffusers",
     "is_diffusers_folder",
     "to_diffusers",

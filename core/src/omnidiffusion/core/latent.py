@@ -242,6 +242,35 @@ def latent_schedule(betas: str = "scaled-linear", T: int = 1000) -> DiscreteVP:
     raise ValueError(f"betas: expected one of {BETAS}, got {betas!r}")
 
 
+def write_latent_config(directory: str | Path, scale_factor: float, prediction: str,
+                        schedule_spec: Mapping[str, Any]) -> Path:
+    """Write directory/latent.json: the scale factor, the prediction type and {"betas", "T"} of the schedule."""
+    real_number(scale_factor, "scale_factor", low=0.0, low_open=True)
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction: expected one of {PREDICTIONS}, got {prediction!r}")
+    spec = {"betas": schedule_spec.get("betas"), "T": schedule_spec.get("T")}
+    latent_schedule(spec["betas"], spec["T"])
+    path = Path(directory) / LATENT_CONFIG
+    write_json(path, {"scale_factor": float(scale_factor), "prediction": prediction, "schedule": spec})
+    return path
+
+
+def read_latent_config(directory: str | Path) -> dict[str, Any]:
+    """Read and check directory/latent.json (see write_latent_config)."""
+    path = Path(directory) / LATENT_CONFIG
+    record = read_json(path, "the latent denoiser's scale factor, prediction and schedule")
+    if not isinstance(record, dict) or not {"scale_factor", "prediction", "schedule"} <= set(record):
+        raise ValueError(f"{path}: expected a JSON object with keys scale_factor, prediction, schedule")
+    if record["prediction"] not in PREDICTIONS:
+        raise ValueError(f"{path}: prediction {record['prediction']!r} is not one of {PREDICTIONS}")
+    spec = record["schedule"]
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: schedule must be an object with betas and T")
+    latent_schedule(spec.get("betas"), spec.get("T"))
+    real_number(record["scale_factor"], f"{path}: scale_factor", low=0.0, low_open=True)
+    return record
+
+
 class LatentDenoiser(DenoiserBase):
     """A Denoiser over scaled latents plus the autoencoder that maps them to data and back.
 
@@ -325,14 +354,11 @@ class LatentDenoiser(DenoiserBase):
         inner = self.inner
         if not isinstance(inner, Denoiser) or not isinstance(inner.net, nn.Module):
             raise ValueError("save_pretrained: the inner denoiser must be a core Denoiser around an nn.Module")
-        spec = {"betas": schedule_spec.get("betas"), "T": schedule_spec.get("T")}
-        latent_schedule(spec["betas"], spec["T"])  # validates the spec before anything is written
+        latent_schedule(schedule_spec.get("betas"), schedule_spec.get("T"))  # validate before writing anything
         directory = Path(directory)
         save_pretrained(self.autoencoder, directory / "autoencoder")
         save_pretrained(inner.net, directory / "denoiser", metadata=dict(metadata or {}))
-        write_json(directory / LATENT_CONFIG, {
-            "scale_factor": self.scale_factor, "prediction": inner.prediction, "schedule": spec,
-        })
+        write_latent_config(directory, self.scale_factor, inner.prediction, schedule_spec)
         return directory
 
     @classmethod
@@ -342,13 +368,8 @@ class LatentDenoiser(DenoiserBase):
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: no such directory (expected a LatentDenoiser.save_pretrained one)")
-        record = read_json(directory / LATENT_CONFIG, "the latent denoiser's scale factor, prediction and schedule")
-        if not isinstance(record, dict) or not {"scale_factor", "prediction", "schedule"} <= set(record):
-            raise ValueError(f"{directory / LATENT_CONFIG}: expected keys scale_factor, prediction, schedule")
-        if record["prediction"] not in PREDICTIONS:
-            raise ValueError(f"{directory / LATENT_CONFIG}: prediction {record['prediction']!r} not in {PREDICTIONS}")
-        spec = record["schedule"]
-        schedule = latent_schedule(spec.get("betas"), spec.get("T"))
+        record = read_latent_config(directory)
+        schedule = latent_schedule(record["schedule"]["betas"], record["schedule"]["T"])
         ae = load_pretrained(directory / "autoencoder", cls=AutoencoderKL, map_location=map_location)
         net = load_pretrained(directory / "denoiser", cls=net_cls, map_location=map_location)
         return cls(Denoiser(net, schedule, record["prediction"]), ae, float(record["scale_factor"]))
@@ -368,4 +389,6 @@ __all__ = [
     "estimate_scale_factor",
     "fit_autoencoder",
     "latent_schedule",
+    "read_latent_config",
+    "write_latent_config",
 ]

@@ -1,0 +1,174 @@
+"""Configs as dataclasses (TOML files under configs/, `--set a.b=value` overrides through core.config).
+
+`tiny` is the smoke-test config, `default` trains on the bundled scenes on a 2-core CPU in minutes, `paper` has
+LDM-style hyper-parameters at 32x32 (Rombach et al. 2022: KL-f4 autoencoder, 4 latent channels, scaled-linear
+1000-step schedule, lr 1e-4 ... ; GLIDE's 10% caption dropout), documented and not run in CI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omnidiffusion.core import GRIDS, METHODS
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+from omnidiffusion.core.latent import BETAS
+from omnidiffusion.core.training import TrainConfig
+
+SPACES = ("latent", "pixel")
+
+
+def _one_of(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _ints(values: Any, name: str, minimum: int = 1) -> list[int]:
+    if not isinstance(values, list | tuple) or not values:
+        raise ValueError(f"{name}: expected a non-empty list of integers, got {values!r}")
+    return [positive_int(v, f"{name}[{i}]", minimum=minimum) for i, v in enumerate(values)]
+
+
+@dataclass
+class DataConfig:
+    """The bundled scenes: `train_size` training images drawn once with `seed` (held-out pairs excluded)."""
+
+    train_size: int = 12000
+    seed: int = 0
+    folder: str | None = None  # a folder with captions.csv (file,caption) to train on instead
+
+    def __post_init__(self) -> None:
+        positive_int(self.train_size, "data.train_size", minimum=2)
+        non_negative_int(self.seed, "data.seed")
+        if self.folder is not None and (not isinstance(self.folder, str) or not self.folder.strip()):
+            raise ValueError(f"data.folder: expected a folder path or none, got {self.folder!r}")
+
+
+@dataclass
+class TextConfig:
+    """The text encoder: a BERT built from these sizes, or a local transformers folder (`pretrained`)."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    max_length: int = 16
+    caption_dropout: float = 0.1  # share of captions replaced by "" in training (classifier-free guidance)
+    pretrained: str | None = None
+    train_encoder: bool = True
+
+    def __post_init__(self) -> None:
+        positive_int(self.hidden, "text.hidden")
+        positive_int(self.layers, "text.layers")
+        positive_int(self.heads, "text.heads")
+        positive_int(self.max_length, "text.max_length", minimum=3)
+        real_number(self.caption_dropout, "text.caption_dropout", low=0.0, high=1.0, high_open=True)
+        if self.hidden % self.heads:
+            raise ValueError(f"text.heads: expected a divisor of text.hidden = {self.hidden}, got {self.heads}")
+
+
+@dataclass
+class AutoencoderConfig:
+    """The KL autoencoder (latent space only): 32x32x3 -> latent_channels x 8 x 8 with three levels."""
+
+    latent_channels: int = 4
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    num_res_blocks: int = 1
+    norm_groups: int = 8
+    kl_weight: float = 1e-4
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=800, batch_size=32, lr=1e-3, min_lr=1e-4,
+                                                                   ema_decay=None, log_every=50, ckpt_every=200))
+
+    def __post_init__(self) -> None:
+        positive_int(self.latent_channels, "autoencoder.latent_channels")
+        _ints(self.channels, "autoencoder.channels")
+        positive_int(self.num_res_blocks, "autoencoder.num_res_blocks")
+        positive_int(self.norm_groups, "autoencoder.norm_groups")
+        real_number(self.kl_weight, "autoencoder.kl_weight", low=0.0)
+
+
+@dataclass
+class UNetConfig:
+    """The denoiser (CrossAttnUNet) sizes; attention_resolutions are feature-map sides."""
+
+    base_channels: int = 32
+    channel_mults: list[int] = field(default_factory=lambda: [1, 2])
+    num_res_blocks: int = 1
+    attention_resolutions: list[int] = field(default_factory=lambda: [8, 4])
+    num_heads: int = 4
+    dropout: float = 0.0
+    norm_groups: int = 8
+
+    def __post_init__(self) -> None:
+        positive_int(self.base_channels, "unet.base_channels")
+        _ints(self.channel_mults, "unet.channel_mults")
+        positive_int(self.num_res_blocks, "unet.num_res_blocks")
+        _ints(self.attention_resolutions, "unet.attention_resolutions")
+        positive_int(self.num_heads, "unet.num_heads")
+        positive_int(self.norm_groups, "unet.norm_groups")
+        real_number(self.dropout, "unet.dropout", low=0.0, high=1.0, high_open=True)
+        for m in self.channel_mults:
+            if (self.base_channels * m) % self.norm_groups or (self.base_channels * m) % self.num_heads:
+                raise ValueError(f"unet.norm_groups, unet.num_heads: expected divisors of every width "
+                                 f"{self.base_channels * m}, got {self.norm_groups}, {self.num_heads}")
+
+
+@dataclass
+class DiffusionConfig:
+    """Where the diffusion runs and its discrete VP schedule (LDM: scaled-linear, 1000 steps, eps)."""
+
+    space: str = "latent"
+    betas: str = "scaled-linear"
+    T: int = 1000
+
+    def __post_init__(self) -> None:
+        _one_of(self.space, "diffusion.space", SPACES)
+        _one_of(self.betas, "diffusion.betas", BETAS)
+        positive_int(self.T, "diffusion.T", minimum=2)
+
+
+def check_sampler_value(key: str, value: Any) -> Any:
+    """One [sampler] value checked by key; errors name it `sampler.<key>`."""
+    name = f"sampler.{key}"
+    if key in ("steps", "batch_size"):
+        return positive_int(value, name)
+    if key == "seed":
+        return non_negative_int(value, name)
+    if key == "method":
+        return _one_of(value, name, tuple(sorted(METHODS)))
+    if key == "grid":
+        return _one_of(value, name, GRIDS)
+    if key == "guidance_scale":
+        return real_number(value, name, low=0.0)
+    raise ValueError(f"sampler: unknown key {key!r}")
+
+
+@dataclass
+class SamplerConfig:
+    """How images are drawn: dpm++2m 20 steps with guidance w (core convention: w = 0 unconditional, 1 plain
+    conditional, > 1 guided); DDPM with 250 steps is the paper-style chain."""
+
+    method: str = "dpm++2m"
+    steps: int = 20
+    grid: str = "time-uniform"
+    guidance_scale: float = 3.0
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_sampler_value(f.name, getattr(self, f.name))
+
+
+@dataclass
+class MultimodalConfig:
+    """Everything one `train` run needs (the root of the config tree)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=32, lr=1e-3, min_lr=1e-4,
+                                                                   ema_decay=0.999, log_every=50, ckpt_every=250))
