@@ -44,7 +44,17 @@ def ckpt(tmp_path_factory):
     rgb = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
     Image.fromarray(rgb, "RGB").save(root / "rgb20.png")
     (root / "afile").write_text("x")
+    from safetensors.torch import save_file
+
+    save_file(SmallCNN(1, 10, 8).state_dict(), root / "cnn8.safetensors")  # the tiny config's width is 4
+    torch.save({"w": torch.zeros(1), "object": _NotATensor()}, root / "object.pt")
+    (root / "cifar_short" / "cifar-10-batches-bin").mkdir(parents=True)
+    (root / "cifar_short" / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(bytes(3073 * 2 - 5))
     return root
+
+
+class _NotATensor:
+    """A picklable object that torch.load(weights_only=True) must refuse."""
 
 
 def _purify(ckpt, *extra, diffusion="diffusion"):
@@ -137,6 +147,42 @@ CLI_CASES = {
     "train-classifier data.image_size=4": (
         lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "data.image_size=4"],
         ("data.image_size", "integer >= 8"),
+    ),
+    "evaluate without --classifier": (
+        lambda c: ["evaluate", "--config", "tiny", "--quiet", "--diffusion", c / "diffusion"],
+        ("--classifier", "classifier.weights", "got none"),
+    ),
+    "evaluate --classifier weights of another width": (
+        lambda c: _evaluate(c, classifier="cnn8.safetensors"),
+        ("--classifier", "cnn8.safetensors", "tensor shapes differ from SmallCNN"),
+    ),
+    "evaluate --classifier pickled object": (
+        lambda c: _evaluate(c, classifier="object.pt"),
+        ("--classifier", "object.pt", "refused: torch.load(weights_only=True)"),
+    ),
+    "evaluate --classifier missing file": (
+        lambda c: _evaluate(c, classifier="nope.safetensors"),
+        ("--classifier", "nope.safetensors", "no such file or directory"),
+    ),
+    "evaluate --data cifar10 without data.root": (
+        lambda c: _evaluate(c, "--data", "cifar10"),
+        ("data.root", "cifar-10-batches-bin", "got none"),
+    ),
+    "evaluate --data cifar10 file of the wrong length": (
+        lambda c: _evaluate(c, "--data", f"cifar10:{c / 'cifar_short'}"),
+        ("test_batch.bin", "3073-byte CIFAR-10 records", "got 6141 bytes"),
+    ),
+    "evaluate --data torchvision:CIFAR10 (pickled)": (
+        lambda c: _evaluate(c, "--data", f"torchvision:CIFAR10:{c}"),
+        ("data", "never done here", "binary version"),
+    ),
+    "evaluate evaluate.subset_seed=-1": (
+        lambda c: _evaluate(c, "--set", "evaluate.subset_seed=-1"),
+        ("evaluate.subset_seed", "integer >= 0"),
+    ),
+    "train-classifier classifier.arch=wrn-27-10": (
+        lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "classifier.arch=wrn-27-10"],
+        ("classifier.arch", "6n + 4", "'wrn-27-10'"),
     ),
     "train-classifier classifier.width=0": (
         lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "classifier.width=0"],
@@ -262,6 +308,16 @@ API_CASES = {
     "train_classifier labels >= num_classes": (
         lambda p, c: train_classifier(SmallCNN(1, 5, 4), _x(2, 1, 16, 16), torch.tensor([1, 9]), None, c / "tc"),
         "labels: expected class indices in [0, 5)",
+    ),
+    "load_images cifar10 without root": (
+        lambda p, c: load_images("cifar10", size=32, channels=3),
+        "data.root: expected the folder holding cifar-10-batches-bin",
+    ),
+    "from_pretrained classifier weights of another width": (
+        lambda p, c: PurificationPipeline.from_pretrained(
+            c / "diffusion", c / "cnn8.safetensors", classifier_arch="small-cnn"
+        ),
+        "classifier: ",
     ),
     "load_images channels 2": (lambda p, c: load_images("digits", channels=2), "channels: expected 1 (grey) or 3"),
     "load_images corrupt image": (lambda p, c: load_images(str(c / "corrupt")), "x.png: not a readable image"),

@@ -1,17 +1,20 @@
 """omnidiffusion.purification: DiffPure adversarial purification (Nie et al. 2022), evaluated with torchattacks.
 
 `DiffPure` purifies [0, 1] images with any core Denoiser (diffuse to t*, solve back to 0 through
-`omnidiffusion.core.sample`); `PurifiedClassifier` is the defended model torchattacks attacks; `evaluate_robustness`
-reports clean and robust accuracy for the classifier alone, transfer, BPDA+EOT and full-gradient EOT-PGD attacks.
+`omnidiffusion.core.sample`), including one read from a diffusers folder by `omnidiffusion.core.interop`;
+`PurifiedClassifier` is the defended model torchattacks attacks; `evaluate_robustness` reports clean and robust
+accuracy for the classifier alone, transfer, BPDA+EOT and full-gradient EOT-PGD attacks.
 """
 
 from .attacks import ATTACKS, NORMS, AttackConfig, make_attack
-from .classifier import SmallCNN, TorchvisionClassifier, predict_labels, train_classifier
+from .cifar10 import cifar10_binary
+from .classifier import SmallCNN, TorchvisionClassifier, build_classifier, predict_labels, train_classifier
 from .data import digits_images, digits_split, image_folder, load_images, torchvision_dataset
 from .diffpure import PURIFY_METHODS, DiffPure, check_unit_range
 from .metrics import accuracy, attack_success_rate, perturbation_norms, wilson_interval, worst_case
 from .purified import PurifiedClassifier
 from .robustness import THREATS, defended_logits, evaluate_robustness
+from .wideresnet import WideResNet, load_classifier_weights
 
 __version__ = "0.1.0"
 
@@ -25,14 +28,18 @@ __all__ = [
     "PurifiedClassifier",
     "SmallCNN",
     "TorchvisionClassifier",
+    "WideResNet",
     "accuracy",
     "attack_success_rate",
+    "build_classifier",
     "check_unit_range",
+    "cifar10_binary",
     "defended_logits",
     "digits_images",
     "digits_split",
     "evaluate_robustness",
     "image_folder",
+    "load_classifier_weights",
     "load_images",
     "make_attack",
     "perturbation_norms",

@@ -1,7 +1,8 @@
-"""Classifiers that DiffPure defends: a small CNN for the bundled digits, any torchvision model for user data.
+"""Classifiers that DiffPure defends: a small CNN for the bundled digits, WideResNet for CIFAR-10, any torchvision
+model for user data.
 
-Both take images in [0, 1] (normalisation, when any, lives inside the module, so torchattacks attacks the
-pixel range directly) and return logits. Both are core `ConfigurableModule`s, so `save_pretrained` /
+All take images in [0, 1] (normalisation, when any, lives inside the module, so torchattacks attacks the
+pixel range directly) and return logits. All are core `ConfigurableModule`s, so `save_pretrained` /
 `load_pretrained` round-trip them, and `train_classifier` trains them with core's `fit` (EMA, checkpoints,
 exact resume, torchrun).
 """
@@ -20,6 +21,7 @@ from omnidiffusion.core.io import ConfigurableModule
 from omnidiffusion.core.training import TrainConfig, TrainResult, fit
 
 from .data import check_labelled
+from .wideresnet import WideResNet, parse_wrn
 
 
 class SmallCNN(ConfigurableModule):
@@ -91,6 +93,17 @@ class TorchvisionClassifier(ConfigurableModule):
         return self.net((x - self.mean) / self.std)
 
 
+def build_classifier(arch: str, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> nn.Module:
+    """A randomly initialised classifier by name: "small-cnn" (of `width`), "wrn-D-K" (WideResNet-D-K, e.g.
+    "wrn-28-10") or a torchvision.models builder name ("resnet18", ...)."""
+    if arch == "small-cnn":
+        return SmallCNN(in_channels, num_classes, width)
+    wrn = parse_wrn(arch)
+    if wrn is not None:
+        return WideResNet(wrn[0], wrn[1], num_classes=num_classes, in_channels=in_channels)
+    return TorchvisionClassifier(arch, num_classes, in_channels)
+
+
 def cross_entropy_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
     """The loss `fit` minimises: mean cross-entropy of model(images) against labels."""
     x, y = batch
@@ -141,6 +154,7 @@ def predict_labels(model: nn.Module, images: Tensor, batch_size: int = 256) -> T
 __all__ = [
     "SmallCNN",
     "TorchvisionClassifier",
+    "build_classifier",
     "cross_entropy_loss",
     "predict_labels",
     "train_classifier",

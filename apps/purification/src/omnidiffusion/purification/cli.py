@@ -4,8 +4,11 @@ omnidiffusion-purification train --config digits --out runs/purification/digits 
 omnidiffusion-purification train-classifier --out DIR        # the classifier only (DIR/classifier)
 omnidiffusion-purification train-diffusion --out DIR         # the DDPM only, through omnidiffusion.vision
 omnidiffusion-purification purify --diffusion DIR --input digits|FOLDER|image.png --output OUT_DIR
-omnidiffusion-purification evaluate --diffusion DIR --classifier DIR --data digits|FOLDER \\
+omnidiffusion-purification evaluate --diffusion DIR --classifier DIR|WEIGHTS --data digits|cifar10:ROOT|FOLDER \\
     --attack pgd|eot-pgd|bpda-eot|apgd|autoattack --eps E --norm linf|l2 --n N --seed S [--t-star T] [--plot P]
+
+--diffusion takes our save_pretrained folder (a vision ImageDDPM) or a diffusers folder (model_index.json + unet/ +
+scheduler/), told apart by their files.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import functools
 import sys
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg, print_json
+import torch
+
+from omnidiffusion.core.cli import AppCLI, add_device_argument, as_flags, count_arg, number_arg, print_json
 
 from .robustness import ATTACK_PLANS
 from .settings import PACKAGE, PurificationConfig
@@ -55,20 +60,17 @@ def _resume(args: argparse.Namespace):
 
 
 def _train_classifier(config: PurificationConfig, out: Path, resume, note) -> Path:
-    from .classifier import SmallCNN, TorchvisionClassifier, predict_labels, train_classifier
-    from .data import load_images
+    from .classifier import build_classifier, predict_labels, train_classifier
 
     d, c = config.data, config.classifier
-    x, y = load_images(d.source, split="train", size=d.image_size, channels=d.channels, name="data.source", note=note)
+    with as_flags(arch="classifier.arch"):
+        model = build_classifier(c.arch, c.num_classes, d.channels, c.width)
+    x, y = _load_data(d.source, config, "train", d.image_size, d.channels, "data.source", note)
     if y.max().item() >= c.num_classes:
         raise ValueError(
             f"classifier.num_classes: expected at least {y.max().item() + 1} (the labels of {d.source!r} go up to "
             f"{y.max().item()}), got {c.num_classes}"
         )
-    if c.arch == "small-cnn":
-        model = SmallCNN(d.channels, c.num_classes, c.width)
-    else:
-        model = TorchvisionClassifier(c.arch, c.num_classes, d.channels)
     result = train_classifier(model, x, y, config.train, out, resume=resume)
     final = result.ema_model if result.ema_model is not None else result.model
     acc = (predict_labels(final.cpu(), x) == y).float().mean().item()
@@ -79,16 +81,21 @@ def _train_classifier(config: PurificationConfig, out: Path, resume, note) -> Pa
 def _train_diffusion(config: PurificationConfig, out: Path, resume, note) -> Path:
     from omnidiffusion.vision import train_image_ddpm
 
-    from .data import load_images
-
     d = config.data
-    x, _ = load_images(d.source, split="train", size=d.image_size, channels=d.channels, name="data.source", note=note)
+    x, _ = _load_data(d.source, config, "train", d.image_size, d.channels, "data.source", note)
     sets = [f"data.image_size={d.image_size}", f"data.channels={d.channels}", "data.hflip=false"]
     train_image_ddpm(
         x * 2 - 1, config.diffusion.vision_config, out, resume=resume, overrides=sets + list(config.diffusion.overrides)
     )
     print(f"diffusion model -> {out}")
     return out
+
+
+def _load_data(spec: str, config: PurificationConfig, split: str, size: int, channels: int, name: str, note):
+    """load_images with data.root for the "cifar10" source (the binary version under data.root)."""
+    from .data import load_images
+
+    return load_images(spec, split=split, size=size, channels=channels, name=name, note=note, root=config.data.root)
 
 
 def run_train(args: argparse.Namespace, config: PurificationConfig) -> int:
@@ -110,14 +117,34 @@ def run_train_diffusion(args: argparse.Namespace, config: PurificationConfig) ->
     return 0
 
 
-def _pipeline(args: argparse.Namespace, config: PurificationConfig, classifier: str | None):
-    from .pipeline import PurificationPipeline
+def _classifier(args: argparse.Namespace, config: PurificationConfig, channels: int | None):
+    """The classifier of --classifier (a directory or a weight file) or of classifier.weights, as a module."""
+    from .pipeline import load_classifier
+
+    c = config.classifier
+    source, name = (args.classifier, "--classifier") if args.classifier else (c.weights, "classifier.weights")
+    if not source:
+        raise ValueError(
+            "--classifier: expected a classifier directory (train-classifier output) or a weight file for "
+            f"classifier.arch = {c.arch!r} (or classifier.weights in the config), got none"
+        )
+    with as_flags(arch="classifier.arch"):
+        return load_classifier(
+            source, arch=c.arch, num_classes=c.num_classes, in_channels=channels or 3, width=c.width, name=name
+        )
+
+
+def _pipeline(args: argparse.Namespace, config: PurificationConfig, with_classifier: bool):
+    from .diffpure import model_image_shape
+    from .pipeline import PurificationPipeline, load_denoiser
 
     p = config.purify
     t_star = args.t_star if args.t_star is not None else p.t_star
+    den = load_denoiser(args.diffusion, name="--diffusion")
+    channels = model_image_shape(den)[0]
     pipe = PurificationPipeline.from_pretrained(
-        args.diffusion,
-        classifier,
+        den,
+        _classifier(args, config, channels) if with_classifier else None,
         t_star=t_star,
         method=p.method,
         steps=p.steps,
@@ -165,21 +192,19 @@ def _read_image(path: Path, args: argparse.Namespace, size: int, channels: int):
 def run_purify(args: argparse.Namespace, config: PurificationConfig) -> int:
     from PIL import Image
 
-    from .data import load_images
-
     src, out = Path(args.input), Path(args.output)
-    known = args.input == "digits" or args.input.startswith("torchvision:")
+    known = args.input in ("digits", "cifar10") or args.input.startswith(("torchvision:", "cifar10:"))
     if not known and not src.exists():
         raise FileNotFoundError(f"--input: {src}: no such file or folder (expected an image, ImageFolder or 'digits')")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output: {out} is a file, expected a folder (it is created when missing)")
-    pipe = _pipeline(args, config, None)
+    pipe = _pipeline(args, config, False)
     size, channels = _image_shape(args, config, pipe)
     if src.is_file():
         names, images = [src.stem], [pipe.purify(_read_image(src, args, size, channels))]
     else:
         note = functools.partial(_note, args)
-        x, _ = load_images(args.input, split="test", size=size, channels=channels, name="--input", note=note)
+        x, _ = _load_data(args.input, config, "test", size, channels, "--input", note)
         x = x[: args.n] if args.n is not None else x
         names = [f"{i:05d}" for i in range(len(x))]
         pure = pipe.purify(x, batch_size=config.purify.batch_size)  # (N, C, H, W) in [0, 1]
@@ -196,7 +221,6 @@ def run_purify(args: argparse.Namespace, config: PurificationConfig) -> int:
 
 def run_evaluate(args: argparse.Namespace, config: PurificationConfig) -> int:
     from .attacks import AttackConfig
-    from .data import load_images
     from .plots import plot_robustness
     from .purified import PurifiedClassifier
     from .robustness import evaluate_robustness, plan_attacks, sweep_t_star
@@ -208,13 +232,17 @@ def run_evaluate(args: argparse.Namespace, config: PurificationConfig) -> int:
     n = args.n if args.n is not None else e.n
     seed = e.seed if args.seed is None else args.seed
     plan = plan_attacks(attacks)
-    pipe = _pipeline(args, config, args.classifier)
+    pipe = _pipeline(args, config, True)
     d = config.data
     size, channels = _image_shape(args, config, pipe)
     data_name = "--data" if args.data else "data.source"
     note = functools.partial(_note, args)
-    x, y = load_images(args.data or d.source, split="test", size=size, channels=channels, name=data_name, note=note)
-    x, y = x[:n], y[:n]
+    x, y = _load_data(args.data or d.source, config, "test", size, channels, data_name, note)
+    if e.subset_seed is None:
+        x, y = x[:n], y[:n]
+    else:  # n test images drawn without replacement (DiffPure: 64 per data seed)
+        pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(e.subset_seed))[:n]
+        x, y = x[pick], y[pick]
     model = PurifiedClassifier(pipe.purifier, pipe.classifier).to(pipe.device)
     cfg = AttackConfig(**vars(config.attack)) if not isinstance(config.attack, AttackConfig) else config.attack
     rows, worst, clean = [], [], None
@@ -249,6 +277,9 @@ def run_evaluate(args: argparse.Namespace, config: PurificationConfig) -> int:
         "baselines": {"classifier alone": baseline},
         "protocol": {
             "data": args.data or d.source,
+            "data_root": d.root,
+            "subset_seed": e.subset_seed,
+            "diffusion": {"path": str(args.diffusion), "format": _format(args.diffusion)},
             "n": int(len(y)),
             "norm": norm,
             "eps": eps,
@@ -285,6 +316,12 @@ def run_evaluate(args: argparse.Namespace, config: PurificationConfig) -> int:
     return 0
 
 
+def _format(directory: str) -> str:
+    from omnidiffusion.core.interop import is_diffusers_folder
+
+    return "diffusers" if is_diffusers_folder(directory) else "omnidiffusion"
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default: the config's `out`)")
     p.add_argument(
@@ -296,7 +333,11 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--diffusion", required=True, help="diffusion model directory (omnidiffusion.vision ImageDDPM)")
+    p.add_argument(
+        "--diffusion",
+        required=True,
+        help="diffusion model folder: ours (omnidiffusion.vision ImageDDPM) or a diffusers folder (model_index.json)",
+    )
     p.add_argument(
         "--t-star",
         type=number_arg(0.0, 1.0, high_open=True),
@@ -349,8 +390,17 @@ _eval = cli.add_command(
     help="clean and robust accuracy of DiffPure + classifier vs the classifier alone (JSON)",
 )
 _add_model_flags(_eval)
-_eval.add_argument("--classifier", required=True, help="classifier directory (train-classifier output)")
-_eval.add_argument("--data", default=None, help="'digits', an ImageFolder path or torchvision:NAME:ROOT")
+_eval.add_argument(
+    "--classifier",
+    default=None,
+    help="classifier directory (train-classifier output) or a weight file (.safetensors, .pt) for classifier.arch "
+    "(default: classifier.weights)",
+)
+_eval.add_argument(
+    "--data",
+    default=None,
+    help="'digits', 'cifar10' (data.root), cifar10:ROOT, an ImageFolder or torchvision:NAME:ROOT",
+)
 _eval.add_argument(
     "--attack",
     action="append",

@@ -6,7 +6,10 @@ in) and labels (N,) int64 class indices. Nothing is downloaded.
 - "digits": scikit-learn's bundled 8x8 digits (1797 images, 10 classes, 17 grey levels), divided by 16 and
   upsampled bilinearly to `size` x `size`; the last 300 are the held-out test split.
 - a folder path: torchvision ImageFolder layout (one sub-folder per class), resized to `size`, `channels` 1 or 3.
-- "torchvision:NAME:ROOT": a torchvision dataset class (MNIST, FashionMNIST, CIFAR10, ...) already under ROOT.
+- "cifar10" (with `root`), "cifar10:ROOT", or a folder holding `cifar-10-batches-bin`: CIFAR-10's binary version,
+  read byte by byte (`cifar10.py`); the test split is test_batch.bin, the train split data_batch_1..5.bin.
+- "torchvision:NAME:ROOT": a torchvision dataset class (MNIST, FashionMNIST, ...) already under ROOT. Not CIFAR-10
+  or CIFAR-100: torchvision reads their pickled python version, which is never unpickled here.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from torch import Tensor
 
 from omnidiffusion.core.checks import positive_int
 
+from .cifar10 import cifar10_binary, is_cifar10_binary, is_cifar10_python
+
 Note = Callable[[str], None]  # receives a one-line note when images are converted (resized, channels changed)
 
 DIGITS_TEST = 300  # the last 300 digits are held out
+PICKLED_TORCHVISION = ("CIFAR10", "CIFAR100")  # torchvision reads these with pickle.load
 
 
 def digits_images(size: int = 16) -> tuple[Tensor, Tensor]:
@@ -120,6 +126,14 @@ def image_folder(
 
 def torchvision_dataset(name: str, root: str | Path, size: int, channels: int, train: bool = False):
     """A torchvision dataset class already on disk under `root` (never downloaded)."""
+    if name in PICKLED_TORCHVISION:
+        raise ValueError(
+            f"data: torchvision's {name} unpickles the python version of the dataset, which is never done here; "
+            f"use the binary version: data.source = 'cifar10' with data.root = DIR (cifar-10-batches-bin)"
+            if name == "CIFAR10"
+            else f"data: torchvision's {name} unpickles its files, which is never done here; convert it to an "
+            "ImageFolder tree (root/<class>/<image>) and pass the folder"
+        )
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, name, None)
@@ -140,15 +154,36 @@ def load_images(
     channels: int = 1,
     name: str = "data",
     note: Note | None = None,
+    root: str | Path | None = None,
+    root_name: str = "data.root",
 ) -> tuple[Tensor, Tensor]:
-    """Resolve a data spec: "digits", "torchvision:NAME:ROOT" or an ImageFolder path; see the module docstring.
+    """Resolve a data spec: "digits", "cifar10" (under `root`), "cifar10:ROOT", "torchvision:NAME:ROOT" or a folder
+    (CIFAR-10 binary when it holds the .bin files, else ImageFolder); see the module docstring.
 
     Images come back with `channels` (the grey digits are repeated to 3 for channels=3) at `size` x `size`;
-    `name` is the argument named in errors, `note` hears about conversions the caller did not ask for explicitly.
+    `name` (`root_name` for `root`) is the argument named in errors, `note` hears about conversions the caller did
+    not ask for explicitly.
     """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"{name}: expected 'digits', 'torchvision:NAME:ROOT' or a folder path, got {spec!r}")
+        raise ValueError(
+            f"{name}: expected 'digits', 'cifar10', 'cifar10:ROOT', 'torchvision:NAME:ROOT' or a folder path, "
+            f"got {spec!r}"
+        )
     size, channels = positive_int(size, "size"), _check_channels(channels)
+    if spec == "cifar10":
+        if root is None or root == "":
+            raise ValueError(
+                f"{root_name}: expected the folder holding cifar-10-batches-bin (--set {root_name}=DIR) for "
+                f"{name} = 'cifar10', got none"
+            )
+        return cifar10_binary(root, split, size=size, channels=channels, name=root_name, note=note)
+    if spec.startswith("cifar10:"):
+        folder = spec.split(":", 1)[1]
+        if not folder:
+            raise ValueError(
+                f"{name}: expected 'cifar10:ROOT' with the folder holding cifar-10-batches-bin, got {spec!r}"
+            )
+        return cifar10_binary(folder, split, size=size, channels=channels, name=name, note=note)
     if spec == "digits":
         x, y = digits_split(split, size)
         if channels == 3:
@@ -161,6 +196,8 @@ def load_images(
         if len(parts) != 3 or not parts[1] or not parts[2]:
             raise ValueError(f"{name}: expected 'torchvision:NAME:ROOT', got {spec!r}")
         return torchvision_dataset(parts[1], parts[2], size, channels, train=split == "train")
+    if is_cifar10_binary(spec) or is_cifar10_python(spec):  # the python version is refused, naming the fix
+        return cifar10_binary(spec, split, size=size, channels=channels, name=name, note=note)
     return image_folder(spec, size, channels, name=name, note=note)
 
 

@@ -55,14 +55,29 @@ def check_unit_range(x: Tensor, name: str = "x") -> None:
         raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.6g}, {hi:.6g}]")
 
 
+def _positive(v) -> bool:  # noqa: ANN001 - any recorded value
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
 def model_image_shape(denoiser: DenoiserBase) -> tuple[int | None, int | None]:
-    """(channels, image_size) of the network behind `denoiser` when it records them (vision ImageDDPM, core UNet)."""
+    """(channels, image_size) of the network behind `denoiser` when it records them.
+
+    Read from a vision ImageDDPM (.channels, .image_size), a core UNet (.config in_channels, resolution) or a
+    diffusers UNet2DModel wrapped by `core.interop.from_diffusers` (.unet.config in_channels, sample_size).
+    """
     net = getattr(denoiser, "net", None)
     config = getattr(net, "config", None)
     config = config if isinstance(config, dict) else {}  # a bare core UNet keeps its kwargs in .config
     channels = getattr(net, "channels", None) or config.get("in_channels")
     size = getattr(net, "image_size", None) or config.get("resolution")
-    return (int(channels) if isinstance(channels, int) else None, int(size) if isinstance(size, int) else None)
+    unet_config = getattr(getattr(net, "unet", None), "config", None)  # diffusers: a FrozenDict
+    if isinstance(unet_config, dict) and unet_config.get("_class_name", "UNet2DModel") != "UNet1DModel":
+        channels = channels or unet_config.get("in_channels")
+        sample = unet_config.get("sample_size")
+        if isinstance(sample, (list, tuple)) and len(sample) == 2 and sample[0] == sample[1]:
+            sample = sample[0]
+        size = size or sample
+    return (int(channels) if _positive(channels) else None, int(size) if _positive(size) else None)
 
 
 def check_model_input(x: Tensor, module: nn.Module | None, shape: tuple[int | None, int | None], name: str) -> None:
@@ -135,7 +150,9 @@ class DiffPure(nn.Module):
     """Adversarial purification by diffusion (Nie et al. 2022): [0, 1] images in, purified [0, 1] images out.
 
     Args:
-        diffusion: a core Denoiser on data in `data_range` (default [-1, 1]), or a model with `.denoiser()`.
+        diffusion: a core Denoiser on data in `data_range` (default [-1, 1]), e.g. the one
+            `omnidiffusion.core.interop.from_diffusers(dir)` returns for a diffusers folder, or a model with
+            `.denoiser()` (omnidiffusion.vision.ImageDDPM).
         t_star: diffusion time t* in [0, 1) (DiffPure: 0.1 for CIFAR-10 Linf, 0.075 for L2); 0 is the identity.
         method: "sde" (reverse SDE, Euler-Maruyama), "ddpm" (ancestral), "ode" (probability flow, DDIM eta=0)
             or "dpm++2m" (probability flow, DPM-Solver++ 2M).

@@ -2,6 +2,8 @@
 
     pipe = PurificationPipeline.from_pretrained("runs/purification/digits/diffusion",
                                                 classifier="runs/purification/digits/classifier", t_star=0.2)
+    pipe = PurificationPipeline.from_pretrained("ddpm-cifar10-32",            # a diffusers folder works the same
+                                                classifier="wrn-28-10.safetensors", classifier_arch="wrn-28-10")
     clean = pipe.purify(pil_image)               # PIL in, PIL out; numpy and torch work the same way
     labels = pipe.classify(batch)                # (N,) numpy int64 from the defended classifier
 
@@ -13,17 +15,21 @@ images of another size or channel count, values outside [0, 1] or NaN raise Valu
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from omnidiffusion.core import DenoiserBase
 from omnidiffusion.core.checks import positive_int, resolve_device
+from omnidiffusion.core.interop import from_diffusers, is_diffusers_folder
 from omnidiffusion.core.io import load_pretrained
 
 from .diffpure import DiffPure, check_unit_range
 from .purified import PurifiedClassifier, check_channels_agree
+from .wideresnet import load_classifier_weights
 
 
 def _load(directory: str | Path, what: str) -> nn.Module:
@@ -31,6 +37,93 @@ def _load(directory: str | Path, what: str) -> nn.Module:
     if not directory.is_dir():
         raise FileNotFoundError(f"{what}: {directory} is not a directory (expected a save_pretrained directory)")
     return load_pretrained(directory)
+
+
+def load_denoiser(directory: str | Path, *, name: str = "diffusion") -> DenoiserBase:
+    """The core Denoiser of a diffusion model folder, told apart by its files (on CPU, x0 not clipped).
+
+    - ours (`save_pretrained`: config.json with a "class" entry + model.safetensors), e.g. a vision ImageDDPM:
+      its `.denoiser(clip=False)`;
+    - a diffusers folder (model_index.json + unet/ + scheduler/, or a bare UNet folder with a scheduler config):
+      `omnidiffusion.core.interop.from_diffusers(directory, clip_sample=False)`, whose DiscreteVP is diffusers'
+      alpha_bar table (needs the optional dependency diffusers).
+    DiffPure solves the reverse SDE from the score, so x0_hat is not clipped in either case.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"{name}: {directory} is not a directory (expected a save_pretrained directory or a diffusers folder)"
+        )
+    if is_diffusers_folder(directory):
+        try:
+            return from_diffusers(directory, clip_sample=False)
+        except ImportError:
+            raise ValueError(
+                f"{name}: {directory} is a diffusers folder; reading it needs the optional dependency diffusers "
+                "(pip install 'omnidiffusion-core[diffusers]')"
+            ) from None
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{name}: {directory} (a diffusers folder): {_strip_path(e)}") from None
+        except ValueError as e:
+            raise ValueError(f"{name}: {directory} (a diffusers folder): {_strip_path(e)}") from None
+    model = _load(directory, name)
+    make = getattr(model, "denoiser", None)
+    if isinstance(model, DenoiserBase):
+        return model
+    if not callable(make):
+        raise ValueError(f"{name}: {directory} holds a {type(model).__name__}, which has no .denoiser()")
+    return make(clip=False) if "clip" in inspect.signature(make).parameters else make()
+
+
+def _strip_path(e: Exception) -> str:
+    """from_diffusers' message without its leading "path: " (the folder is named by the caller)."""
+    text = str(e)
+    return text[len("path: ") :] if text.startswith("path: ") else text
+
+
+def load_classifier(
+    classifier: str | Path | nn.Module,
+    *,
+    arch: str = "wrn-28-10",
+    num_classes: int = 10,
+    in_channels: int = 3,
+    width: int = 16,
+    name: str = "classifier",
+) -> nn.Module:
+    """A classifier from a `save_pretrained` directory, or `arch` (see `build_classifier`) with a weight file.
+
+    A weight file is .safetensors, or a .pt/.pth state dict read with torch.load(weights_only=True) (never
+    unpickled); RobustBench / TRADES WideResNet names load into "wrn-D-K" unchanged. An nn.Module is returned as is.
+    """
+    if isinstance(classifier, nn.Module):
+        net = classifier
+    elif isinstance(classifier, (str, Path)) and Path(classifier).is_file():
+        from .classifier import build_classifier
+
+        net = load_classifier_weights(build_classifier(arch, num_classes, in_channels, width), classifier, name)
+    elif isinstance(classifier, (str, Path)) and is_diffusers_folder(classifier):
+        raise ValueError(
+            f"{name}: {classifier} is a diffusers folder (a diffusion model); expected a classifier directory "
+            "(train-classifier output) or a weight file"
+        )
+    elif isinstance(classifier, (str, Path)):
+        directory = Path(classifier)
+        if not directory.is_dir():
+            raise FileNotFoundError(
+                f"{name}: {directory}: no such file or directory (expected a save_pretrained directory or a weight "
+                "file: .safetensors, .pt, .pth)"
+            )
+        net = load_pretrained(directory)
+    else:
+        raise ValueError(
+            f"{name}: expected a directory, a weight file or an nn.Module, got {type(classifier).__name__}"
+        )
+    if callable(getattr(net, "denoiser", None)) or isinstance(net, DenoiserBase):
+        raise ValueError(
+            f"{name}: {classifier} holds a {type(net).__name__}, a diffusion model; expected a classifier "
+            "directory (train-classifier output)"
+        )
+    return net.eval()
 
 
 class PurificationPipeline:
@@ -58,8 +151,8 @@ class PurificationPipeline:
     @classmethod
     def from_pretrained(
         cls,
-        diffusion: str | Path,
-        classifier: str | Path | None = None,
+        diffusion: str | Path | DenoiserBase,
+        classifier: str | Path | nn.Module | None = None,
         *,
         t_star: float = 0.1,
         method: str = "sde",
@@ -68,23 +161,20 @@ class PurificationPipeline:
         grid: str = "time-uniform",
         checkpointing: bool = False,
         device: str | torch.device = "cpu",
+        classifier_arch: str = "wrn-28-10",
+        num_classes: int = 10,
     ) -> PurificationPipeline:
-        """Load a diffusion model with `.denoiser()` (e.g. omnidiffusion.vision.ImageDDPM) and a classifier dir."""
+        """DiffPure around a diffusion model folder (ours or diffusers', see `load_denoiser`) or a core Denoiser, and
+        an optional classifier (a directory, a weight file for `classifier_arch`, or a module; `load_classifier`)."""
         device = resolve_device(device)
-        ddpm = _load(diffusion, "diffusion")
-        make = getattr(ddpm, "denoiser", None)
-        if not callable(make):
-            raise ValueError(f"diffusion: {diffusion} holds a {type(ddpm).__name__}, which has no .denoiser()")
-        den = make(clip=False) if "clip" in make.__code__.co_varnames else make()
+        den = diffusion if isinstance(diffusion, DenoiserBase) else load_denoiser(diffusion)
         purifier = DiffPure(
             den, t_star=t_star, method=method, steps=steps, grid=grid, checkpointing=checkpointing, seed=seed
         )
-        net = None if classifier is None else _load(classifier, "classifier")
-        if net is not None and callable(getattr(net, "denoiser", None)):
-            raise ValueError(
-                f"classifier: {classifier} holds a {type(net).__name__}, a diffusion model; expected a classifier "
-                "directory (train-classifier output)"
-            )
+        net = None
+        if classifier is not None:
+            channels = purifier.image_shape[0] or 3
+            net = load_classifier(classifier, arch=classifier_arch, num_classes=num_classes, in_channels=channels)
         return cls(purifier, net, device)
 
     # ---- conversions
@@ -185,4 +275,4 @@ class PurificationPipeline:
         return torch.cat(out).numpy()
 
 
-__all__ = ["PurificationPipeline"]
+__all__ = ["PurificationPipeline", "load_classifier", "load_denoiser"]

@@ -22,15 +22,19 @@ PACKAGE = "omnidiffusion.purification"
 
 @dataclass
 class DataSettings:
-    """source: "digits" (bundled), an ImageFolder path, or "torchvision:NAME:ROOT" (already on disk)."""
+    """source: "digits" (bundled), "cifar10" (the binary version under `root`), an ImageFolder path, or
+    "torchvision:NAME:ROOT" (already on disk). root: the folder holding cifar-10-batches-bin."""
 
     source: str = "digits"
     image_size: int = 16
     channels: int = 1
+    root: str | None = None
 
     def __post_init__(self) -> None:
         if not self.source:
-            raise ValueError("data.source: expected 'digits', a folder path or 'torchvision:NAME:ROOT', got ''")
+            raise ValueError(
+                "data.source: expected 'digits', 'cifar10', a folder path or 'torchvision:NAME:ROOT', got ''"
+            )
         low = 8 if self.source == "digits" else 1  # the digits are 8x8, upsampled
         positive_int(self.image_size, "data.image_size" + (" (the digits are 8x8)" if low == 8 else ""), minimum=low)
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
@@ -39,15 +43,31 @@ class DataSettings:
 
 @dataclass
 class ClassifierSettings:
-    """arch: "small-cnn" (SmallCNN) or a torchvision.models builder name ("resnet18", ...)."""
+    """arch: "small-cnn" (SmallCNN), "wrn-D-K" (WideResNet-D-K, e.g. "wrn-28-10") or a torchvision.models builder
+    name ("resnet18", ...). weights: a weight file for `arch` (.safetensors, or .pt/.pth read weights-only) that
+    `evaluate` loads when --classifier is not given a save_pretrained directory."""
 
     arch: str = "small-cnn"
     width: int = 16
     num_classes: int = 10
+    weights: str | None = None
 
     def __post_init__(self) -> None:
+        from .wideresnet import parse_wrn
+
         positive_int(self.width, "classifier.width")
         positive_int(self.num_classes, "classifier.num_classes", minimum=2)
+        if not isinstance(self.arch, str) or not self.arch:
+            raise ValueError(
+                f"classifier.arch: expected 'small-cnn', 'wrn-D-K' or a torchvision name, got {self.arch!r}"
+            )
+        if self.arch.startswith("wrn"):
+            wrn = parse_wrn(self.arch)
+            if wrn is None or wrn[0] < 10 or (wrn[0] - 4) % 6 or wrn[1] < 1:
+                raise ValueError(
+                    f"classifier.arch: expected 'wrn-D-K' with depth D = 6n + 4 >= 10 and width K >= 1 "
+                    f"(e.g. 'wrn-28-10'), got {self.arch!r}"
+                )
 
 
 @dataclass
@@ -92,6 +112,7 @@ class EvaluateSettings:
     batch_size: int = 64
     seed: int = 0
     t_stars: list[float] = field(default_factory=list)  # extra t* values for the sweep plot (transfer attack)
+    subset_seed: int | None = None  # none: the first n test images; a seed: n drawn at random without replacement
 
     def __post_init__(self) -> None:
         from .robustness import ATTACK_PLANS
@@ -111,6 +132,8 @@ class EvaluateSettings:
         non_negative_int(self.seed, "evaluate.seed")
         for t in self.t_stars:
             real_number(t, "evaluate.t_stars", low=0.0, high=1.0, high_open=True)
+        if self.subset_seed is not None:
+            non_negative_int(self.subset_seed, "evaluate.subset_seed (none = the first n test images)")
 
 
 @dataclass
