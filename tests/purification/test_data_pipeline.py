@@ -101,3 +101,17 @@ def test_pipeline_keeps_the_input_type(denoiser, classifier):
     assert labels.shape == (3,) and labels.dtype == np.int64
     with pytest.raises(ValueError, match="images"):
         pipe.purify("not an image")
+
+
+def test_image_folder_keeps_16_bit_values(tmp_path):
+    """A 16-bit grey PNG is scaled by /65535 (vision's decoder), not clipped at 255 by an RGB conversion."""
+    from PIL import Image
+
+    from omnidiffusion.purification.data import image_folder
+
+    (tmp_path / "a").mkdir()
+    values = np.array([[0, 1000], [30000, 65535]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "a" / "x.png")
+    x, y = image_folder(tmp_path, size=2, channels=1)
+    assert y.tolist() == [0]
+    np.testing.assert_allclose(x[0, 0].numpy(), values / 65535.0, rtol=0, atol=1e-7)

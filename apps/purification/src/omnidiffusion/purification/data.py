@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from omnidiffusion.core.checks import positive_int
+from omnidiffusion.vision.imaging import decode_image
 
 from .cifar10 import cifar10_binary, is_cifar10_binary, is_cifar10_python
 
@@ -104,16 +105,21 @@ def image_folder(
         samples = ImageFolder(str(path)).samples  # [(file, class index)], classes sorted by name
     except (FileNotFoundError, RuntimeError) as e:
         raise FileNotFoundError(f"{name}: {path}: no readable images in class sub-folders ({e})") from None
-    transform = _transform(size, channels)
+    from torchvision.transforms.functional import resize
+
     xs, ys, seen = [], [], set()
     for file, label in samples:
         try:
             with Image.open(file) as im:
                 im.load()
                 seen.add((im.size, len(im.getbands())))
-                xs.append(transform(im.convert("RGB")))  # as torchvision's default loader does
+                # vision's one decoder: 16-bit kept (/65535), alpha dropped, ITU-R 601 grey
+                x, _ = decode_image(im, channels, str(file))
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"{name}: {file}: not a readable image file (expected PNG/JPEG/...): {e}") from None
+        if tuple(x.shape[-2:]) != (size, size):
+            x = resize(x, [size, size], antialias=True)
+        xs.append(x)
         ys.append(label)
     other = sorted({f"{w}x{h}, {c} channel(s)" for (w, h), c in seen if (w, h) != (size, size) or c != channels})
     if other and note is not None:
