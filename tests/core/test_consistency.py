@@ -14,12 +14,14 @@ from omnidiffusion.core.consistency import (
     consistency_distillation,
     consistency_grid,
     consistency_training,
+    grid_pairs,
     ict_intervals,
     lognormal_weights,
     teacher_step,
 )
 from omnidiffusion.core.samplers import METHODS, sample
 from omnidiffusion.core.testing import Gaussian
+from omnidiffusion.core.timesteps import make_grid
 from omnidiffusion.core.training import TrainConfig
 
 F64 = torch.float64
@@ -90,7 +92,8 @@ def test_teacher_step_is_the_core_sampler_on_each_sample(solver):
 def test_distilled_consistency_function_reaches_the_ode_endpoint_in_one_step():
     """Acceptance: from the exact Gaussian teacher (Heun steps, 8 sub-steps, 4 intervals), the distilled f maps
     x_1 to the exact PF-ODE endpoint (t = 0) within 1e-2 RMS in one step; the teacher's own one-step DDIM is off
-    by RMS ~0.7. f at the interior grid times is checked the same way."""
+    by RMS ~0.7. f at the interior grid times is checked the same way (fixed grid: the student has one slot per
+    grid time)."""
     torch.manual_seed(0)
     sched = S.LinearVP()
     teacher = GAUSS.denoiser(sched, "eps")
@@ -100,7 +103,7 @@ def test_distilled_consistency_function_reaches_the_ode_endpoint_in_one_step():
     config = TrainConfig(steps=300, batch_size=512, lr=5e-2, ema_decay=None, grad_clip=None, progress=False,
                          log_every=300, ckpt_every=300, device="cpu")
     cm = consistency_distillation(teacher, data, student_net=SlotAffine(sched, grid, GAUSS.mean), prediction="x0",
-                                  intervals=intervals, solver="heun", substeps=8, config=config)
+                                  intervals=intervals, solver="heun", substeps=8, random_shift=False, config=config)
     x = torch.randn(2000, 4, generator=torch.Generator().manual_seed(1), dtype=F64)
     exact = GAUSS.ode_endpoint(x, sched, 1.0, 0.0)
     one = sample(cm, x, "consistency", 1)
@@ -109,6 +112,93 @@ def test_distilled_consistency_function_reaches_the_ode_endpoint_in_one_step():
     for t in grid[1:-1].tolist():
         x_t = GAUSS.ode_endpoint(x, sched, 1.0, t)
         assert _rms(cm(x_t, t), exact) < 2e-2, t
+
+
+def test_ema_target_network_follows_the_paper_update_and_resumes_exactly(tmp_path):
+    """CD with an EMA target f^- (Song et al. 2023, Algorithm 2): after each optimiser step theta^- <- mu theta^- +
+    (1 - mu) theta, checked against that recursion run by hand over the student's weights at every step; and a
+    run interrupted after a checkpoint and resumed equals the uninterrupted run (the target lives in the
+    checkpoint), which would fail if the target restarted as a copy of the student."""
+    sched = S.LinearVP()
+    teacher = GAUSS.denoiser(sched, "eps")
+    data = GAUSS.sample(256, torch.Generator().manual_seed(0)).float()
+    mu = 0.7
+    seen = {"calls": None, "weights": []}  # forward calls left before a simulated crash; online weights per step
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.body = nn.Sequential(nn.Linear(4, 16), nn.SiLU(), nn.Linear(16, 4))
+
+        def forward(self, x, t):
+            if seen["calls"] is not None:
+                seen["calls"] -= 1
+                if seen["calls"] < 0:
+                    raise KeyboardInterrupt("simulated crash")
+            return self.body(x)
+
+    def cfg(steps):
+        return TrainConfig(steps=steps, batch_size=64, lr=1e-2, ema_decay=None, progress=False, log_every=2,
+                           ckpt_every=4, device="cpu")
+
+    targets = []
+    import omnidiffusion.core.consistency as C
+
+    real_loss = C.consistency_distillation_loss
+
+    def spy(student, teacher_, x0, grid, *, target=None, **kw):
+        seen["weights"].append([p.detach().clone() for p in student.net.net.parameters()])  # inside the wrapper
+        targets.append([p.detach().clone() for p in target.net.parameters()])
+        return real_loss(student, teacher_, x0, grid, target=target, **kw)
+
+    C.consistency_distillation_loss = spy
+    try:
+        kw = {"student_net": None, "prediction": "x0", "intervals": 4, "solver": "ddim", "target_ema": mu}
+        full = consistency_distillation(teacher, data, **{**kw, "student_net": Net()}, config=cfg(8),
+                                        out_dir=tmp_path / "a")
+        # The recursion by hand: the target starts as the initial student, then moves once per step.
+        expect = seen["weights"][0]
+        for k in range(1, 8):
+            expect = [mu * e + (1 - mu) * w for e, w in zip(expect, seen["weights"][k], strict=True)]
+            for got, want in zip(targets[k], expect, strict=True):
+                assert torch.allclose(got, want, atol=1e-6), k
+        seen["calls"] = 2 * 5 + 1  # two student calls per step (target, online): crash inside step 6
+        with pytest.raises(KeyboardInterrupt):
+            consistency_distillation(teacher, data, **{**kw, "student_net": Net()}, config=cfg(8),
+                                     out_dir=tmp_path / "b")
+        seen["calls"] = None
+        resumed = consistency_distillation(teacher, data, **{**kw, "student_net": Net()}, config=cfg(8),
+                                           out_dir=tmp_path / "b")
+    finally:
+        C.consistency_distillation_loss = real_loss
+    for p, q in zip(full.net.parameters(), resumed.net.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_grid_pairs_are_adjacent_grid_times_or_one_shifted_interval():
+    """Without shift the pairs are neighbours on the grid. With random_shift, on a log-SNR-uniform grid (all
+    intervals of length h in lambda) every pair but the last interval's is exactly h apart in lambda, the noisier
+    time is uniform in lambda over the grid's range (checked by its quantiles), and a fraction 1/N of pairs ends
+    on the boundary t_N (binomial 5-sigma band)."""
+    sched = S.LinearVP()
+    N, B = 8, 8000
+    grid = make_grid(sched, "logsnr", N, t_end=sched.t_min)
+    lam = sched.log_snr(grid)
+    g = torch.Generator().manual_seed(0)
+    hi, lo = grid_pairs(sched, grid, 500, generator=g)
+    idx = (hi[:, None] == grid[None]).float().argmax(1)
+    assert torch.equal(hi, grid[idx]) and torch.equal(lo, grid[idx + 1])
+    hi, lo = grid_pairs(sched, grid, B, random_shift=True, generator=g)
+    assert bool((hi > lo).all()) and hi.max() <= 1.0 and lo.min() >= grid[-1]
+    h = (lam[1] - lam[0]).item()
+    last = lo == grid[-1]
+    assert torch.allclose(sched.log_snr(lo[~last]) - sched.log_snr(hi[~last]), torch.full_like(lo[~last], h),
+                          atol=1e-6)
+    assert abs(last.double().mean().item() - 1 / N) < 5 * math.sqrt((1 / N) * (1 - 1 / N) / B)
+    u = (sched.log_snr(hi) - lam[0]) / (lam[-1] - lam[0])  # uniform on [0, 1)
+    q = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=F64)
+    assert torch.allclose(torch.quantile(u, q), q, atol=0.025)  # 4.5 standard errors at the median
 
 
 def test_ict_schedule_pieces_follow_the_paper():

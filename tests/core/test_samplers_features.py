@@ -207,3 +207,15 @@ def test_low_precision_states_stay_in_their_dtype(method, dtype, tol):
         ref = sample(den, x.to(dtype).to(F64), method, 8, grid, options=opts)
         scale = ref.abs().max().item()
         assert (out.to(F64) - ref).abs().max().item() < tol * scale, method
+
+
+def test_noise_follows_the_state_device_from_any_generator():
+    """A CPU generator feeds a state on another device (meta stands in for CUDA here): same draws, moved."""
+    from omnidiffusion.core.samplers.common import randn, randn_like
+
+    x = torch.empty(3, 4, device="meta")
+    z = randn_like(x, torch.Generator().manual_seed(0))
+    assert z.device.type == "meta" and z.shape == (3, 4)
+    a = randn((3, 4), torch.Generator().manual_seed(5))
+    b = torch.randn((3, 4), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)  # same device: exactly the plain draw, so CPU results are unchanged

@@ -53,7 +53,22 @@ def grid_coeffs(schedule: NoiseSchedule, grid: Tensor) -> list[Coeffs]:
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    """N(0, I) shaped like x, on x's device, from `generator` wherever it lives.
+
+    A generator on another device (the usual CPU generator with a CUDA state) draws on its own device and the
+    draw is moved: one seed then gives the same noise on every device, and no caller has to move generators.
+    """
+    return randn(x.shape, generator, device=x.device, dtype=x.dtype)
+
+
+def randn(
+    shape: tuple[int, ...], generator: torch.Generator | None, *, device=None, dtype: torch.dtype | None = None
+) -> Tensor:
+    """torch.randn(shape) on `device` drawn from `generator` even when the two devices differ (see randn_like)."""
+    device = torch.device("cpu") if device is None else torch.device(device)
+    if generator is None or generator.device.type == device.type:
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def posterior_terms(c_t: Coeffs, c_s: Coeffs) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..denoiser import DenoiserBase, check_state
 from ..processes import prior_std
 from ..timesteps import check_grid, make_grid
-from .common import Callback
+from .common import Callback, randn
 from .consistency import consistency
 from .ddpm import ddim, ddpm
 from .dpm_solver import dpm_solver, dpm_solver_pp
@@ -140,9 +140,7 @@ def sample(
             raise ValueError(f"x_T: expected a tensor or a non-empty shape of positive sizes, got {x_T!r}")
         t0 = times[0].item()
         scale = prior_std(denoiser.schedule, t0)
-        x = scale * torch.randn(
-            shape, generator=generator, dtype=dtype or torch.get_default_dtype(), device=device
-        )
+        x = scale * randn(shape, generator, device=device, dtype=dtype or torch.get_default_dtype())
 
     if "noise" in opts:
         opts["noise"] = resolve_noise(opts["noise"], generator)
