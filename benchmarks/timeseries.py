@@ -34,6 +34,7 @@ from omnidiffusion.timeseries.data import Scaler, as_array, load_bundled, make_w
 from omnidiffusion.timeseries.estimator import CSDIEstimator
 from omnidiffusion.timeseries.evaluation import _Naive, score_imputation
 from omnidiffusion.timeseries.forecasting import gluonts_scores, rolling_dataset, table_to_dataset
+from omnidiffusion.timeseries.panel import PANEL, load_panel
 from omnidiffusion.timeseries.pipeline import Imputer, load_settings, train_imputer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +71,125 @@ def imputation(args, work: Path) -> dict:
         "test_windows": int(test["values"].shape[0]),
         "train_rows": split,
         "rows": rows,
-        "settings": {"model": vars(settings.model), "train_steps": settings.train.steps},
+        "settings": {"model": vars(settings.model), "data": vars(settings.data), "train_steps": settings.train.steps},
     }
+
+
+def panel(args, work: Path, results: Path) -> dict:
+    """The default config on every panel table (and macrodata) under the official CSDI test protocol."""
+    out: dict = {"datasets": {}}
+    path = results / "timeseries_panel.json"
+    names = args.datasets
+    for name in names:
+        t0, c0 = time.perf_counter(), time.process_time()
+        frame = load_bundled("macrodata") if name == "macrodata" else load_panel(name)
+        settings = load_settings("default", args.set)
+        settings.train.progress = False
+        result = train_imputer(settings, work / name, table=frame, resume=False)
+        train_s, train_c = time.perf_counter() - t0, time.process_time() - c0
+        imputer = Imputer.from_pretrained(work / name)
+        values, observed = as_array(frame)
+        split = time_split(len(frame), settings.data.train_fraction)
+        scaler = Scaler.fit(values[:split], observed[:split])
+        z = scaler.transform(values, observed)
+        L = settings.data.window
+        start = split - L // 2  # official CSDI protocol: test windows from t_train - L/2, stride 1
+        test = make_windows(z[start:], observed[start:], L, 1)
+        rows = []
+        for rate in RATES:
+            for seed in args.seeds:
+                for method_name, scores in score_imputation(imputer, test, rate, seed, n_samples=args.samples).items():
+                    rows.append(
+                        {"rate": rate, "seed": seed, "method": method_name.replace("csdi dpm++2m 10", "ours"), **scores}
+                    )
+        out["datasets"][name] = {
+            "shape": list(frame.shape),
+            "train_rows": split,
+            "test_windows": int(test["values"].shape[0]),
+            "validation": result.validation,
+            "train_steps": result.step,
+            "train_seconds": train_s,
+            "train_cpu_seconds": train_c,
+            "wall_seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0,
+            "rows": rows,
+        }
+        path.write_text(json.dumps({"panel": out, "partial": True}, indent=2, default=float) + "\n")
+        print(name, summarise(rows).round(3).to_string(), flush=True)
+    out["settings"] = {"model": vars(load_settings("default", args.set).model)}
+    return out
+
+
+def panel_markdown(record: dict) -> str:
+    data = record["panel"]["datasets"]
+    lines = [
+        "## Time series: the panel (data sets nobody tuned on)",
+        "",
+        "Default config (`omnidiffusion-timeseries train --config default --set data.source=...`: 1500 steps, "
+        "the last 20% of the training range held out to select the checkpoint, median_share and spread) on each "
+        "table; first 70% of time trains, z-units of that part; test windows L = 16, stride 1, from t_train - 8 "
+        f"(the official CSDI protocol), hidden entries drawn per window with mask seeds {record['seeds']}, "
+        f"{record['samples']} samples, dpm++2m 10 steps. CRPS = CSDI's 19-quantile CRPS / sum |y|, MAE of the "
+        "median; mean ± sd over the mask seeds. **bold**: ours below linear interpolation.",
+        "",
+        "| data set (T x K) | hidden | ours CRPS | linear CRPS | mean imp. CRPS | ours MAE | linear MAE "
+        "| mean imp. MAE | ours 90% cov. |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    met = {"crps": [], "mae": []}
+    for name, d in data.items():
+        df = pd.DataFrame(d["rows"])
+        g = df.groupby(["rate", "method"])[["crps", "mae", "coverage_90"]]
+        m, sd = g.mean(), g.std()
+        for rate in RATES:
+            o, li, me = (m.loc[(rate, k)] for k in ("ours", "linear interpolation", "mean imputation"))
+            so, sl, sm_ = (sd.loc[(rate, k)] for k in ("ours", "linear interpolation", "mean imputation"))
+            win_c, win_m = o.crps < li.crps, o.mae <= li.mae * (1 + 1e-5) + 1e-6  # float32 rounding
+            met["crps"].append(win_c)
+            if rate < 0.9:
+                met["mae"].append(win_m)
+            bc = "**" if win_c else ""
+            bm = "**" if o.mae < li.mae - 5e-4 else ""  # median_share 0 gives linear's MAE to float rounding
+            lines.append(
+                f"| {name} ({d['shape'][0]} x {d['shape'][1]}) | {rate:.0%} | {bc}{o.crps:.3f} ± {so.crps:.3f}{bc} "
+                f"| {li.crps:.3f} ± {sl.crps:.3f} | {me.crps:.3f} ± {sm_.crps:.3f} "
+                f"| {bm}{o.mae:.3f} ± {so.mae:.3f}{bm} "
+                f"| {li.mae:.3f} ± {sl.mae:.3f} | {me.mae:.3f} ± {sm_.mae:.3f} | {o.coverage_90:.2f} |"
+            )
+    lines += [
+        "",
+        f"Targets: CRPS below linear interpolation on every data set at 10/50/90%: {sum(met['crps'])} of "
+        f"{len(met['crps'])} cells; MAE not above it at 10% and 50%: {sum(met['mae'])} of {len(met['mae'])}.",
+        "",
+        "What `train` selected on each validation part (never the test part):",
+        "",
+        "| data set | step | median_share | spread | validation CRPS ours / linear (10%, 50%, 90%) | beats linear "
+        "| train CPU s | total CPU s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, d in data.items():
+        v = d["validation"]
+        if v is None:
+            lines.append(
+                f"| {name} | - | - | - | no validation part | - | {d['train_cpu_seconds']:.0f} "
+                f"| {d['cpu_seconds']:.0f} | {d['wall_seconds']:.0f} |"
+            )
+            continue
+        pr = ", ".join(f"{x['crps']:.3f} / {x['linear_crps']:.3f}" for x in v["per_rate"].values())
+        lines.append(
+            f"| {name} | {v['step']} | {v['median_share']:g} | {v['spread']:g} | {pr} | "
+            f"{'yes' if v['beats_linear'] else 'no'} | {d['train_cpu_seconds']:.0f} | {d['cpu_seconds']:.0f} "
+            f"| {d['wall_seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Wall time {record['wall_seconds'] / 60:.1f} min, process CPU time {record['cpu_seconds'] / 60:.1f} min "
+        f"({record['machine']}, torch threads 1; the wall time is longer when other jobs share the cores).",
+        "",
+        f"Command: `{record['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def forecasting(args, work: Path) -> dict:
@@ -225,6 +343,31 @@ def gpu_paper_scale(args) -> None:
     print(json.dumps(report, indent=2))
 
 
+def write_combined(results: Path) -> None:
+    """benchmarks/results/timeseries.md: the panel first, then the macrodata imputation/forecasting parts."""
+    parts = [(results / "timeseries_panel.md").read_text()] if (results / "timeseries_panel.md").is_file() else []
+    files = [results / f"timeseries_{p}.json" for p in ("imputation", "forecasting")]
+    if all(f.is_file() for f in files):
+        imp, fc = (json.loads(f.read_text()) for f in files)
+        old = markdown(
+            {
+                "imputation": imp["imputation"],
+                "forecasting": fc["forecasting"],
+                "wall_seconds": imp["wall_seconds"] + fc["wall_seconds"],
+                "cpu_seconds": imp.get("cpu_seconds", float("nan")) + fc.get("cpu_seconds", float("nan")),
+                "peak_rss_mb": max(imp["peak_rss_mb"], fc["peak_rss_mb"]),
+                "machine": imp["machine"],
+                "protocol": imp["protocol"],
+                "command": "; ".join(sorted({imp["command"], fc["command"]})),
+            }
+        )
+        if "val_fraction" not in json.dumps(imp["imputation"].get("settings", {})):
+            title = "## Time series: macrodata (measured with the defaults before issue 25)"
+            old = old.replace("## Time series", title, 1)
+        parts.append(old)
+    (results / "timeseries.md").write_text("\n".join(parts))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
@@ -234,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dpm-steps", type=int, nargs="+", default=[5, 10, 20])
     p.add_argument("--set", action="append", default=[], help="override of the default (imputation) config")
     p.add_argument("--set-forecast", action="append", default=[], help="override of the forecast config")
-    p.add_argument("--part", choices=("all", "imputation", "forecasting"), default="all")
+    p.add_argument("--part", choices=("panel", "all", "imputation", "forecasting"), default="panel")
+    p.add_argument("--merge", nargs="+", default=None, help="join timeseries_panel.json files of earlier runs")
+    p.add_argument("--datasets", nargs="+", default=[*PANEL, "macrodata"], choices=[*PANEL, "macrodata"])
     p.add_argument("--gpu-paper-scale", action="store_true")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--out", default="runs/gpu")
@@ -251,6 +396,44 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": {"samples": args.samples, "seeds": args.seeds, "test_stride": args.test_stride},
         "command": "python " + " ".join(["benchmarks/timeseries.py", *sys.argv[1:]]),
     }
+    if args.merge:  # runs of --datasets subsets (e.g. in parallel processes) joined into one report
+        records = [json.loads(Path(f).read_text()) for f in args.merge]
+        complete = [r for r in records if "machine" in r]  # a run killed early has only its finished data sets
+        record = {**(complete or records)[0], "panel": {"datasets": {}}}
+        for r in records:
+            record["panel"]["datasets"].update(r["panel"]["datasets"])
+        # the runs went side by side: wall time is the longest run's, CPU time the sum over data sets
+        record["wall_seconds"] = max(sum(d["wall_seconds"] for d in r["panel"]["datasets"].values()) for r in records)
+        record["cpu_seconds"] = sum(d["cpu_seconds"] for d in record["panel"]["datasets"].values())
+        # runs stopped after their last finished data set carry no run metadata: the merging command's is used
+        record.setdefault("seeds", args.seeds)
+        record.setdefault("samples", args.samples)
+        record.setdefault("machine", common["machine"])
+        commands = [c["command"] for c in complete] or [common["command"]]
+        record["command"] = "; ".join(commands) + (" (joined with --merge)" if complete else "")
+        (results / "timeseries_panel.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+        (results / "timeseries_panel.md").write_text(panel_markdown(record))
+        write_combined(results)
+        print(panel_markdown(record))
+        return 0
+    if args.part == "panel":
+        t_part, c_part = time.perf_counter(), time.process_time()
+        with tempfile.TemporaryDirectory(prefix="ts-panel-") as tmp:
+            out = panel(args, Path(tmp), results)
+        record = {
+            "panel": out,
+            "wall_seconds": time.perf_counter() - t_part,
+            "cpu_seconds": time.process_time() - c_part,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "seeds": args.seeds,
+            "samples": args.samples,
+            **common,
+        }
+        (results / "timeseries_panel.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+        (results / "timeseries_panel.md").write_text(panel_markdown(record))
+        write_combined(results)
+        print(panel_markdown(record))
+        return 0
     parts = ("imputation", "forecasting") if args.part == "all" else (args.part,)
     with tempfile.TemporaryDirectory(prefix="ts-bench-") as tmp:
         for part in parts:
@@ -285,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "; ".join(sorted({imp["command"], fc["command"]})),
         }
         (results / "timeseries.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-        (results / "timeseries.md").write_text(markdown(report))
+        write_combined(results)
         print(markdown(report))
     return 0
 

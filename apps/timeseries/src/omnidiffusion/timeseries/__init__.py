@@ -2,5 +2,6 @@
 
 Submodules: data (CSV/DataFrame, windows, normalisation, bundled demo data), masks (training and evaluation
 masks), models (the CSDI network), task (conditioning, loss, sampling through core), metrics (CRPS, CRPS-sum,
-MAE, RMSE, coverage), baselines, gluonts (CSDIEstimator / CSDIPredictor), pipeline (Imputer), cli.
+MAE, RMSE, coverage), baselines, estimator (gluonts CSDIEstimator / CSDIPredictor), selection (validation
+inside `train`), panel (the evaluation tables), pipeline (Imputer), cli.
 """

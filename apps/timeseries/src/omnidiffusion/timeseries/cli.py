@@ -43,6 +43,8 @@ class SamplerOverrides:
     grid: str | None = None
     batch_size: int | None = None
     seed: int | None = None
+    median_share: float | None = None
+    spread: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -103,7 +105,7 @@ def _check_output(path: str | None, flag: str) -> None:
 def run_train(args: argparse.Namespace, settings) -> None:
     from .estimator import CSDIEstimator
     from .forecasting import table_to_dataset
-    from .pipeline import train_imputer
+    from .pipeline import train_imputer, validation_message
 
     if settings.task.task == "forecast":
         from .data import load_table
@@ -121,9 +123,12 @@ def run_train(args: argparse.Namespace, settings) -> None:
             stride=settings.data.stride,
         )
         estimator.train(dataset)
+        summary = None
     else:
-        train_imputer(settings, args.out)
+        summary = train_imputer(settings, args.out).validation
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        if settings.task.task != "forecast":
+            print(validation_message(summary))
         print(f"wrote {args.out}")
 
 

@@ -170,11 +170,17 @@ class CSDIPredictor(Predictor):
         )
 
     def serialize(self, path: Path) -> None:
+        """gluonts' serde: the same files as save_pretrained plus gluonts-config.json naming this class, so
+        `gluonts.model.predictor.Predictor.deserialize(path)` finds and loads it."""
+        path = Path(path)
         self.save_pretrained(path)
+        super().serialize(path)
 
     @classmethod
     def deserialize(cls, path: Path, **kwargs) -> CSDIPredictor:
-        return cls.from_pretrained(path)
+        """Load what `serialize` wrote; kwargs gluonts passes (device, batch_entries) go to the constructor."""
+        known = {k: v for k, v in kwargs.items() if k in ("device", "batch_entries")}
+        return cls.from_pretrained(Path(path), **known)
 
 
 class CSDIEstimator(Estimator):

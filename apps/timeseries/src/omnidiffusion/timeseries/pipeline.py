@@ -11,8 +11,9 @@ a shorter one is front-padded with missing entries. Values are returned in the t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,12 @@ from torch import nn
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
 from omnidiffusion.core.config import from_dict, load_config, to_dict
-from omnidiffusion.core.io import load_pretrained, read_pretrained_config
+from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained
 from omnidiffusion.core.training import TrainResult, fit
 
 from .data import Scaler, WindowDataset, as_array, load_table, make_windows, time_split
 from .metrics import QUANTILES
+from .selection import SelectingLoss, Validation, validation_starts
 from .settings import Settings
 
 PACKAGE = "omnidiffusion.timeseries"
@@ -39,11 +41,15 @@ def load_settings(name_or_path: str | Path | None = "default", overrides: Sequen
 
 def train_imputer(
     settings: Settings, out_dir: str | Path, table: pd.DataFrame | None = None, resume: bool | None = None
-) -> TrainResult:
+) -> ImputerTrainResult:
     """Train CSDI for imputation on the first `data.train_fraction` of the table's time range.
 
     `table` defaults to `settings.data.source`. out_dir receives fit's checkpoints and the final (EMA)
     weights with the scaler and settings in config.json, so `Imputer.from_pretrained(out_dir)` loads it.
+    With `data.val_fraction` > 0 the last part of the training range is held out: the network trains on the
+    rows before it, every checkpoint is scored there against linear interpolation (selection.py), and the
+    final weights are the selected checkpoint's, with the chosen `sampler.median_share` / `sampler.spread`;
+    the returned result's `validation` holds the summary (None without a validation part).
     """
     frame = load_table(settings.data.source, "data.source") if table is None else load_table(table, "table")
     values, observed = as_array(frame)
@@ -57,11 +63,17 @@ def train_imputer(
             f"data.window: expected at most the {end} training time steps of the table "
             f"(data.train_fraction = {settings.data.train_fraction:g}), got {settings.data.window}"
         )
+    L = settings.data.window
     scaler = Scaler.fit(values[:end], observed[:end])
-    windows = make_windows(
-        scaler.transform(values[:end], observed[:end]), observed[:end], settings.data.window, settings.data.stride
-    )
+    z = scaler.transform(values[:end], observed[:end])
+    val_start = _validation_start(end, L, settings.data.val_fraction)
+    fit_end = end if val_start is None else val_start
+    windows = make_windows(z[:fit_end], observed[:fit_end], L, settings.data.stride)
+    train_config = settings.train
+    if windows["values"].shape[0] < train_config.batch_size:  # a short table: one batch is all its windows
+        train_config = replace(train_config, batch_size=int(windows["values"].shape[0]))
     net = settings.build_net(values.shape[1])
+    task = settings.build_task()
     meta = {
         "kind": "csdi-imputer",
         "scaler": scaler.to_dict(),
@@ -69,9 +81,89 @@ def train_imputer(
         "columns": [str(c) for c in frame.columns],
         "train_end": int(end),
     }
-    return fit(
-        net, settings.build_task().loss, WindowDataset(windows), settings.train, out_dir, metadata=meta, resume=resume
+    loss = task.loss
+    if val_start is not None:
+        starts = validation_starts(end, val_start, L)
+        if len(starts) > 16:  # bounds the cost of each validation: 16 windows evenly spread
+            starts = starts[np.linspace(0, len(starts) - 1, 16).round().astype(int)]
+        idx = starts[:, None] + np.arange(L)[None, :]  # (N, L)
+        val = Validation(
+            torch.as_tensor(z[idx].transpose(0, 2, 1), dtype=torch.float32),
+            torch.as_tensor(observed[:end][idx].transpose(0, 2, 1)),
+            torch.as_tensor(np.broadcast_to((idx >= val_start)[:, None, :], (len(starts), values.shape[1], L)).copy()),
+            n_samples=min(settings.sampler.n_samples, 24),
+            method=settings.sampler.method,
+            steps=settings.sampler.steps,
+        )
+        make_net = lambda: settings.build_net(values.shape[1])  # noqa: E731
+        loss = SelectingLoss(task.loss, task, val, make_net, Path(out_dir), settings.sampler.batch_size)
+        meta["fit_end"] = int(fit_end)
+    result = fit(net, loss, WindowDataset(windows), train_config, out_dir, metadata=meta, resume=resume)
+    if val_start is None or os.environ.get("RANK", "0") != "0":
+        return ImputerTrainResult(**vars(result))
+    final = result.ema_model if result.ema_model is not None else result.model
+    loss.add(result.step, final)
+    best, weights = loss.best()
+    chosen = settings.build_net(values.shape[1])
+    chosen.load_state_dict(weights)
+    settings.sampler.median_share, settings.sampler.spread = best["median_share"], best["spread"]
+    linear = loss.linear
+    summary = {
+        "rows": [int(val_start), int(end)],
+        "windows": int(len(starts)),
+        "step": best["step"],
+        "median_share": best["median_share"],
+        "spread": best["spread"],
+        "crps": best["crps"],
+        "mae": best["mae"],
+        "linear_crps": float(np.mean([v["crps"] for v in linear.values()])),
+        "linear_mae": float(np.mean([v["mae"] for v in linear.values()])),
+        "per_rate": {
+            str(r): {**best["per_rate"][r], "linear_crps": linear[r]["crps"], "linear_mae": linear[r]["mae"]}
+            for r in best["per_rate"]
+        },
+    }
+    summary["beats_linear"] = bool(all(best["per_rate"][r]["crps"] < linear[r]["crps"] for r in best["per_rate"]))
+    meta = {**meta, "settings": to_dict(settings), "validation": summary}
+    save_pretrained(chosen, out_dir, metadata=meta)
+    return ImputerTrainResult(**vars(result), validation=summary)
+
+
+def _validation_start(end: int, length: int, fraction: float) -> int | None:
+    """First validation row, or None when there is no validation (fraction 0, or too short a training range)."""
+    if fraction <= 0:
+        return None
+    start = end - max(1, int(round(fraction * end)))
+    if start < length + 1:  # fewer than two training windows: train on everything, select nothing
+        return None
+    return start
+
+
+def validation_message(summary: dict | None) -> str:
+    """One line for the training summary: the selected model against linear interpolation on validation."""
+    if summary is None:
+        return "no validation part (data.val_fraction = 0 or too short a table): nothing selected"
+    rates = ", ".join(
+        f"{float(r):.0%}: {v['crps']:.3f} vs {v['linear_crps']:.3f}" for r, v in summary["per_rate"].items()
     )
+    head = (
+        f"validation rows {summary['rows'][0]}-{summary['rows'][1] - 1}: selected step {summary['step']}, "
+        f"median_share {summary['median_share']:g}, spread {summary['spread']:g}; CRPS ours vs linear "
+        f"interpolation {rates}"
+    )
+    if summary["beats_linear"]:
+        return head + " (beats linear interpolation at every rate)"
+    return head + (
+        " -- WARNING: the model does NOT beat linear interpolation on validation at every rate; "
+        "consider linear interpolation for this table"
+    )
+
+
+@dataclass
+class ImputerTrainResult(TrainResult):
+    """fit's result plus the validation summary of the selected model (None without a validation part)."""
+
+    validation: dict | None = None
 
 
 @dataclass
@@ -135,6 +227,8 @@ class Imputer:
             grid=s.grid,
             generator=torch.Generator(self.device).manual_seed(seed),
             batch_size=s.batch_size,
+            median_share=s.median_share,
+            spread=s.spread,
         ).cpu()
 
     def impute(

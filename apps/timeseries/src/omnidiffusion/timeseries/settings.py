@@ -17,7 +17,7 @@ from omnidiffusion.core.training import TrainConfig
 
 from .masks import STRATEGIES
 from .models import CSDINet
-from .task import CSDITask
+from .task import PREDICTIONS, CSDITask
 
 
 def _one_of(value: Any, name: str, choices: tuple[str, ...]) -> str:
@@ -37,6 +37,10 @@ def check_sampler_value(key: str, value: Any) -> Any:
         return _one_of(value, name, tuple(sorted(METHODS)))
     if key == "grid":
         return _one_of(value, name, ("auto", *GRIDS))
+    if key == "median_share":
+        return real_number(value, name, low=0.0, high=1.0)
+    if key == "spread":
+        return real_number(value, name, low=0.0, high=10.0, low_open=True)
     raise ValueError(f"sampler: unknown key {key!r}")
 
 
@@ -82,6 +86,9 @@ class SamplerConfig:
     grid: str = "auto"  # time-uniform for ddpm, logsnr for the others (see CSDITask.impute)
     batch_size: int = 2048  # (window, sample) pairs per network call
     seed: int = 0
+    # Recalibration around the interpolation (task.calibrate); `train` sets both from its validation part.
+    median_share: float = 1.0  # 0: the median is the linear interpolation; 1: the model's own median
+    spread: float = 1.0  # factor on the samples' deviations from their median
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -96,6 +103,9 @@ class DataConfig:
     window: int = 16  # L, time points per window
     stride: int = 1
     train_fraction: float = 1.0  # share of the time range used for training (1.0 = all of it)
+    # The last share of the training range held out for model selection (checkpoint, median_share, spread)
+    # against linear interpolation; 0 trains on all of it and selects nothing.
+    val_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str | os.PathLike) or not str(self.source).strip():
@@ -103,6 +113,7 @@ class DataConfig:
         positive_int(self.window, "data.window", minimum=2)
         positive_int(self.stride, "data.stride")
         real_number(self.train_fraction, "data.train_fraction", low=0.0, high=1.0, low_open=True)
+        real_number(self.val_fraction, "data.val_fraction", low=0.0, high=0.5)
 
 
 @dataclass
@@ -115,6 +126,7 @@ class TaskConfig:
     forecast_share: float = 0.8  # forecast task: share of batches with the forecast mask (the rest random)
     window_scale: float | None = None  # instance normalisation floor (see task.conditioning); None = off
     scale_min_known: int = 2  # features with fewer known entries in the window stay in z-units
+    prediction: str = "eps"  # what the network outputs: eps (CSDI), x0 (the residual itself) or v
 
     def __post_init__(self) -> None:
         _one_of(self.task, "task.task", ("impute", "forecast"))
@@ -124,6 +136,7 @@ class TaskConfig:
         if self.window_scale is not None:  # a floor of 0 would divide a flat window by zero
             real_number(self.window_scale, "task.window_scale", low=0.0, low_open=True)
         non_negative_int(self.scale_min_known, "task.scale_min_known")
+        _one_of(self.prediction, "task.prediction", PREDICTIONS)
 
 
 @dataclass
@@ -156,4 +169,5 @@ class Settings:
             forecast_share=self.task.forecast_share,
             window_scale=self.task.window_scale,
             scale_min_known=self.task.scale_min_known,
+            prediction=self.task.prediction,
         )

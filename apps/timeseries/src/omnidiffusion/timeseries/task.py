@@ -27,6 +27,8 @@ from omnidiffusion.core.tensors import append_dims
 
 from .masks import training_mask
 
+PREDICTIONS = ("eps", "x0", "v")  # what the network outputs (the residual's noise, the residual itself, or v)
+
 
 def linear_interpolation(values: Tensor, mask: Tensor, fill: float = 0.0) -> Tensor:
     """Interpolate `values` (B, K, L) linearly along L between the entries where `mask` is True.
@@ -76,6 +78,21 @@ def conditioning(
     return interp, (interp - level) / scale, scale
 
 
+def calibrate(residual: Tensor, median_share: float = 1.0, spread: float = 1.0) -> Tensor:
+    """Residual samples (S, ...) around the interpolation -> median_share * median + spread * (r - median).
+
+    median_share = 0 puts the sample median of every entry on the linear interpolation (the model then only
+    adds uncertainty); spread scales the deviations of the samples from their median. `train` chooses both
+    on the validation part (a post-hoc recalibration of location and scale, like temperature scaling).
+    """
+    if median_share == 1.0 and spread == 1.0:
+        return residual
+    S = residual.shape[0]
+    ordered = residual.sort(dim=0).values
+    median = 0.5 * (ordered[(S - 1) // 2] + ordered[S // 2]).unsqueeze(0)  # numpy's median for even S too
+    return median_share * median + spread * (residual - median)
+
+
 @dataclass
 class CSDITask:
     """The schedule (quadratic, T steps, beta 1e-4 to 0.5 as CSDI) and the training-mask strategy."""
@@ -88,12 +105,15 @@ class CSDITask:
     forecast_share: float = 1.0
     window_scale: float | None = None
     scale_min_known: int = 2
+    prediction: str = "eps"
 
     def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"task.prediction: expected one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
         self.schedule = DiscreteVP.quadratic(self.n_steps, beta_start=self.beta_start, beta_end=self.beta_end)
 
     def denoiser(self, net: nn.Module) -> Denoiser:
-        return Denoiser(net, self.schedule, prediction="eps")
+        return Denoiser(net, self.schedule, prediction=self.prediction)
 
     def loss(self, net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Masked eps-MSE on the hidden targets (CSDI `calc_loss`); batch: values, observed (B, K, L)."""
@@ -108,7 +128,14 @@ class CSDITask:
         s = append_dims(self.schedule.sigma(t), 3).to(x0)
         x_t = a * x0 + s * noise
         out = self.denoiser(net).predict(x_t, t, cond_mask=cond, interp=centred)
-        err = (out.eps - noise) ** 2 * target
+        # Each parameterisation regresses its own target (CSDI: eps; x0 weights the loss by SNR in eps terms).
+        if self.prediction == "eps":
+            err = (out.eps - noise) ** 2
+        elif self.prediction == "x0":
+            err = (out.x0 - x0) ** 2
+        else:  # v = alpha eps - sigma x0 (Salimans & Ho 2022)
+            err = ((a * out.eps - s * out.x0) - (a * noise - s * x0)) ** 2
+        err = err * target
         return err.sum() / target.sum().clamp(min=1)
 
     @torch.no_grad()
@@ -124,13 +151,16 @@ class CSDITask:
         grid: str = "auto",
         generator: torch.Generator | None = None,
         batch_size: int = 4096,
+        median_share: float = 1.0,
+        spread: float = 1.0,
     ) -> Tensor:
         """Draw `n_samples` completions of each window: (B, K, L) -> (n_samples, B, K, L), in z-units.
 
         `cond` marks the known entries; they come back exactly. `batch_size` bounds how many (window, sample)
         pairs go through the network at once (the sample dimension is batched, not looped). grid "auto":
         "time-uniform" for ddpm (with steps = T it visits every table step: the paper's chain) and the
-        log-SNR grid of DPM-Solver (Lu et al. 2022) for every other method.
+        log-SNR grid of DPM-Solver (Lu et al. 2022) for every other method. `median_share` and `spread`
+        recalibrate the residual samples around the interpolation (see `calibrate`; 1, 1 leaves them as drawn).
         """
         if grid == "auto":
             grid = "time-uniform" if method == "ddpm" else "logsnr"
@@ -166,6 +196,6 @@ class CSDITask:
                 interp=flat_centred[lo:hi],
             )
             chunks.append(res.to(values.dtype))
-        residual = torch.cat(chunks).reshape(n_samples, B, K, L)
+        residual = calibrate(torch.cat(chunks).reshape(n_samples, B, K, L), median_share, spread)
         out = interp.unsqueeze(0) + residual * scale.unsqueeze(0)
         return torch.where(cond.unsqueeze(0), values.unsqueeze(0), out)
