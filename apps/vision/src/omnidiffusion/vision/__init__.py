@@ -7,10 +7,12 @@
   DDPM-Seg pixel classifiers (Baranchuk et al. 2022); see `segmentation`.
 - `PointCloudDiffusion` / `PointDiffusionModel`: point-cloud DDPM, generation and completion (Luo & Hu 2021, PVD).
 - `AnomalyDetector`: AnoDDPM anomaly maps with simplex or Gaussian noise (Wyatt et al. 2022).
+- `inverse`: zero-shot restoration with one unconditional prior (DDNM, DDNM+, DPS, RePaint, SDEdit): `restore`.
+- `load_image_prior` / `DenoiserPrior`: an ImageDDPM folder or a local diffusers folder as an image prior.
 - `data`: bundled demo images (digits, lfw faces, photo crops) and image folders; `metrics`: PSNR, SSIM, ...
 """
 
-from . import baselines, data, evaluation, imaging, masks, metrics
+from . import baselines, data, evaluation, imaging, inverse, masks, metrics
 from .anomaly.pipeline import AnomalyDetector
 from .data import ImageFolder, PairedFolders, load_digits_16, load_faces, load_photo_crops
 from .evaluation import evaluate_inpaint, evaluate_sr
@@ -21,6 +23,7 @@ from .pipeline import Inpainter, SuperResolution
 from .points.model import PointDiffusionModel
 from .points.pipeline import PointCloudDiffusion
 from .points.training import train_points
+from .priors import DenoiserPrior, load_image_prior
 from .segmentation.ddpm_seg import train_ddpm_seg
 from .segmentation.models import SegDiff, SegUNet
 from .segmentation.pipeline import Segmenter
@@ -33,6 +36,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyDetector",
+    "DenoiserPrior",
+    "inverse",
+    "load_image_prior",
     "PointCloudDiffusion",
     "PointDiffusionModel",
     "SegDiff",

@@ -1,4 +1,4 @@
-"""`omnidiffusion-vision`: train | sample | upscale | inpaint | evaluate (parse, load config, wire; no logic).
+"""`omnidiffusion-vision`: train | sample | upscale | inpaint | restore | evaluate (parse, load config, wire; no logic).
 
 omnidiffusion-vision train --config sr3-faces | ddpm-faces | ddpm-digits [--set train.steps=500] [--out DIR]
 omnidiffusion-vision sample --checkpoint DIR --n 16 --output grid.png
@@ -13,6 +13,10 @@ omnidiffusion-vision anomaly-score --checkpoint DIR --input img.png --output-dir
 omnidiffusion-vision evaluate --task seg --checkpoint DIR --image-dir F --mask-dir F
 omnidiffusion-vision evaluate --task points --checkpoint DIR --data-dir F
 omnidiffusion-vision evaluate --task anomaly --checkpoint DIR --image-dir F --mask-dir F
+omnidiffusion-vision restore --checkpoint DIR --task sr4|inpaint|deblur|colorize --input y.png --solver ddnm \\
+    --output x.png
+omnidiffusion-vision evaluate --task inverse --checkpoint DIR --image-dir F --inverse-task sr4 --solver dps
+(--checkpoint of sample | inpaint | restore | evaluate --task inpaint | inverse: ours or a local diffusers folder)
 """
 
 from __future__ import annotations
@@ -26,12 +30,18 @@ from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg
 
 from .anomaly import commands as anomaly_commands
 from .flags import as_flags, image_output
+from .inverse import commands as inverse_commands
 from .points import commands as points_commands
 from .segmentation import commands as seg_commands
 from .settings import PACKAGE, VisionConfig
 
 # Vision II tasks: each module adds its own verbs and answers `evaluate --task <name>`.
-EXTRA_TASKS = {"seg": seg_commands, "points": points_commands, "anomaly": anomaly_commands}
+EXTRA_TASKS = {
+    "seg": seg_commands,
+    "points": points_commands,
+    "anomaly": anomaly_commands,
+    "inverse": inverse_commands,
+}
 
 cli = AppCLI(
     "omnidiffusion-vision",
@@ -69,10 +79,10 @@ train_parser.add_argument(
 
 def run_sample(args: argparse.Namespace, config: VisionConfig) -> int:
     from .imaging import to_pixel_range
-    from .models import ImageDDPM
+    from .priors import load_image_prior
 
     image_output(args.output)
-    model = ImageDDPM.from_pretrained(args.checkpoint, map_location=args.device)
+    model = load_image_prior(args.checkpoint, args.device)
     s = config.sample
     gen = torch.Generator().manual_seed(s.seed)
     x = to_pixel_range(model.generate(args.n, method=s.method, steps=s.steps, grid=s.grid, generator=gen))
@@ -128,7 +138,8 @@ def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
 
     from .data import load_folder_images
     from .evaluation import evaluate_inpaint, evaluate_sr
-    from .models import SR3, ImageDDPM, RegressionSR
+    from .models import SR3, RegressionSR
+    from .priors import load_image_prior
 
     device = args.device
     if args.task in EXTRA_TASKS:
@@ -162,7 +173,7 @@ def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
     else:
         if not args.image_dir:
             raise ValueError("--image-dir: expected a folder of images for --task inpaint")
-        model = ImageDDPM.from_pretrained(args.checkpoint, map_location=device)
+        model = load_image_prior(args.checkpoint, device)
         if args.crop is not None and args.crop != model.image_size:
             raise ValueError(
                 f"--crop: expected the model's image size {model.image_size} for --task inpaint (or no --crop), "
@@ -203,7 +214,13 @@ def _save_grid(x, path: str) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a directory written by `train` (or save_pretrained)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a directory written by `train` (or save_pretrained); sample | inpaint | restore | evaluate --task "
+        "inpaint | inverse also take a local diffusers folder (model_index.json + unet/ + scheduler/, or a "
+        "UNet2DModel)",
+    )
     add_device_argument(parser)
 
 
@@ -242,12 +259,15 @@ _evaluate.add_argument(
     "--scale", type=count_arg(), default=None, help="--task sr: SR factor (must match the checkpoint)"
 )
 _evaluate.add_argument("--regression", default=None, help="--task sr: a RegressionSR checkpoint to compare with")
-_evaluate.add_argument("--image-dir", default=None, help="--task inpaint | seg | anomaly: folder of images")
+_evaluate.add_argument("--image-dir", default=None, help="--task inpaint | inverse | seg | anomaly: folder of images")
 _evaluate.add_argument("--mask-dir", default=None, help="--task seg | anomaly: folder of ground-truth masks (PNG)")
 _evaluate.add_argument("--data-dir", default=None, help="--task points: folder of point clouds (.npy/.ply/.off/.xyz)")
-_evaluate.add_argument("--mask", default="box", help="--task inpaint: box | half | lines | strokes | mask file")
+_evaluate.add_argument(
+    "--mask", default="box", help="--task inpaint | inverse: box | half | lines | strokes | mask file"
+)
 _evaluate.add_argument("--crop", type=count_arg(), default=None, help="center-crop every image to this side")
 
+inverse_commands.evaluate_flags(_evaluate)
 for _module in EXTRA_TASKS.values():
     _module.register(cli, _common)
 

@@ -121,6 +121,9 @@ def evaluate_inpaint(
 
     `mask`: box | half | lines | strokes | a mask image path | an (H, W) tensor (True = keep), one mask for all.
     """
+    from .priors import as_image_prior
+
+    model = as_image_prior(model)
     check_images(images, "images", channels=model.channels, low=0.0, high=1.0)
     m = make_mask(mask, tuple(images.shape[-2:]), seed=seed)
 

@@ -53,11 +53,14 @@ def repaint_inpaint(
 ) -> Tensor:
     """Fill the holes (mask False) of images (B, C, H, W) in [-1, 1]; returns (samples, B, C, H, W).
 
-    `model` is an ImageDDPM (or anything with `.denoiser()` and `.channels`); `mask` is (H, W) shared by every image
-    or (B, 1, H, W), True = keep. steps / jump_length / jump_n_sample are RePaint's t_T, j and r (r = 1: plain
-    replacement, no resampling). The known pixels of every output equal the input exactly.
+    `model` is an ImageDDPM or a core Denoiser of images (e.g. `from_diffusers(dir)`); `mask` is (H, W) shared by
+    every image or (B, 1, H, W), True = keep. steps / jump_length / jump_n_sample are RePaint's t_T, j and r
+    (r = 1: plain replacement, no resampling). The known pixels of every output equal the input exactly.
     """
-    check_images(images, "images", channels=getattr(model, "channels", None))
+    from .priors import as_image_prior
+
+    model = as_image_prior(model)
+    check_images(images, "images", channels=model.channels)
     steps, jump_length, jump_n_sample = (
         positive_int(steps, "steps"),
         positive_int(jump_length, "jump_length"),

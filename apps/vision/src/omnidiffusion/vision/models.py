@@ -113,22 +113,38 @@ class ImageDDPM(_Pretrained):
         progress: bool = False,
     ) -> Tensor:
         """Draw n images (n, C, H, W) in [-1, 1] with core `sample` (steps None: the full ancestral chain, T steps)."""
-        from omnidiffusion.core import sample
+        return draw_images(self, n, method=method, steps=steps, grid=grid, generator=generator, progress=progress)
 
-        n = positive_int(n, "n")
-        steps = self.schedule.T if steps is None else positive_int(steps, "steps")
-        device = next(self.parameters()).device
-        shape = (n, self.channels, self.image_size, self.image_size)
-        x = torch.randn(shape, generator=generator).to(device)
-        return sample(
-            self.denoiser(),
-            x,
-            method,
-            steps,
-            grid,
-            generator=_on(generator, device),
-            progress=progress,
-        ).clamp(-1, 1)
+
+@torch.no_grad()
+def draw_images(
+    model,
+    n: int,
+    *,
+    method: str = "ddpm",
+    steps: int | None = None,
+    grid: str = "trailing",
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """n images (n, C, H, W) in [-1, 1] from an unconditional image model (`.denoiser()`, `.channels`,
+    `.image_size`, `.schedule`: ImageDDPM or priors.DenoiserPrior) with core `sample`."""
+    from omnidiffusion.core import sample
+
+    n = positive_int(n, "n")
+    steps = model.schedule.T if steps is None else positive_int(steps, "steps")
+    device = next(model.parameters()).device
+    shape = (n, model.channels, model.image_size, model.image_size)
+    x = torch.randn(shape, generator=generator).to(device)
+    return sample(
+        model.denoiser(),
+        x,
+        method,
+        steps,
+        grid,
+        generator=_on(generator, device),
+        progress=progress,
+    ).clamp(-1, 1)
 
 
 class SR3(_Pretrained):

@@ -6,6 +6,7 @@ kind: a PIL image for a PIL input, a tensor of the input's rank otherwise.
     sr = SuperResolution.from_pretrained("runs/vision/sr3-faces")
     big = sr.upscale(Image.open("face_6x6.png"), method="dpm++2m", steps=25)
     fill = Inpainter.from_pretrained("runs/vision/ddpm-faces").inpaint(img, Image.open("mask.png"))
+    fill = Inpainter(from_diffusers("ddpm-celebahq-256")).inpaint(img, "box")     # a diffusers folder
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from omnidiffusion.core import Denoiser
 from omnidiffusion.core.checks import resolve_device
 
 from .flags import as_flags
@@ -23,6 +25,7 @@ from .imaging import check_images, image_to_tensor, tensor_to_pil, to_model_rang
 from .inpaint import repaint_inpaint
 from .masks import make_mask
 from .models import SR3, ImageDDPM
+from .priors import DenoiserPrior, as_image_prior, load_image_prior
 from .sr3 import check_lr_size, sr3_upscale
 
 
@@ -98,17 +101,20 @@ class SuperResolution:
 
 
 class Inpainter:
-    """RePaint inpainting with an unconditional ImageDDPM (Lugmayr et al. 2022)."""
+    """RePaint inpainting with an unconditional image model (Lugmayr et al. 2022).
 
-    def __init__(self, model: ImageDDPM) -> None:
-        if not isinstance(model, ImageDDPM):
-            raise ValueError(f"model: expected an ImageDDPM, got {type(model).__name__}")
-        self.model = model.eval()
+    `model`: an ImageDDPM, or a core Denoiser of images such as `from_diffusers(dir)` (wrapped in
+    priors.DenoiserPrior: image size and channels from the diffusers UNet config).
+    """
+
+    def __init__(self, model: ImageDDPM | DenoiserPrior | Denoiser) -> None:
+        self.model = as_image_prior(model).eval()
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Inpainter:
-        """Load an ImageDDPM checkpoint directory (e.g. from `omnidiffusion-vision train --config ddpm-faces`)."""
-        return cls(ImageDDPM.from_pretrained(directory, map_location=resolve_device(device)))
+        """Load an ImageDDPM checkpoint directory (e.g. from `omnidiffusion-vision train --config ddpm-faces`) or a
+        local diffusers folder (model_index.json + unet/ + scheduler/, or a bare UNet2DModel folder)."""
+        return cls(load_image_prior(directory, resolve_device(device)))
 
     def inpaint(
         self,

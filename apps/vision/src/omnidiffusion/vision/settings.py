@@ -6,6 +6,7 @@
     [train]      core's TrainConfig (steps, batch size, lr, EMA, AMP, checkpoints, device)
     [sample]     sampler used by upscale / sample / evaluate (method, steps, grid)
     [repaint]    RePaint's resampling schedule (steps, jump_length, jump_n_sample)
+    [inverse]    zero-shot restoration: solver, steps, sigma_y and the solvers' options (inverse/)
     [seg]        segmentation: mask diffusion, its UNet baseline, DDPM-Seg (segmentation/settings.py)
     [points]     the point-cloud DDPM (points/settings.py)
     [anomaly]    AnoDDPM anomaly detection (anomaly/settings.py)
@@ -21,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from omnidiffusion.core.checks import non_negative_int, positive_int
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.training import TrainConfig
 
 from .anomaly.settings import AnomalySettings
@@ -126,6 +127,49 @@ class RepaintSettings:
 
 
 @dataclass
+class InverseSettings:
+    """Zero-shot restoration (`restore`, `evaluate --task inverse`): solver ddnm | ddnm+ | dps | repaint | sdedit.
+
+    sigma_y is the measurement noise std in pixel units ([0, 1] images); eta: DDNM's DDIM eta; zeta: DPS's step
+    (zeta'); t0: SDEdit's start time; jump_length / jump_n_sample: RePaint's j and r; blur_sigma: deblur's
+    Gaussian std (px); downsample: sr4's operator, "box" (4x4 mean) or "bicubic" (anti-aliased).
+    """
+
+    solver: Literal["ddnm", "ddnm+", "dps", "repaint", "sdedit"] = "ddnm"
+    steps: int = 50
+    sigma_y: float = 0.0
+    eta: float = 0.85
+    zeta: float = 0.5
+    t0: float = 0.5
+    jump_length: int = 5
+    jump_n_sample: int = 2
+    blur_sigma: float = 2.0
+    downsample: Literal["box", "bicubic"] = "box"
+    seed: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "jump_length", "jump_n_sample", "batch_size"):
+            positive_int(getattr(self, name), f"inverse.{name}")
+        non_negative_int(self.seed, "inverse.seed")
+        real_number(self.sigma_y, "inverse.sigma_y", low=0.0)
+        real_number(self.eta, "inverse.eta", low=0.0, high=1.0)
+        real_number(self.zeta, "inverse.zeta", low=0.0)
+        real_number(self.t0, "inverse.t0", low=0.0, high=1.0, low_open=True)
+        real_number(self.blur_sigma, "inverse.blur_sigma", low=0.0, low_open=True)
+
+    def solver_options(self, solver: str) -> dict:
+        """The options of `solver` among these settings."""
+        return {
+            "ddnm": {"eta": self.eta},
+            "ddnm+": {"eta": self.eta},
+            "dps": {"zeta": self.zeta},
+            "repaint": {"jump_length": self.jump_length, "jump_n_sample": self.jump_n_sample},
+            "sdedit": {"t0": self.t0},
+        }[solver]
+
+
+@dataclass
 class VisionConfig:
     """Everything `omnidiffusion-vision` reads; see the module docstring for the sections."""
 
@@ -139,6 +183,7 @@ class VisionConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleSettings = field(default_factory=SampleSettings)
     repaint: RepaintSettings = field(default_factory=RepaintSettings)
+    inverse: InverseSettings = field(default_factory=InverseSettings)
     seg: SegSettings = field(default_factory=SegSettings)
     points: PointsSettings = field(default_factory=PointsSettings)
     anomaly: AnomalySettings = field(default_factory=AnomalySettings)
