@@ -1,13 +1,16 @@
-"""omnidiffusion.text: Diffusion-LM (Li et al. 2022) on omnidiffusion-core.
+"""omnidiffusion.text: Diffusion-LM (Li et al. 2022) and a masked discrete diffusion LM on omnidiffusion-core.
 
 Continuous diffusion over learned word vectors with a transformer x0-denoiser, the sqrt schedule, the clamping
 trick, classifier-guided control on the latents (semantic content, length) and infilling by known-value
-conditioning. Modules: corpus (bundled E2E-like data), data (formats, tokenizer), models, diffusion (loss, clamp,
-rounding), control (guidance), checker (rule-based judges), metrics, baselines, train, evaluation, pipeline, cli.
+conditioning; beside it a masked (absorbing-state, MDLM-style) diffusion LM over word ids (core.discrete) with
+an exact ELBO, classifier-free guided control and exact clamped infilling. Modules: corpus (bundled E2E-like
+data), data (formats, tokenizer), models, diffusion (loss, clamp, rounding), masked (the discrete model),
+control (guidance), checker (rule-based judges), metrics, baselines, train, evaluation, pipeline, cli.
 """
 
-from .pipeline import DiffusionLM
+from .masked import MaskedDiffusionLM
+from .pipeline import DiffusionLM, load_lm
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffusionLM", "__version__"]
+__all__ = ["DiffusionLM", "MaskedDiffusionLM", "__version__", "load_lm"]

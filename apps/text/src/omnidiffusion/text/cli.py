@@ -24,7 +24,7 @@ from .data import named, read_e2e
 
 cli = AppCLI(
     "omnidiffusion-text",
-    "Diffusion-LM: controllable text generation by continuous diffusion.",
+    "Diffusion-LM (continuous) and masked discrete diffusion for controllable text generation.",
     package="omnidiffusion.text",
 )
 
@@ -36,13 +36,24 @@ def _sample_config(args: argparse.Namespace, config: TextConfig):
 
 
 def _load(args: argparse.Namespace):
-    """The --checkpoint's DiffusionLM on --device; a missing or incomplete directory names the flag."""
-    from .pipeline import DiffusionLM
+    """The --checkpoint's DiffusionLM or MaskedDiffusionLM on --device; a missing or incomplete directory names
+    the flag. The masked model has one sampler (core.discrete's ancestral steps): an explicit --method is refused."""
+    from .pipeline import load_lm
 
     try:
-        return DiffusionLM.from_pretrained(args.checkpoint, device=args.device)
+        lm = load_lm(args.checkpoint, device=args.device)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"--checkpoint: {e}") from None
+    if _is_masked(lm) and getattr(args, "method", None) not in (None, "ddpm"):
+        raise ValueError(
+            f"--method: a masked checkpoint samples with core.discrete's ancestral steps only (omit --method or "
+            f"pass ddpm), got {args.method!r}"
+        )
+    return lm
+
+
+def _is_masked(lm) -> bool:
+    return hasattr(lm, "process")
 
 
 def _check_out(out: str | None) -> None:
@@ -61,7 +72,8 @@ def run_train(args: argparse.Namespace, config: TextConfig) -> int:
 
     paths = train_text(config, args.out)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
-        print(f"Diffusion-LM: {paths.model}\nclassifier: {paths.classifier}\nteacher LM: {paths.teacher}")
+        name = "masked diffusion LM" if config.model.kind == "masked" else "Diffusion-LM"
+        print(f"{name}: {paths.model}\nclassifier: {paths.classifier}\nteacher LM: {paths.teacher}")
     return 0
 
 
@@ -86,6 +98,17 @@ def run_generate(args: argparse.Namespace, config: TextConfig) -> int:
     control = _parse_controls(args.control) or None
     _check_out(args.out)
     lm = _load(args)
+    if _is_masked(lm):
+        texts = lm.generate(
+            args.n,
+            steps=s.steps,
+            control=control,
+            seed=s.seed,
+            guidance_scale=s.guidance_scale,
+            batch_size=s.batch_size,
+        )
+        _emit(texts, args.out)
+        return 0
     fluency = s.length_fluency if control and set(control) == {"length"} else s.semantic_fluency
     texts = lm.generate(
         args.n,
@@ -107,7 +130,10 @@ def run_infill(args: argparse.Namespace, config: TextConfig) -> int:
     s = _sample_config(args, config)
     _check_out(args.out)
     lm = _load(args)
-    texts = lm.infill(args.template, args.n, steps=s.steps, resample=s.infill_resample, seed=s.seed)
+    if _is_masked(lm):
+        texts = lm.infill(args.template, args.n, steps=s.steps, seed=s.seed)
+    else:
+        texts = lm.infill(args.template, args.n, steps=s.steps, resample=s.infill_resample, seed=s.seed)
     _emit(texts, args.out)
     return 0
 

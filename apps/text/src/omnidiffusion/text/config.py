@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from omnidiffusion.core import METHODS
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+from omnidiffusion.core.discrete import DISCRETE_SCHEDULES
 from omnidiffusion.core.training import TrainConfig
 
 from .data import FORMATS
@@ -55,8 +56,13 @@ class DataConfig:
         positive_int(self.seq_len, "data.seq_len", minimum=3)  # START + one word + END
 
 
+MODEL_KINDS = ("continuous", "masked")  # Diffusion-LM | masked (absorbing) discrete diffusion
+MASKED_LOSSES = ("mdlm", "d3pm")
+
+
 @dataclass
 class ModelConfig:
+    kind: str = "continuous"  # continuous = Diffusion-LM; masked = MDLM-style discrete diffusion (core.discrete)
     embed_dim: int = 16
     hidden_size: int = 128
     num_layers: int = 4
@@ -66,6 +72,7 @@ class ModelConfig:
     time_channels: int = 128
 
     def __post_init__(self) -> None:
+        _one_of(self.kind, "model.kind", MODEL_KINDS)
         _positive(self, "model", ("embed_dim", "hidden_size", "num_layers", "num_heads", "intermediate_size"))
         positive_int(self.time_channels, "model.time_channels", minimum=2)
         real_number(self.dropout, "model.dropout", low=0.0, high=1.0, high_open=True)
@@ -80,6 +87,27 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         _one_of(self.schedule, "diffusion.schedule", SCHEDULES)
         positive_int(self.T, "diffusion.T")
+
+
+@dataclass
+class MaskedConfig:
+    """The masked model (model.kind = "masked"): absorbing kernel of core.discrete."""
+
+    schedule: str = "linear"  # alpha(t) = 1 - t (MDLM's log-linear) | cosine
+    loss: str = "mdlm"  # mdlm: continuous-time NELBO (Sahoo et al. 2024); d3pm: hybrid loss (Austin et al. 2021)
+    d3pm_steps: int = 1000  # T of the d3pm loss
+    d3pm_hybrid: float = 0.01  # lambda of the d3pm hybrid loss
+    conditional: bool = True  # learn p(x | field=value) with label dropout, for classifier-free guidance
+    cond_dropout: float = 0.1  # share of training rows without a label
+
+    def __post_init__(self) -> None:
+        _one_of(self.schedule, "masked.schedule", DISCRETE_SCHEDULES)
+        _one_of(self.loss, "masked.loss", MASKED_LOSSES)
+        positive_int(self.d3pm_steps, "masked.d3pm_steps")
+        real_number(self.d3pm_hybrid, "masked.d3pm_hybrid", low=0.0)
+        if not isinstance(self.conditional, bool):
+            raise ValueError(f"masked.conditional: expected true or false, got {self.conditional!r}")
+        real_number(self.cond_dropout, "masked.cond_dropout", low=0.0, high=1.0)
 
 
 @dataclass
@@ -126,6 +154,7 @@ class SampleConfig:
     semantic_fluency: float = 0.01
     length_fluency: float = 0.01
     infill_resample: int = 1  # RePaint jump_n_sample (1 = plain known-value replacement)
+    guidance_scale: float = 2.0  # masked model: classifier-free guidance weight (1 = plain conditional)
     seed: int = 0
     batch_size: int = 128
 
@@ -136,6 +165,7 @@ class SampleConfig:
         real_number(self.guidance_lr, "sample.guidance_lr", low=0.0, low_open=True)
         real_number(self.semantic_fluency, "sample.semantic_fluency", low=0.0)
         real_number(self.length_fluency, "sample.length_fluency", low=0.0)
+        real_number(self.guidance_scale, "sample.guidance_scale", low=0.0)
         non_negative_int(self.seed, "sample.seed", maximum=SEED_MAX)
 
 
@@ -144,6 +174,7 @@ class TextConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    masked: MaskedConfig = field(default_factory=MaskedConfig)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=3000, batch_size=64, lr=1e-3, warmup_steps=100, ema_decay=0.999, log_every=50, ckpt_every=500

@@ -24,6 +24,7 @@ from .baselines import teacher_samples, unigram_samples
 from .checker import normalise_field, normalise_value
 from .config import SampleConfig
 from .corpus import Example
+from .data import fits
 from .metrics import (
     base_rate,
     distinct_n,
@@ -115,14 +116,25 @@ def evaluate(
     if not data:
         raise ValueError("data: expected at least one held-out example")
     tok, s = lm.tokenizer, sample
-    kw = dict(
-        steps=s.steps,
-        method=s.method,
-        seed=s.seed,
-        batch_size=s.batch_size,
-        guidance_steps=s.guidance_steps,
-        guidance_lr=s.guidance_lr,
-    )
+    masked = hasattr(lm, "process")  # a MaskedDiffusionLM: CFG control, clamped length/infilling, no --method
+    if masked:
+        kw = dict(steps=s.steps, seed=s.seed, batch_size=s.batch_size, guidance_scale=s.guidance_scale)
+        labels = lm.labels
+    else:
+        kw = dict(
+            steps=s.steps,
+            method=s.method,
+            seed=s.seed,
+            batch_size=s.batch_size,
+            guidance_steps=s.guidance_steps,
+            guidance_lr=s.guidance_lr,
+        )
+        labels = lm.classifier.labels if lm.classifier is not None else []
+
+    def generate(k: int, control=None, fluency: float = 0.0) -> list[str]:
+        extra = {} if masked or control is None else {"fluency": fluency}
+        return lm.generate(k, control=control, **kw, **extra)
+
     times: dict[str, float] = {}
 
     def timed(name, fn):
@@ -131,12 +143,12 @@ def evaluate(
         times[name] = round(time.perf_counter() - t0, 2)
         return out
 
-    unguided = timed("unguided", lambda: lm.generate(n, **kw))
+    unguided = timed("unguided", lambda: generate(n))
     model = {f"unguided_{k}": v for k, v in text_scores(unguided, teacher, tok, train).items()}
     baselines: dict[str, dict] = {}
     protocol: dict = {
         "n": n,
-        "sampler": s.method,
+        "sampler": "ancestral (core.discrete)" if masked else s.method,
         "steps": s.steps,
         "seed": s.seed,
         "held_out_examples": len(data),
@@ -151,11 +163,9 @@ def evaluate(
     }
     sets = {"unguided": unguided}
 
-    if lm.classifier is not None and any(ex.mr for ex in data):
-        targets = control_targets(data, lm.classifier.labels, n, s.seed)
-        guided = timed(
-            "semantic", lambda: lm.generate(n, control=[{f: v} for f, v in targets], fluency=s.semantic_fluency, **kw)
-        )
+    if labels and any(ex.mr for ex in data):
+        targets = control_targets(data, labels, n, s.seed)
+        guided = timed("semantic", lambda: generate(n, [{f: v} for f, v in targets], s.semantic_fluency))
         model["semantic_success"] = semantic_success(guided, targets)
         model["semantic_teacher_ppl"] = perplexity(teacher_nll(teacher, tok, guided))
         baselines.setdefault("unguided_diffusion", {})["semantic_success"] = base_rate(unguided, targets)
@@ -164,9 +174,7 @@ def evaluate(
 
     lengths = [min(max(len(ex.text.split()), 1), lm.seq_len - 2) for ex in data]
     lengths = [lengths[i % len(lengths)] for i in range(n)]
-    by_length = timed(
-        "length", lambda: lm.generate(n, control=[{"length": k} for k in lengths], fluency=s.length_fluency, **kw)
-    )
+    by_length = timed("length", lambda: generate(n, [{"length": k} for k in lengths], s.length_fluency))
     model["length_exact"] = length_success(by_length, lengths)
     model["length_within_2"] = length_success(by_length, lengths, tolerance=2)
     model["length_teacher_ppl"] = perplexity(teacher_nll(teacher, tok, by_length))
@@ -189,6 +197,11 @@ def evaluate(
     teach = teacher_samples(teacher, tok, n, lm.seq_len - 2, s.seed)
     baselines["teacher_lm"] = text_scores(teach, teacher, tok, train)
     baselines["held_out_text"] = {"teacher_ppl": perplexity(teacher_nll(teacher, tok, [ex.text for ex in data]))}
+    if masked:
+        protocol["guidance"] = {"classifier_free_scale": s.guidance_scale}
+        held = fits(tok, [ex.text for ex in data], lm.seq_len)[:n]
+        model.update(timed("elbo", lambda: lm.perplexity_bound(held)))
+        protocol["elbo"] = {"bound": "continuous-time (MDLM), 32 stratified times", "sentences": len(held)}
     protocol["sampling_seconds"] = times
     if samples_out is not None:
         samples_out.update(sets, unigram=uni, teacher_lm=teach)

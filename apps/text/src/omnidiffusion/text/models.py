@@ -7,6 +7,8 @@
   p(w | x) = softmax(EMB x + b) whose weight is tied to EMB.
 - `AttributeClassifier`: a time-aware classifier p(field=value | x_t, t) on noisy word vectors (sec. 5.2 trains
   its classifiers on noised latents, with the diffusion time as an extra input); convolutional, see its docstring.
+- `MaskedDiffusionNet`: the same BERT-encoder backbone over token embeddings for masked (absorbing) discrete
+  diffusion (MDLM, Sahoo et al. 2024): ids with [MASK] (B, L) -> x0 logits (B, L, V + 1), the [MASK] column -inf.
 - `TeacherLM`: a small GPT-2 (from a `transformers.GPT2Config`, random init) whose perplexity scores fluency,
   the paper's "lm-score".
 """
@@ -142,6 +144,63 @@ class AttributeClassifier(ConfigurableModule):
             h = h + self.dropout(nn.functional.gelu(conv(h)))
         scores = self.head(h.transpose(1, 2))  # (B, L, K) per-position label scores
         return torch.logsumexp(scores, dim=1) - math.log(scores.shape[1])  # (B, K)
+
+
+class MaskedDiffusionNet(ConfigurableModule):
+    """x0 logits from partly masked token ids: net(x_t (B, L) long, t (B,), label (B,) | None) -> (B, L, V + 1).
+
+    Token embeddings over V words + [MASK] (id V), + learned positions + time embedding + (optional) control
+    label embedding (index `len(labels)` = no label, for classifier-free guidance), LayerNorm, the BERT encoder
+    of `DiffusionLMNet`, LayerNorm, a linear head over the V words. The [MASK] logit is -inf: a clean token is
+    never [MASK] (MDLM's "zero masking probabilities", sec. 3.2.3).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        seq_len: int = 32,
+        hidden_size: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        intermediate_size: int = 512,
+        dropout: float = 0.1,
+        time_channels: int = 128,
+        labels: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if vocab_size < 5 or seq_len < 3:
+            raise ValueError(f"vocab_size >= 5, seq_len >= 3 expected, got {vocab_size}, {seq_len}")
+        self.vocab_size, self.seq_len, self.mask_id = vocab_size, seq_len, vocab_size
+        self.labels = list(labels or [])
+        self.tokens = nn.Embedding(vocab_size + 1, hidden_size)
+        self.position = nn.Embedding(seq_len, hidden_size)
+        self.time_features = SinusoidalEmbedding(time_channels, scale=1000.0)
+        self.time_mlp = TimeEmbedding(time_channels, hidden_size, hidden_dim=4 * time_channels)
+        self.label = nn.Embedding(len(self.labels) + 1, hidden_size) if self.labels else None
+        self.norm = nn.LayerNorm(hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = bert_encoder(hidden_size, num_layers, num_heads, intermediate_size, dropout)
+        self.out_norm = nn.LayerNorm(hidden_size)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    @property
+    def null_label(self) -> int:
+        return len(self.labels)
+
+    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+        if x.ndim != 2 or x.dtype != torch.long or x.shape[1] > self.seq_len:
+            raise ValueError(f"x: expected (B, L<={self.seq_len}) long token ids, got {tuple(x.shape)} {x.dtype}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t: expected shape ({x.shape[0]},), got {tuple(t.shape)}")
+        L = x.shape[1]
+        h = self.tokens(x) + self.position.weight[:L][None] + self.time_mlp(self.time_features(t))[:, None]
+        if self.label is not None:
+            if label is None:
+                label = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
+            h = h + self.label(label)[:, None]  # (B, L, H)
+        h = self.encoder(self.dropout(self.norm(h))).last_hidden_state  # (B, L, H)
+        logits = self.head(self.out_norm(h))  # (B, L, V)
+        return torch.cat([logits, torch.full_like(logits[..., :1], float("-inf"))], dim=-1)  # (B, L, V + 1)
 
 
 class TeacherLM(ConfigurableModule):

@@ -53,6 +53,53 @@ def _flag(value: object, name: str) -> bool:
     return value
 
 
+def parse_template(template: str | Sequence[str | None], tokenizer: Tokenizer, seq_len: int) -> list[str | None]:
+    """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks blanks, vocabulary, length.
+
+    A template needs at least one blank (with none there is nothing to fill); every given word must be an
+    ordinary word of the model's vocabulary (an unknown word would decode to nothing, so it is refused rather
+    than mapped to [UNK]); a template of blanks only is a free sentence of exactly that many words.
+    """
+    if isinstance(template, str):
+        words: list = template.split()
+    elif isinstance(template, Sequence):
+        words = list(template)
+    else:
+        raise ValueError(f"template: expected a string with `_` blanks or a list of words/None, got {template!r}")
+    for w in words:
+        if w is not None and not isinstance(w, str):
+            raise ValueError(f"template: expected words (str) and None for blanks, got {w!r} in {template!r}")
+    words = [None if w is None or w.strip() == "_" else w.strip() for w in words]
+    if not words:
+        raise ValueError("template: expected words and at least one `_` blank, got an empty template")
+    if None not in words:
+        raise ValueError(f"template: expected at least one `_` blank to fill, got none in {template!r}")
+    if len(words) + 2 > seq_len:
+        raise ValueError(
+            f"template: expected at most {seq_len - 2} words and blanks (the model's length {seq_len} "
+            f"holds START and END too), got {len(words)}"
+        )
+    for w in words:
+        if w in SPECIALS:
+            raise ValueError(f"template: expected ordinary words, got the special token {w!r}")
+        if w is not None and tokenizer.token_to_id(w) is None:
+            raise ValueError(f"template: expected words of the model's vocabulary, got {w!r} (unknown)")
+    return words
+
+
+def load_lm(directory: str | Path, device: str | torch.device = "cpu"):
+    """The checkpoint's pipeline: DiffusionLM (model.kind = continuous) or MaskedDiffusionLM (masked)."""
+    device = resolve_device(device)
+    directory = Path(directory)
+    if directory.is_dir() and (directory / "config.json").is_file():
+        cls_path = read_pretrained_config(directory).get("class", "")
+        if cls_path.endswith(":MaskedDiffusionNet"):
+            from .masked import MaskedDiffusionLM
+
+            return MaskedDiffusionLM.from_pretrained(directory, device)
+    return DiffusionLM.from_pretrained(directory, device)
+
+
 class DiffusionLM:
     """A trained Diffusion-LM with its tokenizer, schedule and (optional) attribute classifier."""
 
@@ -214,37 +261,8 @@ class DiffusionLM:
 
     # ------------------------------------------------------------------------------------------------------------
     def parse_template(self, template: str | Sequence[str | None]) -> list[str | None]:
-        """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks blanks, vocabulary, length.
-
-        A template needs at least one blank (with none there is nothing to fill); every given word must be an
-        ordinary word of the model's vocabulary (an unknown word would decode to nothing, so it is refused rather
-        than mapped to [UNK]); a template of blanks only is a free sentence of exactly that many words.
-        """
-        if isinstance(template, str):
-            words: list = template.split()
-        elif isinstance(template, Sequence):
-            words = list(template)
-        else:
-            raise ValueError(f"template: expected a string with `_` blanks or a list of words/None, got {template!r}")
-        for w in words:
-            if w is not None and not isinstance(w, str):
-                raise ValueError(f"template: expected words (str) and None for blanks, got {w!r} in {template!r}")
-        words = [None if w is None or w.strip() == "_" else w.strip() for w in words]
-        if not words:
-            raise ValueError("template: expected words and at least one `_` blank, got an empty template")
-        if None not in words:
-            raise ValueError(f"template: expected at least one `_` blank to fill, got none in {template!r}")
-        if len(words) + 2 > self.seq_len:
-            raise ValueError(
-                f"template: expected at most {self.seq_len - 2} words and blanks (the model's length {self.seq_len} "
-                f"holds START and END too), got {len(words)}"
-            )
-        for w in words:
-            if w in SPECIALS:
-                raise ValueError(f"template: expected ordinary words, got the special token {w!r}")
-            if w is not None and self.tokenizer.token_to_id(w) is None:
-                raise ValueError(f"template: expected words of the model's vocabulary, got {w!r} (unknown)")
-        return words
+        """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None (see `parse_template`)."""
+        return parse_template(template, self.tokenizer, self.seq_len)
 
     @torch.no_grad()
     def infill(

@@ -41,7 +41,8 @@ from .data import (
     train_tokenizer,
 )
 from .diffusion import e2e_loss, make_schedule
-from .models import AttributeClassifier, DiffusionLMNet, TeacherLM
+from .masked import make_process, masked_loss
+from .models import AttributeClassifier, DiffusionLMNet, MaskedDiffusionNet, TeacherLM
 
 TRAIN_TEXTS = "train_texts.txt"
 
@@ -135,6 +136,9 @@ def _train_stages(config: TextConfig, out: Path, progress: bool, follower: bool)
         (out / TRAIN_TEXTS).write_text("\n".join(ex.text for ex in train) + "\n", encoding="utf-8")
     ids = encode(tok, [ex.text for ex in train], seq_len)
 
+    if config.model.kind == "masked":
+        return _train_masked(config, out, ids, train, tok, progress)
+
     # 1. Diffusion-LM
     schedule = make_schedule(config.diffusion.schedule, config.diffusion.T)
     m = config.model
@@ -162,13 +166,42 @@ def _train_stages(config: TextConfig, out: Path, progress: bool, follower: bool)
         train_classifier(diffusion, schedule, ids, multi_hot(train, labels), labels, config, cls_dir, progress)
 
     # 3. Teacher LM for perplexity.
-    teacher_dir = None
-    if config.teacher.enabled:
-        teacher_dir = out / "teacher"
-        tc = config.teacher
-        teacher = TeacherLM(tok.get_vocab_size(), seq_len, tc.n_embd, tc.n_layer, tc.n_head)
-        fit(teacher, teacher_loss, TokenDataset(ids), _with_progress(tc.train, progress), teacher_dir)
-    return TrainedPaths(out, cls_dir, teacher_dir)
+    return TrainedPaths(out, cls_dir, _train_teacher(config, out, ids, tok, progress))
+
+
+def _train_teacher(config: TextConfig, out: Path, ids: Tensor, tok: Tokenizer, progress: bool) -> Path | None:
+    if not config.teacher.enabled:
+        return None
+    teacher_dir = out / "teacher"
+    tc = config.teacher
+    teacher = TeacherLM(tok.get_vocab_size(), config.data.seq_len, tc.n_embd, tc.n_layer, tc.n_head)
+    fit(teacher, teacher_loss, TokenDataset(ids), _with_progress(tc.train, progress), teacher_dir)
+    return teacher_dir
+
+
+def _train_masked(
+    config: TextConfig, out: Path, ids: Tensor, train: list[Example], tok: Tokenizer, progress: bool
+) -> TrainedPaths:
+    """model.kind = masked: one conditional MaskedDiffusionNet (no separate classifier), then the teacher LM."""
+    m, mk = config.model, config.masked
+    labels = label_names(train) if mk.conditional else []
+    net = MaskedDiffusionNet(
+        tok.get_vocab_size(),
+        config.data.seq_len,
+        m.hidden_size,
+        m.num_layers,
+        m.num_heads,
+        m.intermediate_size,
+        m.dropout,
+        m.time_channels,
+        labels,
+    )
+    process = make_process(net, mk.schedule)
+    loss = masked_loss(process, mk.loss, mk.d3pm_steps, mk.d3pm_hybrid, mk.cond_dropout)
+    data = TokenDataset(ids, multi_hot(train, labels)) if labels else TokenDataset(ids)
+    meta = {"kind": "masked", "masked_schedule": mk.schedule, "seq_len": config.data.seq_len}
+    fit(net, loss, data, _with_progress(config.train, progress), out, metadata=meta)
+    return TrainedPaths(out, None, _train_teacher(config, out, ids, tok, progress))
 
 
 def _with_progress(cfg, progress: bool):
