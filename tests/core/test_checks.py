@@ -156,7 +156,7 @@ def test_output_file(tmp_path):
 
     assert output_file(tmp_path / "a.csv", "--out") == tmp_path / "a.csv"
     assert output_file(None, "--out") is None
-    with pytest.raises(ValueError, match=r"^--out: expected a file path, got the folder"):
+    with pytest.raises(ValueError, match=r"^--out: .* is a directory, expected a file path"):
         output_file(tmp_path, "--out")
     with pytest.raises(ValueError, match=r"^--plot: expected a file in an existing folder"):
         output_file(tmp_path / "missing" / "a.png", "--plot")

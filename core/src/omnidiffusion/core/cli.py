@@ -129,7 +129,7 @@ def output_file(path: str | Path | None, flag: str) -> Path | None:
         return None
     out = Path(path)
     if out.is_dir():
-        raise ValueError(f"{flag}: expected a file path, got the folder {str(out)!r}")
+        raise ValueError(f"{flag}: {out} is a directory, expected a file path")
     if not out.parent.is_dir():
         raise ValueError(
             f"{flag}: expected a file in an existing folder, got {str(out)!r} ({out.parent} does not exist)"

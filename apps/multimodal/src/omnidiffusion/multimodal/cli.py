@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, print_json
+from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, output_file, print_json
 
 from .settings import MultimodalConfig, check_sampler_value
 
@@ -48,16 +48,6 @@ class UseConfig:
     sampler: SamplerOverrides = field(default_factory=SamplerOverrides)
 
 
-def _check_output(path: str, flag: str) -> None:
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"{flag}: {out} is a directory, expected a file path")
-    if not out.parent.is_dir():
-        raise ValueError(f"{flag}: expected a path in an existing folder, got {out} ({out.parent} does not exist)")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise ValueError(f"{flag}: expected a .png or .jpg file name, got {out.name}")
-
-
 def _load(args: argparse.Namespace, config: UseConfig):
     from .pipeline import TextToImage
 
@@ -83,7 +73,9 @@ def run_train(args: argparse.Namespace, config: MultimodalConfig) -> None:
 def run_generate(args: argparse.Namespace, config: UseConfig) -> None:
     from .data import parse_caption, to_uint8
 
-    _check_output(args.out, "--out")
+    out = output_file(args.out, "--out")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"--out: expected a .png or .jpg file name, got {out.name}")
     prompts = [p.strip() for p in args.prompt]
     for p in prompts:
         if not p:

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg, print_json
+from omnidiffusion.core.cli import AppCLI, add_device_argument, as_flags, count_arg, number_arg, output_file, print_json
 from omnidiffusion.core.io import read_pretrained_config
 
 from .evaluation import evaluate_forecast, evaluate_imputation
@@ -77,29 +75,6 @@ _FLAGS = {
     "season_length": "--season",
     "windows": "--windows",
 }
-
-
-@contextmanager
-def _flag_names() -> Iterator[None]:
-    """Re-raise a ValueError `param: message` from the API as `--flag: message`."""
-    try:
-        yield
-    except ValueError as e:
-        name, sep, rest = str(e).partition(": ")
-        if sep and name in _FLAGS:
-            raise ValueError(f"{_FLAGS[name]}: {rest}") from None
-        raise
-
-
-def _check_output(path: str | None, flag: str) -> None:
-    """Refuse an output path that cannot be written before any sampling is done."""
-    if path is None:
-        return
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"{flag}: {out} is a directory, expected a file path")
-    if not out.parent.is_dir():
-        raise ValueError(f"{flag}: expected a path in an existing folder, got {out} ({out.parent} does not exist)")
 
 
 def run_train(args: argparse.Namespace, settings) -> None:
@@ -159,13 +134,13 @@ def run_impute(args: argparse.Namespace, config: UseConfig) -> None:
     from .pipeline import Imputer
     from .plots import fan_chart
 
-    _check_output(args.out, "--out")
-    _check_output(args.plot, "--plot")
+    output_file(args.out, "--out")
+    output_file(args.plot, "--plot")
     imputer = _load_model(args.checkpoint, config, args.device)
     if not isinstance(imputer, Imputer):
         raise ValueError(f"--checkpoint: {args.checkpoint} holds a forecaster; use `forecast` (or `evaluate`)")
     frame = read_csv(args.csv, "--csv")
-    with _flag_names():
+    with as_flags(**_FLAGS):
         result = imputer.impute(frame)
     out = Path(args.out)
     result.median.to_csv(out)
@@ -190,13 +165,13 @@ def run_forecast(args: argparse.Namespace, config: UseConfig) -> None:
     from .forecasting import forecast_table
     from .plots import fan_chart
 
-    _check_output(args.out, "--out")
-    _check_output(args.plot, "--plot")
+    output_file(args.out, "--out")
+    output_file(args.plot, "--plot")
     predictor = _load_model(args.checkpoint, config, args.device)
     if not isinstance(predictor, CSDIPredictor):
         raise ValueError(f"--checkpoint: {args.checkpoint} holds an imputer; use `impute` (or `evaluate`)")
     frame = read_csv(args.csv, "--csv")
-    with _flag_names():
+    with as_flags(**_FLAGS):
         table, samples = forecast_table(predictor, frame)
     table.to_csv(args.out)
     if args.plot:
@@ -220,7 +195,7 @@ def run_evaluate(args: argparse.Namespace, config: UseConfig) -> None:
 
     model = _load_model(args.checkpoint, config, args.device)
     frame = read_csv(args.csv, "--csv")
-    with _flag_names():
+    with as_flags(**_FLAGS):
         if args.task == "forecast":
             report = evaluate_forecast(
                 model, frame, horizon=args.horizon, season_length=args.season, windows=args.windows, seed=args.seed
