@@ -16,16 +16,61 @@ Infilling keeps the given words through core's known-value conditioning (`core.r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from omnidiffusion.core.checks import non_negative_int, real_number
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.denoiser import Denoiser, DenoiserBase, DenoiserOutput
 from omnidiffusion.core.tensors import append_dims, per_sample
 
+from .checker import normalise_field, normalise_value
+
 ControlLoss = Callable[[Tensor, Tensor], Tensor]  # (x (B,L,d), t (B,)) -> (B,) loss
+Control = dict[str, object]  # one sample's targets: {"food": "Italian"} and/or {"length": 12}
+
+
+def expand_controls(control: Control | Sequence[Control] | None, n: int) -> list[Control]:
+    """One control dict per sample: None -> no control, one dict -> the same for all, a list -> checked length."""
+    if control is None:
+        return [{}] * n
+    if isinstance(control, dict):
+        return [control] * n
+    if isinstance(control, str) or not isinstance(control, Sequence):
+        raise ValueError(f"control: expected a dict like {{'food': 'Italian'}} or a list of {n} dicts, got {control!r}")
+    controls = list(control)
+    if len(controls) != n:
+        raise ValueError(f"control: expected one dict per sample ({n}), got {len(controls)}")
+    return controls
+
+
+def parse_control(c: Control, seq_len: int, labels: Sequence[str] | None, *, who: str, missing: str) -> tuple[int, int]:
+    """(label index or -1, target length or 0) of one control dict.
+
+    `labels` are the semantic labels the model can aim at ("field=value"; None or empty when it has none, in which
+    case a semantic target is refused with `missing`); `who` names what holds them in the error ("model").
+    """
+    if not isinstance(c, dict):
+        raise ValueError(f"control: expected a dict like {{'food': 'Italian'}} or {{'length': 12}}, got {c!r}")
+    label, length = -1, 0
+    semantic = [(k, v) for k, v in c.items() if k != "length"]
+    if "length" in c:
+        length = positive_int(c["length"], "control['length']", maximum=seq_len - 2)
+    if len(semantic) > 1:
+        raise ValueError(f"control: expected one field=value per sample (and/or length), got {semantic}")
+    if semantic:
+        field, value = semantic[0]
+        try:
+            name = f"{normalise_field(field)}={normalise_value(field, str(value))}"
+        except ValueError as e:  # names the field or value; say which argument held it
+            raise ValueError(f"control: {e}") from None
+        if not labels:
+            raise ValueError(f"control: {field!r} needs {missing}")
+        if name not in labels:
+            raise ValueError(f"control: the {who} has no label {name!r}; it knows {list(labels)}")
+        label = list(labels).index(name)
+    return label, length
 
 
 class AdagradGuidance(DenoiserBase):

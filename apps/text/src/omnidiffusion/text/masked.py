@@ -32,12 +32,11 @@ from omnidiffusion.core import discrete
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config
 
-from .checker import normalise_field, normalise_value
 from .config import SEED_MAX
+from .control import Control, expand_controls, parse_control
 from .data import SPECIALS, decode, encode, load_tokenizer
 from .models import MaskedDiffusionNet
 
-Control = dict[str, object]
 DEFAULT_STEPS = 128
 
 
@@ -135,43 +134,14 @@ class MaskedDiffusionLM:
         return model
 
     def _parse(self, c: Control) -> tuple[int, int]:
-        if not isinstance(c, dict):
-            raise ValueError(f"control: expected a dict like {{'food': 'Italian'}} or {{'length': 12}}, got {c!r}")
-        label, length = -1, 0
-        semantic = [(k, v) for k, v in c.items() if k != "length"]
-        if "length" in c:
-            length = positive_int(c["length"], "control['length']", maximum=self.seq_len - 2)
-        if len(semantic) > 1:
-            raise ValueError(f"control: expected one field=value per sample (and/or length), got {semantic}")
-        if semantic:
-            field, value = semantic[0]
-            try:
-                name = f"{normalise_field(field)}={normalise_value(field, str(value))}"
-            except ValueError as e:
-                raise ValueError(f"control: {e}") from None
-            if not self.labels:
-                raise ValueError(
-                    f"control: {field!r} needs a conditional masked model, which this checkpoint is not "
-                    "(train on a corpus with meaning representations, masked.conditional = true)"
-                )
-            if name not in self.labels:
-                raise ValueError(f"control: the model has no label {name!r}; it knows {self.labels}")
-            label = self.labels.index(name)
-        return label, length
-
-    def _controls(self, control, n: int) -> list[Control]:
-        if control is None:
-            return [{}] * n
-        if isinstance(control, dict):
-            return [control] * n
-        if isinstance(control, str) or not isinstance(control, Sequence):
-            raise ValueError(
-                f"control: expected a dict like {{'food': 'Italian'}} or a list of {n} dicts, got {control!r}"
-            )
-        controls = list(control)
-        if len(controls) != n:
-            raise ValueError(f"control: expected one dict per sample ({n}), got {len(controls)}")
-        return controls
+        return parse_control(
+            c,
+            self.seq_len,
+            self.labels,
+            who="model",
+            missing="a conditional masked model, which this checkpoint is not "
+            "(train on a corpus with meaning representations, masked.conditional = true)",
+        )
 
     def _run(self, known: Tensor, x_known: Tensor, label: Tensor, steps: int, scale: float, gen, words: Tensor):
         shape = tuple(known.shape)
@@ -213,7 +183,7 @@ class MaskedDiffusionLM:
         seed = non_negative_int(seed, "seed", maximum=SEED_MAX)
         scale = real_number(guidance_scale, "guidance_scale", low=0.0)
         batch_size = positive_int(batch_size, "batch_size")
-        parsed = [self._parse(c) for c in self._controls(control, n)]
+        parsed = [self._parse(c) for c in expand_controls(control, n)]
         known, x_known, words = self._frame(n)
         for i, (_, length) in enumerate(parsed):
             if length:  # END after the n-th word, PAD after it; the word slots hold ordinary words

@@ -28,14 +28,12 @@ from omnidiffusion.core import GRIDS, METHODS, repaint, sample
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
 from omnidiffusion.core.io import load_pretrained, read_pretrained_config
 
-from .checker import normalise_field, normalise_value
 from .config import SEED_MAX
-from .control import AdagradGuidance, combine, length_loss, semantic_loss
+from .control import AdagradGuidance, Control, combine, expand_controls, length_loss, parse_control, semantic_loss
 from .data import SPECIALS, decode, load_tokenizer
 from .diffusion import make_denoiser, make_schedule, nearest_ids
 from .models import AttributeClassifier, DiffusionLMNet
 
-Control = dict[str, object]
 DEFAULT_STEPS = 200  # the paper's sampler
 
 
@@ -153,45 +151,17 @@ class DiffusionLM:
             raise ValueError("x: expected finite latents, got NaN or inf values")
         return decode(self.tokenizer, nearest_ids(x, self.net.embedding.weight).cpu())
 
-    def _controls(self, control: Control | Sequence[Control] | None, n: int) -> list[Control]:
-        if control is None:
-            return [{}] * n
-        if isinstance(control, dict):
-            return [control] * n
-        if isinstance(control, str) or not isinstance(control, Sequence):
-            raise ValueError(
-                f"control: expected a dict like {{'food': 'Italian'}} or a list of {n} dicts, got {control!r}"
-            )
-        controls = list(control)
-        if len(controls) != n:
-            raise ValueError(f"control: expected one dict per sample ({n}), got {len(controls)}")
-        return controls
-
     def _parse(self, c: Control) -> tuple[int, int]:
         """(label index or -1, target length or 0) of one control dict."""
-        if not isinstance(c, dict):
-            raise ValueError(f"control: expected a dict like {{'food': 'Italian'}} or {{'length': 12}}, got {c!r}")
-        label, length = -1, 0
-        semantic = [(k, v) for k, v in c.items() if k != "length"]
-        if "length" in c:
-            length = positive_int(c["length"], "control['length']", maximum=self.seq_len - 2)
-        if len(semantic) > 1:
-            raise ValueError(f"control: expected one field=value per sample (and/or length), got {semantic}")
-        if semantic:
-            field, value = semantic[0]
-            try:
-                name = f"{normalise_field(field)}={normalise_value(field, str(value))}"
-            except ValueError as e:  # names the field or value; say which argument held it
-                raise ValueError(f"control: {e}") from None
-            if self.classifier is None:
-                raise ValueError(
-                    f"control: {field!r} needs the attribute classifier, which this checkpoint lacks "
-                    "(train on a corpus with meaning representations)"
-                )
-            if name not in self.classifier.labels:
-                raise ValueError(f"control: the classifier has no label {name!r}; it knows {self.classifier.labels}")
-            label = self.classifier.labels.index(name)
-        return label, length
+        labels = None if self.classifier is None else self.classifier.labels
+        return parse_control(
+            c,
+            self.seq_len,
+            labels,
+            who="classifier",
+            missing="the attribute classifier, which this checkpoint lacks "
+            "(train on a corpus with meaning representations)",
+        )
 
     @torch.no_grad()
     def generate(
@@ -221,7 +191,7 @@ class DiffusionLM:
         guidance_lr = real_number(guidance_lr, "guidance_lr", low=0.0, low_open=True)
         fluency = real_number(fluency, "fluency", low=0.0)
         batch_size = positive_int(batch_size, "batch_size")
-        parsed = [self._parse(c) for c in self._controls(control, n)]
+        parsed = [self._parse(c) for c in expand_controls(control, n)]
         grid = grid or ("logsnr" if method.startswith("dpm") else "time-uniform")
         gen = torch.Generator(device=self.device).manual_seed(seed)
         out: list[str] = []
