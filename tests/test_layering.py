@@ -157,3 +157,124 @@ def test_importing_an_app_loads_no_other_modality_library(app):
     loaded = {m for m in out.stdout.strip().split(",") if m}
     bad = sorted(loaded - _allowed_libs(app))
     assert not bad, f"importing omnidiffusion.{app} loaded {bad}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# No import cycles between the modules of one package, function-local imports included, and no private name
+# imported from another module.
+
+
+def _import_targets(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import statement of a file, at any depth (relative ones resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    name = _module_name(path)
+    pkg_parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg_parts[: len(pkg_parts) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.append((mod, [alias.name for alias in node.names]))
+    return out
+
+
+def _package_of(module: str) -> str:
+    """The distribution-level package a module belongs to: omnidiffusion.core or omnidiffusion.<app>."""
+    return ".".join(module.split(".")[:2])
+
+
+def _module_graph(files: list[Path]) -> dict[str, set[str]]:
+    """Edges a -> b when module a imports module b of the same package (`from pkg import sub` names pkg.sub)."""
+    modules = {_module_name(p): p for p in files}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        for target, names in _import_targets(path):
+            candidates = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules] or [target]
+            for cand in candidates:
+                while cand and cand not in modules:  # `import a.b.c` of a name inside a module
+                    cand = cand.rpartition(".")[0]
+                if cand and cand != mod and _package_of(cand) == _package_of(mod):
+                    graph[mod].add(cand)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _without_package_inits(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Drop the edges a package's __init__ has to its own submodules: re-exporting them is not a cycle, but a
+    submodule importing the __init__ of its package (or of a parent) still is."""
+    def is_init_of(pkg: str, mod: str) -> bool:
+        return mod.startswith(pkg + ".")
+
+    return {m: {t for t in ts if not is_init_of(m, t)} for m, ts in graph.items()}
+
+
+@pytest.mark.parametrize("package", ["core", *INSTALLED_APPS])
+def test_no_import_cycle(package):
+    files = CORE_FILES if package == "core" else _sources(ROOT / "apps" / package)
+    cycles = _cycles(_without_package_inits(_module_graph(files)))
+    assert not cycles, f"import cycles in omnidiffusion.{package}: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("path", CORE_FILES + APP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_private_name_imported_across_modules(path):
+    bad = sorted(
+        f"{mod}.{n}"
+        for mod, names in _import_targets(path)
+        if mod.startswith("omnidiffusion")
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    )
+    assert not bad, f"{path.relative_to(ROOT)} imports private names {bad}; make them public in one module"
+
+
+def test_cycle_checker_catches_a_cycle(tmp_path):
+    """A function-local import closing a loop is found (guards against a check that cannot fail)."""
+    pkg = tmp_path / "src" / "omnidiffusion" / "demo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from .a import f\n")
+    (pkg / "a.py").write_text("from .b import g\n\ndef f():\n    return g()\n")
+    (pkg / "b.py").write_text("def g():\n    from .a import f  # hidden in a function\n    return f\n")
+    (pkg / "c.py").write_text("from . import a\n")
+    cycles = _cycles(_without_package_inits(_module_graph(sorted(pkg.glob("*.py")))))
+    assert cycles == [["omnidiffusion.demo.a", "omnidiffusion.demo.b"]]

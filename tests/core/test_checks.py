@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
-from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, number_arg
+from omnidiffusion.core.cli import AppCLI, count_arg, number_arg
 
 
 @pytest.mark.parametrize("good", [1, 7, np.int64(3), torch.tensor(5)])
@@ -68,8 +68,7 @@ def _cli(handler):
     sub = cli.add_command("run", handler, _Cfg, help="run")
     sub.add_argument("--n", type=count_arg(), default=2)
     sub.add_argument("--limit", type=count_arg(minimum=0), default=0)
-    sub.add_argument("--rate", type=number_arg(0, 1), default=0.5)
-    add_device_argument(sub)
+    sub.add_argument("--rate", type=number_arg(0, 1), default=0.5)  # --device comes with every command
     return cli
 
 

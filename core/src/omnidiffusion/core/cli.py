@@ -1,14 +1,22 @@
 """A small argparse base for the app commands `omnidiffusion-<app> train | sample | evaluate ...`.
 
     cli = AppCLI("omnidiffusion-vision", "Image diffusion models.", package="omnidiffusion.vision")
-    train = cli.add_command("train", run_train, TrainSettings, help="train a model", default_config="tiny")
-    train.add_argument("--out", default="runs/vision")          # command-specific flags, if any
+    cli.add_command("train", run_train, VisionConfig, help="train a model", default_config="ddpm-digits",
+                    out=("runs/vision", "checkpoint directory"), resume=True)
+    cli.add_command("sample", run_sample, VisionConfig, help="draw images", checkpoint="required",
+                    out=("samples.png", "image grid to write"))
 
-    def main() -> None:                                         # the console script
-        raise SystemExit(cli.main())
+    main = cli.run                                              # the console script
 
-Every command gets --help, --config NAME_OR_FILE, repeated --set key=value and --print-config. The handler
-receives the parsed argparse namespace and the resolved dataclass config; it holds the app's wiring.
+Every command gets --help, --config NAME_OR_FILE, repeated --set key=value, --print-config, and (unless
+device=False) --device (default auto) and --threads; `checkpoint=`, `out=` and `resume=` add --checkpoint,
+--out and --resume with one name, type and help in every app. The handler receives the parsed argparse
+namespace and the resolved dataclass config; it holds the app's wiring.
+
+The run-config contract: a command with --checkpoint starts from the config `train` stored in that directory
+(io.save_run_config) and applies --set on top; --config is refused beside it, and no command-specific flag
+may stand for a config key (use --set sampler.steps=50, not --steps). A --checkpoint folder without a stored
+config (a diffusers folder) starts from --config / the command's default like any other command.
 `print_json` prints the one JSON object an `evaluate` command reports.
 
 Errors: bad usage (an unknown flag, `--n -3`, `--device cuda` without a GPU, a bad `--set`) and the ValueError /
@@ -30,14 +38,24 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import torch
 
 from .checks import positive_int, real_number, resolve_device
 from .config import config_names, load_config, to_dict
+from .io import has_run_config, load_run_config
 
 Handler = Callable[[argparse.Namespace, Any], "int | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Command:
+    handler: Handler
+    config_cls: type
+    parser: argparse.ArgumentParser
+    default_config: str | None
+    takes_checkpoint: bool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,7 +167,7 @@ class AppCLI:
         self._subparsers = self.parser.add_subparsers(
             dest="command", metavar="COMMAND", required=True, parser_class=_Parser
         )
-        self._commands: dict[str, tuple[Handler, type, argparse.ArgumentParser]] = {}
+        self._commands: dict[str, _Command] = {}
 
     def add_command(
         self,
@@ -159,12 +177,27 @@ class AppCLI:
         *,
         help: str,
         default_config: str | None = None,
+        checkpoint: Literal["required", "optional"] | None = None,
+        out: tuple[str | None, str] | None = None,
+        resume: bool = False,
+        device: bool = True,
     ) -> argparse.ArgumentParser:
-        """Register `name`; `handler(args, config)` runs it. Returns the sub-parser for extra flags."""
+        """Register `name`; `handler(args, config)` runs it. Returns the sub-parser for extra flags.
+
+        The common flags, named and typed the same in every app:
+          --config, --set, --print-config   always
+          --device (default auto), --threads   unless device=False (commands that only convert files)
+          --checkpoint DIR   with checkpoint="required" | "optional": the run starts from the config stored in
+                             DIR (run_config.json) and applies --set; --config is then refused
+          --out PATH         with out=(default, help)
+          --resume           with resume=True (train: continue from the checkpoint in --out)
+        """
         if not dataclasses.is_dataclass(config_cls):
             raise ValueError(f"add_command({name!r}): config_cls must be a dataclass type, got {config_cls!r}")
         if name in self._commands:
             raise ValueError(f"add_command: command {name!r} is already registered")
+        if checkpoint not in (None, "required", "optional"):
+            raise ValueError(f"add_command({name!r}): checkpoint must be None, 'required' or 'optional'")
         sub = self._subparsers.add_parser(
             name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
         )
@@ -172,8 +205,10 @@ class AppCLI:
         sub.add_argument(
             "--config",
             metavar="NAME_OR_FILE",
-            default=default_config,
-            help="a bundled config name" + (f" ({', '.join(bundled)})" if bundled else "") + " or a TOML file",
+            default=None,
+            help="a bundled config name" + (f" ({', '.join(bundled)})" if bundled else "") + " or a TOML file"
+            + (f"; default {default_config}" if default_config else "")
+            + ("; not with --checkpoint, which brings its own" if checkpoint else ""),
         )
         sub.add_argument(
             "--set",
@@ -181,10 +216,34 @@ class AppCLI:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override one config value, repeatable (e.g. --set lr=1e-4 --set model.channels=32,64)",
+            help="override one config value, repeatable (e.g. --set sampler.steps=50 --set model.channels=32,64)",
         )
         sub.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-        self._commands[name] = (handler, config_cls, sub)
+        if checkpoint is not None:
+            sub.add_argument(
+                "--checkpoint",
+                metavar="DIR",
+                required=checkpoint == "required",
+                default=None,
+                help="a directory written by `train`; its stored config is the starting point of --set",
+            )
+        if out is not None:
+            out_default, out_help = out
+            sub.add_argument("--out", metavar="PATH", default=out_default, help=out_help)
+        if resume:
+            sub.add_argument(
+                "--resume",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="continue from the checkpoint in --out (default: when there is one); --no-resume refuses one",
+            )
+        if device:
+            add_device_argument(sub)
+            sub.add_argument(
+                "--threads", type=count_arg(), default=None, metavar="N",
+                help="CPU threads for torch (default: torch's own choice)",
+            )
+        self._commands[name] = _Command(handler, config_cls, sub, default_config, checkpoint is not None)
         return sub
 
     def main(self, argv: Sequence[str] | None = None) -> int:
@@ -198,18 +257,20 @@ class AppCLI:
             args = self.parser.parse_args(argv)
         except SystemExit as e:  # --help (0) or a usage error (2, already printed)
             return 0 if e.code is None else int(e.code) if isinstance(e.code, int) else 2
-        handler, config_cls, sub = self._commands[args.command]
-        prog = sub.prog
+        command = self._commands[args.command]
+        prog = command.parser.prog
         try:
-            config = load_config(config_cls, args.config, args.overrides, package=self.package)
+            config = self._resolve_config(command, args)
         except (ValueError, FileNotFoundError) as e:
             _print_error(prog, e)
             return 2
         if args.print_config:
             print_json(to_dict(config))
             return 0
+        if getattr(args, "threads", None):
+            torch.set_num_threads(args.threads)
         try:
-            code = handler(args, config)
+            code = command.handler(args, config)
         except torch.OutOfMemoryError as e:
             first = str(e).split(".")[0]
             _print_error(prog, f"out of memory: {first}; use a smaller input, batch or --device cpu")
@@ -223,6 +284,28 @@ class AppCLI:
             _print_error(prog, e)
             return 2
         return 0 if code is None else int(code)
+
+    @property
+    def commands(self) -> dict[str, tuple[type, argparse.ArgumentParser]]:
+        """{command name: (its config class, its sub-parser)}, for tests and documentation tools."""
+        return {name: (c.config_cls, c.parser) for name, c in self._commands.items()}
+
+    def _resolve_config(self, command: _Command, args: argparse.Namespace) -> Any:
+        """The run config: the checkpoint's stored one (when the command takes --checkpoint and it holds one),
+        else the --config file or the command's default; then every --set in order."""
+        ckpt = getattr(args, "checkpoint", None) if command.takes_checkpoint else None
+        if ckpt is not None and has_run_config(ckpt):
+            if args.config is not None:
+                raise ValueError(
+                    "--config: not used with --checkpoint, which stores the config it was trained with; "
+                    "change single values with --set"
+                )
+            return load_run_config(ckpt, command.config_cls, args.overrides)
+        if ckpt is not None and not Path(ckpt).is_dir():
+            state = "is a file" if Path(ckpt).exists() else "no such directory"
+            raise FileNotFoundError(f"--checkpoint: {ckpt}: {state} (expected a directory written by `train`)")
+        name = args.config if args.config is not None else command.default_config
+        return load_config(command.config_cls, name, args.overrides, package=self.package)
 
     def run(self, argv: Sequence[str] | None = None) -> None:
         """Console-script entry: `raise SystemExit(self.main(argv))`."""

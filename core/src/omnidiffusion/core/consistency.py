@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 
 from .checks import positive_int, real_number
 from .denoiser import PREDICTIONS, Denoiser, DenoiserBase, DenoiserOutput, check_state
-from .distillation import _batch_tensor, _Rows, _teacher_device
+from .distillation import TensorRows, batch_tensor, teacher_device
 from .samplers import METHODS
 from .schedules import NoiseSchedule
 from .tensors import append_dims, mean_flat, per_sample, sum_flat
@@ -386,8 +386,8 @@ def consistency_distillation(
     build = partial(ConsistencyDenoiser, schedule=schedule, parameterisation=parameterisation,
                     prediction=prediction, t_min=t_min, sigma_data=sigma_data)
     build(student_net)  # validate the arguments before training
-    config = config or _default_config(_teacher_device(teacher))
-    dataset = _Rows(data) if isinstance(data, Tensor) else data
+    config = config or _default_config(teacher_device(teacher))
+    dataset = TensorRows(data) if isinstance(data, Tensor) else data
     teacher_net = getattr(teacher, "net", None)
     teacher_mode = teacher_net.training if isinstance(teacher_net, nn.Module) else None
     if teacher_mode is not None:
@@ -401,7 +401,7 @@ def consistency_distillation(
             core = getattr(model, "module", model)  # DDP wraps the module
             core.track(target_ema, grad_accum)
             target = build(core.target)
-        return consistency_distillation_loss(build(model), teacher, _batch_tensor(batch), grid, solver=solver,
+        return consistency_distillation_loss(build(model), teacher, batch_tensor(batch), grid, solver=solver,
                                              substeps=substeps, metric=metric, huber_c=huber_c, target=target,
                                              random_shift=random_shift)
 
@@ -490,7 +490,7 @@ def consistency_training(
                     prediction=prediction, t_min=t_min, sigma_data=sigma_data)
     build(net)
     config = config or _default_config("cpu")
-    dataset = _Rows(data) if isinstance(data, Tensor) else data
+    dataset = TensorRows(data) if isinstance(data, Tensor) else data
     wrapped = _Curriculum(net)
     grids: dict[int, tuple[Tensor, Tensor]] = {}
 
@@ -503,7 +503,7 @@ def consistency_training(
             g = consistency_grid(schedule, n, t_min=t_min)
             grids[n] = (g, lognormal_weights(schedule, g, p_mean, p_std))
         g, w = grids[n]
-        return consistency_training_loss(build(model), _batch_tensor(batch), g, weights=w, metric=metric,
+        return consistency_training_loss(build(model), batch_tensor(batch), g, weights=w, metric=metric,
                                          huber_c=huber_c)
 
     with tempfile.TemporaryDirectory(prefix="ct-") as tmp:

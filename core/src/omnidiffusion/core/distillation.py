@@ -134,7 +134,7 @@ def distillation_loss(
     return err.mean() if reduce else err
 
 
-class _Rows(Dataset):
+class TensorRows(Dataset):
     """A tensor as a map-style dataset of its rows (default collation stacks them back into a batch)."""
 
     def __init__(self, x: Tensor):
@@ -151,7 +151,8 @@ class _Rows(Dataset):
         return list(self.x[idx].unbind(0))
 
 
-def _batch_tensor(batch) -> Tensor:
+def batch_tensor(batch) -> Tensor:
+    """The data tensor of a batch: the batch itself, or the first item of an (x, label, ...) batch."""
     if isinstance(batch, Tensor):
         return batch
     if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
@@ -159,7 +160,8 @@ def _batch_tensor(batch) -> Tensor:
     raise ValueError(f"data: expected batches that are a Tensor or start with one, got {type(batch).__name__}")
 
 
-def _teacher_device(teacher: DenoiserBase) -> str:
+def teacher_device(teacher: DenoiserBase) -> str:
+    """The device of a denoiser's network parameters (cpu when it has none), to train a student beside it."""
     net = getattr(teacher, "net", None)
     if isinstance(net, nn.Module):
         for p in net.parameters():
@@ -201,8 +203,8 @@ def distill_round(
         raise ValueError(f"student_net: expected an nn.Module, got {type(student_net).__name__}")
     if config is None:
         config = TrainConfig(steps=2000, batch_size=128, lr=1e-4, ema_decay=None, progress=False,
-                             ckpt_every=2000, device=_teacher_device(teacher))
-    dataset = _Rows(data) if isinstance(data, Tensor) else data
+                             ckpt_every=2000, device=teacher_device(teacher))
+    dataset = TensorRows(data) if isinstance(data, Tensor) else data
     schedule = teacher.schedule
     teacher_net = getattr(teacher, "net", None)
     teacher_mode = teacher_net.training if isinstance(teacher_net, nn.Module) else None
@@ -211,7 +213,7 @@ def distill_round(
 
     def loss_fn(model: nn.Module, batch) -> Tensor:
         student = Denoiser(model, schedule, prediction)
-        return distillation_loss(teacher, student, _batch_tensor(batch), n_student_steps, grid=grid)
+        return distillation_loss(teacher, student, batch_tensor(batch), n_student_steps, grid=grid)
 
     try:
         with tempfile.TemporaryDirectory(prefix="distill-") as tmp:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .denoiser import Denoiser, clip_x0
 from .io import load_tensors, read_json, save_tensors, write_json
 from .nn.embeddings import SinusoidalEmbedding
-from .nn.unet import ResBlock, SelfAttention2d, UNet, _Down, _Stage
+from .nn.unet import Downsample, ResBlock, SelfAttention2d, UNet, UNetStage
 from .schedules import DiscreteVP, NoiseSchedule
 
 UNET_CLASSES = ("UNet2DModel", "UNet1DModel", "UNet2DConditionModel")
@@ -501,13 +501,13 @@ def _stages(modules, level_names: list[str]) -> dict[str, Tensor]:
     level, j = 0, 0
     for m in modules:
         blk = level_names[level]
-        if isinstance(m, _Stage):
+        if isinstance(m, UNetStage):
             out.update(_resnet(f"{blk}.resnets.{j}", m.res))
             if m.attn is not None:
                 out.update(_attention(f"{blk}.attentions.{j}", m.attn))
             j += 1
         else:
-            sampler = "downsamplers" if isinstance(m, _Down) else "upsamplers"
+            sampler = "downsamplers" if isinstance(m, Downsample) else "upsamplers"
             out[f"{blk}.{sampler}.0.conv.weight"], out[f"{blk}.{sampler}.0.conv.bias"] = m.conv.weight, m.conv.bias
             level, j = level + 1, 0
     return out

@@ -2,6 +2,8 @@
 
     save_pretrained(model, "runs/x")          # config.json: class + constructor kwargs; model.safetensors
     model = load_pretrained("runs/x")         # rebuilds the class, loads the weights, returns it in eval mode
+    save_run_config("runs/x", config)         # run_config.json: the app's whole resolved dataclass config
+    p = open_pretrained("runs/x", UNet, config_cls=VisionConfig, device="auto")   # what pipelines call
 
 A model records its own constructor kwargs by subclassing `ConfigurableModule`. Loading only imports classes
 under the `omnidiffusion.` namespace (or the `cls` the caller passes); nothing is ever unpickled: tensors are
@@ -18,7 +20,7 @@ import inspect
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from .checks import resolve_device
+from .config import apply_override, from_dict, to_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -348,3 +353,99 @@ def load_pretrained(
     model = cls(**kwargs)
     load_weights(model, directory, strict=strict)
     return model.to(map_location).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run config: the whole resolved app config, stored beside the weights
+
+
+RUN_CONFIG_NAME = "run_config.json"
+RUN_CONFIG_FORMAT = "omnidiffusion-run-config"
+
+
+def save_run_config(directory: str | Path, config: Any) -> Path:
+    """Write the resolved dataclass `config` of a run to `directory`/run_config.json (atomically).
+
+    Every app's `train` stores its whole config this way; inference commands start from it (`load_run_config`)
+    and apply the user's `--set` overrides, so a checkpoint samples the way it was trained unless told otherwise.
+    """
+    if not (dataclasses.is_dataclass(config) and not isinstance(config, type)):
+        raise ValueError(f"save_run_config: config must be a dataclass instance, got {type(config).__name__}")
+    path = Path(directory) / RUN_CONFIG_NAME
+    record = {"format": RUN_CONFIG_FORMAT, "class": class_path(type(config)), "config": to_dict(config)}
+    write_json(path, record)
+    return path
+
+
+def has_run_config(directory: str | Path) -> bool:
+    """Whether `directory` holds a run_config.json (a checkpoint written by an app's `train`)."""
+    return (Path(directory) / RUN_CONFIG_NAME).is_file()
+
+
+def load_run_config(directory: str | Path, config_cls: type, overrides: Sequence[str] = ()) -> Any:
+    """The config stored by `save_run_config`, rebuilt as `config_cls` (every key checked) with `overrides` applied.
+
+    The stored class name is not imported: the caller names the class, so a checkpoint of another app is refused
+    by its keys, not trusted by its name.
+    """
+    path = Path(directory) / RUN_CONFIG_NAME
+    record = read_json(path, "the run config an omnidiffusion `train` stores beside its weights")
+    if not isinstance(record, dict) or record.get("format") != RUN_CONFIG_FORMAT or "config" not in record:
+        raise ValueError(f"{path}: not an omnidiffusion run config (expected \"format\": \"{RUN_CONFIG_FORMAT}\")")
+    stored = record.get("class", "")
+    if isinstance(stored, str) and stored.rpartition(":")[2] not in ("", config_cls.__qualname__):
+        raise ValueError(f"{path}: holds a {stored.rpartition(':')[2]}, expected a {config_cls.__qualname__}")
+    try:
+        config = from_dict(config_cls, record["config"])
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    for override in overrides:
+        config = apply_override(config, override)
+    return config
+
+
+@dataclasses.dataclass
+class Pretrained:
+    """What `open_pretrained` read: the model (eval mode, on `device`), its metadata and the run config."""
+
+    directory: Path
+    model: nn.Module
+    metadata: dict[str, Any]
+    config: Any
+    device: torch.device
+
+
+def open_pretrained(
+    directory: str | Path,
+    model_cls: type[nn.Module] | tuple[type[nn.Module], ...] = nn.Module,
+    *,
+    config_cls: type | None = None,
+    device: str | torch.device = "cpu",
+    subfolder: str = "",
+    what: str = "a checkpoint written by `train`",
+) -> Pretrained:
+    """The one loading path of every app pipeline's `from_pretrained`.
+
+    Checks `device` first (auto | cpu | cuda | cuda:N; a missing GPU is a ValueError naming `device`), then that
+    `directory` is a folder, loads the model saved in `directory`/`subfolder` onto the device and checks it is a
+    `model_cls`, and, with `config_cls`, reads the run config (`load_run_config`). Errors name the directory and
+    `what` it should have been.
+    """
+    device = resolve_device(device)
+    directory = Path(directory)
+    if not directory.is_dir():
+        state = "is a file" if directory.exists() else "no such directory"
+        raise FileNotFoundError(f"{directory}: {state} (expected {what})")
+    folder = directory / subfolder if subfolder else directory
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{folder}: holds no {CONFIG_NAME} (expected {what})")
+    record = read_pretrained_config(folder)
+    classes = model_cls if isinstance(model_cls, tuple) else (model_cls,)
+    cls = resolve_class(record["class"], trusted_modules=frozenset(c.__module__ for c in classes),
+                        where=str(folder / CONFIG_NAME))
+    if not (isinstance(cls, type) and issubclass(cls, classes)):
+        names = " or ".join(c.__name__ for c in classes)
+        raise ValueError(f"{folder}: holds a {cls.__name__}, expected a {names} ({what})")
+    model = load_pretrained(folder, cls=cls, map_location=device)
+    config = None if config_cls is None else load_run_config(directory, config_cls)
+    return Pretrained(directory, model, dict(record.get("metadata") or {}), config, device)

@@ -10,6 +10,7 @@ out_dir/
   raw/                              final raw weights, only when EMA is on
   checkpoint/latest.json            names the newest complete checkpoint directory below
   checkpoint/step_00001000/         model.safetensors, ema.safetensors, state.safetensors + state.json
+  run_config.json                   the app's whole resolved config, when `fit(..., run_config=config)`
   log.csv, train_config.json, tensorboard/
 
 Under `torchrun --nproc_per_node N` the same call runs DistributedDataParallel (gloo on CPU, nccl on GPU);
@@ -42,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm import tqdm
 
 from .checks import resolve_device
-from .io import load_tensors, load_weights, read_json, save_pretrained, save_tensors, write_json
+from .io import load_tensors, load_weights, read_json, save_pretrained, save_run_config, save_tensors, write_json
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 logger = logging.getLogger(__name__)
@@ -105,6 +106,27 @@ class TrainResult:
     steps_per_sec: float  # over the steps this call ran (the loop only, checkpoints included)
     wall_time: float
 
+    @property
+    def final_model(self) -> nn.Module:
+        """The weights to sample with: the EMA model when EMA is on, else the trained model (unwrapped)."""
+        return unwrap_model(self.ema_model if self.ema_model is not None else self.model)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel (or torch.compile / AveragedModel) wrapper, else `model`."""
+    while True:
+        if isinstance(model, DistributedDataParallel | nn.DataParallel | AveragedModel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
+def is_main_process() -> bool:
+    """True on rank 0 of a torchrun job and in a plain single process: the one that logs and writes files."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; training stopped and the last checkpoint was left as it was."""
@@ -157,6 +179,7 @@ def fit(
     collate_fn: Callable[[list], Any] | None = None,
     resume: bool | None = None,
     metadata: Mapping[str, Any] | None = None,
+    run_config: Any = None,
 ) -> TrainResult:
     """Train `model` for config.steps optimiser steps of `loss_fn(model, batch)` on `dataset`.
 
@@ -164,7 +187,8 @@ def fit(
     call goes through the DistributedDataParallel wrapper and gradients are averaged across processes.
     resume: None continues from out_dir/checkpoint when one exists; True requires one; False requires that
     there is none. A resumed run may raise config.steps (train longer); the LR schedule follows the new value.
-    `metadata` is stored in the final config.json (see io.save_pretrained). Returns a TrainResult; raises
+    `metadata` is stored in the final config.json (see io.save_pretrained); `run_config`, the app's whole
+    dataclass config, in out_dir/run_config.json beside it (io.save_run_config). Returns a TrainResult; raises
     NonFiniteLossError naming the step where the loss first became NaN/inf (checked at every log/checkpoint
     step, before any checkpoint is written).
     """
@@ -331,6 +355,8 @@ def fit(
             save_pretrained(ema.module if ema is not None else raw, out_dir, metadata=metadata)
             if ema is not None:
                 save_pretrained(raw, out_dir / "raw", metadata=metadata)
+            if run_config is not None:
+                save_run_config(out_dir, run_config)
         loop_time = time.perf_counter() - t_loop
         if world > 1:
             dist.barrier()

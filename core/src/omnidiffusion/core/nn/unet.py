@@ -98,7 +98,7 @@ class SelfAttention2d(nn.Module):
         return x + self.proj(out)
 
 
-class _Stage(nn.Module):
+class UNetStage(nn.Module):
     """One residual block, optionally followed by self-attention; optionally gradient-checkpointed."""
 
     def __init__(self, res: ResBlock, attn: SelfAttention2d | None, use_checkpoint: bool) -> None:
@@ -117,7 +117,7 @@ class _Stage(nn.Module):
         return self._run(x, emb)
 
 
-class _Down(nn.Module):
+class Downsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
@@ -126,7 +126,7 @@ class _Down(nn.Module):
         return self.conv(x)
 
 
-class _Up(nn.Module):
+class Upsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
@@ -210,9 +210,9 @@ class UNet(nn.Module):
         self.time_mlp = TimeEmbedding(base_channels, emb_dim)
         self.class_embedding = nn.Embedding(num_classes, emb_dim) if num_classes is not None else None
 
-        def stage(cin: int, cout: int, side: int) -> _Stage:
+        def stage(cin: int, cout: int, side: int) -> UNetStage:
             attn = SelfAttention2d(cout, num_heads, norm_groups) if side in attention_resolutions else None
-            return _Stage(ResBlock(cin, cout, emb_dim, dropout, norm_groups), attn, gradient_checkpointing)
+            return UNetStage(ResBlock(cin, cout, emb_dim, dropout, norm_groups), attn, gradient_checkpointing)
 
         self.input_conv = nn.Conv2d(in_channels + cond_channels, base_channels, 3, padding=1)
         skip_channels = [base_channels]
@@ -225,7 +225,7 @@ class UNet(nn.Module):
                 ch = base_channels * mult
                 skip_channels.append(ch)
             if level != self.num_levels - 1:
-                self.down.append(_Down(ch))
+                self.down.append(Downsample(ch))
                 skip_channels.append(ch)
 
         self.mid_res1 = ResBlock(ch, ch, emb_dim, dropout, norm_groups)
@@ -239,7 +239,7 @@ class UNet(nn.Module):
                 self.up.append(stage(ch + skip_channels.pop(), base_channels * mult, side))
                 ch = base_channels * mult
             if level != 0:
-                self.up.append(_Up(ch))
+                self.up.append(Upsample(ch))
 
         self.out_norm = nn.GroupNorm(norm_groups, ch)
         self.out_conv = _zero_(nn.Conv2d(ch, out_channels, 3, padding=1))
@@ -263,7 +263,7 @@ class UNet(nn.Module):
             skips.append(h)
         h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb)), emb)
         for block in self.up:
-            if isinstance(block, _Stage):
+            if isinstance(block, UNetStage):
                 h = torch.cat([h, skips.pop()], dim=1)  # (B, C + C_skip, h, w)
             h = block(h, emb)
         return self.out_conv(F.silu(self.out_norm(h)))
