@@ -17,8 +17,8 @@ from torch import Tensor
 
 from .denoiser import DenoiserBase, DenoiserOutput, check_state
 from .processes import ForwardProcess, prior_std
-from .samplers.common import Callback, coeffs, posterior_terms, randn_like
-from .tensors import append_dims, per_sample
+from .samplers.common import Callback, coeffs, posterior_terms
+from .tensors import append_dims, per_sample, randn, randn_like
 from .timesteps import make_grid
 
 
@@ -151,7 +151,7 @@ def repaint(
     process = ForwardProcess(sched)
     if x_T is None:
         std = prior_std(sched, times[0].item())
-        x = std * torch.randn(x_known.shape, generator=generator, dtype=x_known.dtype, device=x_known.device)
+        x = std * randn(x_known.shape, generator, device=x_known.device, dtype=x_known.dtype)
     else:
         x = x_T
     order = repaint_schedule(len(times) - 1, jump_length, jump_n_sample)

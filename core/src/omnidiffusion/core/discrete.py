@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from .checks import positive_int, real_number
-from .tensors import append_dims, per_sample, sum_flat
+from .tensors import append_dims, per_sample, rand, randint, sum_flat
 
 KINDS = ("absorbing", "uniform")
 DISCRETE_SCHEDULES = ("linear", "cosine")
@@ -122,7 +122,7 @@ class CategoricalProcess:
         """Draw x_t ~ q(x_t | x_0): keep each token with probability alpha_t, else draw it from pi."""
         _check_tokens(x0, self.num_classes, "x0")
         a = self._a(t, x0)[..., 0]  # (B, 1, ...)
-        u = torch.rand(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
+        u = rand(x0.shape, generator, device=x0.device, dtype=torch.float64)
         return torch.where(u < a, x0.long(), self.prior_sample(x0.shape, generator=generator, device=x0.device))
 
     def prior_sample(
@@ -131,7 +131,7 @@ class CategoricalProcess:
         """x_1 ~ pi: all mask tokens (absorbing) or uniform tokens (uniform)."""
         if self.mask_id is not None:
             return torch.full(shape, self.mask_id, dtype=torch.long, device=device)
-        return torch.randint(0, self.num_classes, shape, generator=generator, device=device)
+        return randint(0, self.num_classes, shape, generator, device=device)
 
     def prior_kl(self, x0: Tensor) -> Tensor:
         """KL(q(x_1 | x_0) || pi) summed over tokens, (B,) nats (0 for both schedules: alpha(1) = 0)."""
@@ -214,7 +214,7 @@ def d3pm_loss(
     steps = positive_int(steps, "steps")
     hybrid = real_number(hybrid, "hybrid", low=0.0)
     B = x0.shape[0]
-    n = torch.randint(1, steps + 1, (B,), generator=generator, device=x0.device).double()
+    n = randint(1, steps + 1, (B,), generator, device=x0.device).double()
     t, s = n / steps, (n - 1) / steps
     x_t = process.q_sample(x0, t, generator=generator)
     logits = model(x_t, t.float(), **cond)
@@ -332,7 +332,7 @@ def perplexity_bound(nats: Tensor, n_tokens: Tensor | int) -> float:
 
 def categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One draw per row of (..., K) probabilities by inverse CDF (seeded through `generator`)."""
-    u = torch.rand(probs.shape[:-1], generator=generator, dtype=torch.float64, device=probs.device)
+    u = rand(probs.shape[:-1], generator, device=probs.device, dtype=torch.float64)
     cdf = probs.double().cumsum(-1)
     idx = (cdf < (u * cdf[..., -1])[..., None]).sum(-1)
     return idx.clamp(max=probs.shape[-1] - 1)

@@ -33,7 +33,7 @@ from .denoiser import PREDICTIONS, Denoiser, DenoiserBase, DenoiserOutput, check
 from .io import ConfigurableModule, load_pretrained, read_json, read_pretrained_config, save_pretrained, write_json
 from .samplers import sample
 from .schedules import DiscreteVP, NoiseSchedule
-from .tensors import mean_flat
+from .tensors import mean_flat, randn
 from .training import TrainConfig, TrainResult, fit
 
 LATENT_CONFIG = "latent.json"
@@ -66,7 +66,7 @@ class Posterior:
     logvar: Tensor
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        noise = randn(self.mean.shape, generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + torch.exp(0.5 * self.logvar) * noise
 
     def kl(self) -> Tensor:

@@ -21,7 +21,7 @@ from .losses import discretized_gaussian_log_likelihood, gaussian_kl
 from .processes import ForwardProcess, prior_std
 from .samplers.common import Coeffs, coeffs, posterior_terms
 from .samplers.ddpm import VARIANCES, analytic_variance
-from .tensors import sum_flat
+from .tensors import randint, randn, sum_flat
 from .timesteps import make_grid
 
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
@@ -119,9 +119,9 @@ def ode_log_likelihood(
             raise ValueError(f"n_probes: expected an integer >= 1, got {n_probes}")
         shape = (n_probes, *x.shape)
         if probe == "gaussian":
-            probes = torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
+            probes = randn(shape, generator, device=x.device, dtype=x.dtype)
         else:
-            probes = torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+            probes = randint(0, 2, shape, generator, device=x.device).to(x.dtype) * 2 - 1
     nfe = 0
 
     def drift(t: float, xt: Tensor) -> Tensor:
@@ -221,7 +221,7 @@ def vlb(
     for i in range(len(times) - 1):
         t, s = times[i].item(), times[i + 1].item()
         c_t = coeffs(sched, t)
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        noise = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
         x_t = c_t.alpha * x0 + c_t.sigma * noise
         out = denoiser.predict(x_t, t, **cond)
         if s > 0.0:

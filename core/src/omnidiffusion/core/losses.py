@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .denoiser import DenoiserBase, check_state
 from .schedules import DiscreteVP, NoiseSchedule
-from .tensors import append_dims, mean_flat
+from .tensors import append_dims, mean_flat, randn
 
 TARGETS = ("eps", "x0", "v")
 WEIGHTINGS = ("uniform", "snr", "min-snr", "likelihood", "edm")
@@ -122,7 +122,7 @@ def denoising_loss(
     elif t.shape != (x0.shape[0],):
         raise ValueError(f"t: expected shape ({x0.shape[0]},), got {tuple(t.shape)}")
     if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        noise = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
     t64 = t.to(torch.float64)
     a = append_dims(sched.alpha(t64), x0.ndim).to(x0.dtype)
     s = append_dims(sched.sigma(t64), x0.ndim).to(x0.dtype)
@@ -196,7 +196,7 @@ def hybrid_loss(
 
     n = torch.randint(0, T, (x0.shape[0],), generator=generator).to(x0.device)
     t = sched.t_of_index(n)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    noise = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
     abar = torch.as_tensor(sched.alphas_cumprod, device=x0.device)
     abar_prev = torch.cat([torch.ones(1, dtype=abar.dtype, device=x0.device), abar[:-1]])
     ab, abp = abar[n], abar_prev[n]

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .denoiser import check_state
 from .schedules import VE, LinearVP, NoiseSchedule, SubVP
-from .tensors import append_dims, per_sample, sum_flat
+from .tensors import append_dims, per_sample, randn, sum_flat
 
 
 def prior_std(schedule: NoiseSchedule, t: float = 1.0) -> float:
@@ -45,7 +45,7 @@ class ForwardProcess:
         """x_t = alpha(t) x0 + sigma(t) noise; `t` is a float or one entry per leading element of x0."""
         check_state(x0, "x0")
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+            noise = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
         elif noise.shape != x0.shape:
             raise ValueError(f"noise: expected shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
         a, s = self._coef(t, x0)
@@ -60,7 +60,7 @@ class ForwardProcess:
         a_t, a_s = self.schedule.alpha(t).item(), self.schedule.alpha(s).item()
         s_t, s_s = self.schedule.sigma(t).item(), self.schedule.sigma(s).item()
         var = s_t**2 - (a_t / a_s) ** 2 * s_s**2
-        z = torch.randn(x_s.shape, generator=generator, dtype=x_s.dtype, device=x_s.device)
+        z = randn(x_s.shape, generator, device=x_s.device, dtype=x_s.dtype)
         return (a_t / a_s) * x_s + math.sqrt(max(var, 0.0)) * z
 
     def prior_sample(
@@ -71,7 +71,7 @@ class ForwardProcess:
         device: torch.device | str | None = None,
     ) -> Tensor:
         std = prior_std(self.schedule)
-        return std * torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+        return std * randn(tuple(shape), generator, device=device, dtype=dtype)
 
     def prior_logp(self, x: Tensor) -> Tensor:
         """log N(x; 0, std^2 I) summed over every non-batch dimension: (B, ...) -> (B,)."""

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
+from ..tensors import randn, randn_like  # noqa: F401  (re-exported: the samplers' one source of noise)
 
 # callback(i, t, x, x0_hat): step index, time at the start of the step, state, the model's x0 estimate.
 Callback = Callable[[int, float, Tensor, Tensor], None]
@@ -50,25 +51,6 @@ def grid_coeffs(schedule: NoiseSchedule, grid: Tensor) -> list[Coeffs]:
     for t, a, s in zip(times.tolist(), la.detach().tolist(), ls.detach().tolist(), strict=True):
         out.append(Coeffs(0.0, 1.0, 0.0, math.inf) if t == 0.0 else Coeffs(t, math.exp(a), math.exp(s), a - s))
     return out
-
-
-def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """N(0, I) shaped like x, on x's device, from `generator` wherever it lives.
-
-    A generator on another device (the usual CPU generator with a CUDA state) draws on its own device and the
-    draw is moved: one seed then gives the same noise on every device, and no caller has to move generators.
-    """
-    return randn(x.shape, generator, device=x.device, dtype=x.dtype)
-
-
-def randn(
-    shape: tuple[int, ...], generator: torch.Generator | None, *, device=None, dtype: torch.dtype | None = None
-) -> Tensor:
-    """torch.randn(shape) on `device` drawn from `generator` even when the two devices differ (see randn_like)."""
-    device = torch.device("cpu") if device is None else torch.device(device)
-    if generator is None or generator.device.type == device.type:
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def posterior_terms(c_t: Coeffs, c_s: Coeffs) -> tuple[float, float]:

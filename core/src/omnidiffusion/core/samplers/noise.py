@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..checks import non_negative_int, positive_int
+from ..tensors import randn
 
 # noise(like, t, s) -> z ~ N(0, I) shaped like `like`, for the step t -> s.
 Noise = Callable[[Tensor, float, float], Tensor]
@@ -36,7 +37,7 @@ def gaussian_noise(generator: torch.Generator | None) -> Noise:
     """The default source: a fresh N(0, I) draw from `generator` at every step."""
 
     def noise(like: Tensor, t: float, s: float) -> Tensor:
-        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        return randn(like.shape, generator, device=like.device, dtype=like.dtype)
 
     return noise
 
@@ -68,7 +69,7 @@ class BrownianTree:
         gen = torch.Generator(device=like.device).manual_seed(_mix(self.seed * 0x100000001B3 + node))
         # float64 draws on CPU, float32 elsewhere, then cast: the path does not depend on the state's dtype.
         dtype = torch.float64 if like.device.type == "cpu" else torch.float32
-        return torch.randn(like.shape, generator=gen, device=like.device, dtype=dtype)
+        return randn(like.shape, gen, device=like.device, dtype=dtype)
 
     def value(self, t: float, like: Tensor) -> Tensor:
         """W(t) shaped like `like` (float64 on CPU, float32 on accelerators)."""
