@@ -269,7 +269,16 @@ def test_unwrap_model_sees_through_wrappers_only():
     assert unwrap_model(holder) is holder
 
 
-def test_is_main_process_without_torchrun():
+def test_is_main_process_without_torchrun(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_main_process() is True
+
+
+def test_is_main_process_reads_the_launcher_rank_outside_a_process_group(monkeypatch):
+    """After fit has torn down the group it made, rank 1 of a torchrun job must still not print the summary."""
+    monkeypatch.setenv("RANK", "1")
+    assert is_main_process() is False
+    monkeypatch.setenv("RANK", "0")
     assert is_main_process() is True
 
 

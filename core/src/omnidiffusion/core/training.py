@@ -124,8 +124,14 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 of a torchrun job and in a plain single process: the one that logs and writes files."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    """True on rank 0 of a torchrun job and in a plain single process: the one that logs and writes files.
+
+    Outside an initialised process group (before `fit` starts one, or after it has torn its own down) the
+    launcher's RANK environment variable decides, so an app's summary after `fit` is printed once per job.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 class NonFiniteLossError(FloatingPointError):
