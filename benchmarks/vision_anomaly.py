@@ -30,10 +30,10 @@ import torch
 from _vision import parser, train_overrides  # benchmarks/_vision.py, beside this script
 
 from omnidiffusion.vision import load_vision_config
-from omnidiffusion.vision.anomaly.commands import train
 from omnidiffusion.vision.anomaly.data import anomaly_test_set
 from omnidiffusion.vision.anomaly.evaluation import evaluate_anomaly
 from omnidiffusion.vision.anomaly.pipeline import AnomalyDetector
+from omnidiffusion.vision.anomaly.training import train
 
 CONFIG = "anomaly-textures"
 T_SWEEP = (25, 50, 100, 250)  # validation sweep of t*; 250 is AnoDDPM's lambda at 256 px
@@ -69,7 +69,7 @@ def main() -> None:
     for noise in noises:
         config = load_vision_config(CONFIG, [*over, f"anomaly.noise={noise}"])
         t0, c0 = time.perf_counter(), time.process_time()
-        model = train(config, work / noise, None)
+        model = train(config, work / noise).final_model
         train_info[noise] = {
             "steps": config.train.steps,
             "batch_size": config.train.batch_size,
@@ -83,7 +83,7 @@ def main() -> None:
         val = {}
         for t in sweep:
             det = AnomalyDetector.from_pretrained(
-                work / noise, args.device, method="dpm++2m", steps=20, t_star=t, seed=config.anomaly.seed + 1
+                work / noise, device=args.device, method="dpm++2m", steps=20, t_star=t, seed=config.anomaly.seed + 1
             )
             images, masks = anomaly_test_set(det.settings, det.model.image_size)
             val[t] = evaluate_anomaly(det, images, masks)["model"]["pixel_auroc"]
@@ -100,7 +100,7 @@ def main() -> None:
             variants += [("ddpm", 0, PAPER_T_STAR, True)] if PAPER_T_STAR not in (best_t, config.anomaly.t_star) else []
         for method, steps, t, matched in variants:
             det = AnomalyDetector.from_pretrained(
-                work / noise, args.device, method=method, steps=steps, t_star=t, match_intensity=matched
+                work / noise, device=args.device, method=method, steps=steps, t_star=t, match_intensity=matched
             )
             images, masks = anomaly_test_set(det.settings, det.model.image_size)
             c0 = time.process_time()

@@ -51,7 +51,7 @@ def gpu_paper_scale(args) -> None:
     """Train points-paper for about args.seconds on the device, time one sampling batch, write OUT/..._gpu.json."""
     from omnidiffusion.core.training import TrainConfig, fit
     from omnidiffusion.vision.points.training import PointClouds, PointsLoss
-    from omnidiffusion.vision.throughput import _logged_rate
+    from omnidiffusion.vision.throughput import logged_rate
 
     device = args.device if args.device != "auto" else "cuda"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -77,14 +77,14 @@ def gpu_paper_scale(args) -> None:
     log_every = max(1, (total - 3) // 20)
     cfg = TrainConfig(steps=total, **{**base, "log_every": log_every})
     r = fit(model, loss, PointClouds(clouds), cfg, work, resume=True)
-    steps_per_s = _logged_rate(work / "log.csv", first=4)  # fit's per-interval speeds, checkpoint writes excluded
+    steps_per_s = logged_rate(work / "log.csv", first=4)  # fit's per-interval speeds, checkpoint writes excluded
     net = r.model.to(device).eval()
-    steps = args.sample_steps or (config.sample.steps if cuda else 3)
+    steps = args.sample_steps or (config.sampler.steps if cuda else 3)
     sb = bs if cuda else 2
     if cuda:
         torch.cuda.synchronize()
     t2 = time.perf_counter()
-    net.generate(sb, p.n_points, method=config.sample.method, steps=steps, generator=torch.Generator().manual_seed(0))
+    net.generate(sb, p.n_points, method=config.sampler.method, steps=steps, generator=torch.Generator().manual_seed(0))
     if cuda:
         torch.cuda.synchronize()
     sample_s = time.perf_counter() - t2
@@ -97,10 +97,10 @@ def gpu_paper_scale(args) -> None:
         "train_steps": total - 3,
         "train_steps_per_s": steps_per_s,
         "sample_batch": sb,
-        "sample_method": config.sample.method,
+        "sample_method": config.sampler.method,
         "sample_steps": steps,
         "samples_per_s": sb / sample_s,
-        "samples_per_s_full_chain": sb / sample_s * steps / config.schedule.T,
+        "samples_per_s_full_chain": sb / sample_s * steps / config.schedule.timesteps,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
     }
     out = Path(args.out)

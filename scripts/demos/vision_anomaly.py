@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 
 from demos.section import SectionResult, torch_threads
 from omnidiffusion.vision import load_vision_config
-from omnidiffusion.vision.anomaly.commands import train
 from omnidiffusion.vision.anomaly.data import anomaly_test_set
 from omnidiffusion.vision.anomaly.evaluation import evaluate_anomaly
 from omnidiffusion.vision.anomaly.pipeline import AnomalyDetector
+from omnidiffusion.vision.anomaly.training import train
 
 TITLE = "Vision: anomaly detection with AnoDDPM (textures)"
 DESCRIPTION = """
@@ -55,7 +55,7 @@ def _run(out_dir: Path, quick: bool) -> SectionResult:
     if quick:
         over += ["model.base_channels=8", "model.channel_mults=1,2", "model.norm_groups=4", "anomaly.train_crops=32"]
     config = load_vision_config("anomaly-textures", over)
-    train(config, out_dir / "model", None)
+    train(config, out_dir / "model")
     t_star, rev = (20, 4) if quick else (25, 25)
     det = AnomalyDetector.from_pretrained(out_dir / "model", t_star=t_star, method="ddpm", steps=rev)
     det.settings.test_images = 8 if quick else 32

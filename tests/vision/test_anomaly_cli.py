@@ -13,7 +13,7 @@ from omnidiffusion.core import Denoiser
 from omnidiffusion.vision.anomaly.anoddpm import AnoDDPMLoss, partial_diffusion, reconstruct, step_grid
 from omnidiffusion.vision.anomaly.data import anomaly_test_set, write_pairs
 from omnidiffusion.vision.anomaly.pipeline import AnomalyDetector
-from omnidiffusion.vision.anomaly.settings import AnomalySettings
+from omnidiffusion.vision.anomaly.settings import AnomalyConfig
 from omnidiffusion.vision.cli import cli
 from omnidiffusion.vision.models import ImageDDPM
 
@@ -27,7 +27,7 @@ TINY = [
     "--set",
     "data.image_size=16",
     "--set",
-    "schedule.T=100",
+    "schedule.timesteps=100",
     "--set",
     "anomaly.t_star=10",
     "--set",
@@ -97,7 +97,7 @@ def test_anomaly_score_verb(trained, tmp_path, capsys, cli_error):
     img = tmp_path / "x.png"
     Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(img)
     out = tmp_path / "out"
-    args = ["anomaly-score", "--checkpoint", str(trained), "--input", str(img), "--output-dir", str(out)]
+    args = ["anomaly-score", "--checkpoint", str(trained), "--input", str(img), "--out", str(out)]
     assert cli.main([*args, "--save-npy", "--device", "cpu"]) == 0
     assert "score" in capsys.readouterr().out
     assert Image.open(out / "x_overlay.png").mode == "RGB"
@@ -106,14 +106,14 @@ def test_anomaly_score_verb(trained, tmp_path, capsys, cli_error):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     cli_error(
-        cli, ["anomaly-score", "--checkpoint", str(trained), "--input", str(bad), "--output-dir", str(out)], "bad.png"
+        cli, ["anomaly-score", "--checkpoint", str(trained), "--input", str(bad), "--out", str(out)], "bad.png"
     )
 
 
 def _tiny_model(T: int = 50) -> ImageDDPM:
     torch.manual_seed(0)
     unet = {"base_channels": 8, "channel_mults": [1], "norm_groups": 4, "attention_resolutions": []}
-    return ImageDDPM(8, 1, unet, {"name": "linear", "T": T, "beta_start": 1e-4, "beta_end": 0.02}).eval()
+    return ImageDDPM(8, 1, unet, {"name": "linear", "timesteps": T, "beta_start": 1e-4, "beta_end": 0.02}).eval()
 
 
 def test_step_grid_and_partial_diffusion_marginal():
@@ -128,7 +128,7 @@ def test_step_grid_and_partial_diffusion_marginal():
     betas = np.linspace(1e-4, 0.02, 50)
     abar = np.prod(1 - betas[:10])
     x = torch.full((64, 1, 8, 8), 0.5)
-    s = AnomalySettings(noise="gaussian", t_star=10)
+    s = AnomalyConfig(noise="gaussian", t_star=10)
     xt = partial_diffusion(Denoiser(model, sched, "eps"), x, 10, s, torch.Generator().manual_seed(0))
     assert xt.mean().item() == pytest.approx(0.5 * np.sqrt(abar), abs=0.01)
     assert xt.std().item() == pytest.approx(np.sqrt(1 - abar), rel=0.05)
@@ -137,7 +137,7 @@ def test_step_grid_and_partial_diffusion_marginal():
 @pytest.mark.parametrize("noise", ["gaussian", "simplex"])
 def test_reconstruct_shapes_seeds_and_loss(noise):
     model = _tiny_model()
-    s = AnomalySettings(noise=noise, t_star=5, frequency=4.0, train_max_index=40)
+    s = AnomalyConfig(noise=noise, t_star=5, frequency=4.0, train_max_index=40)
     x = torch.rand(2, 1, 8, 8) * 2 - 1
     a = reconstruct(model, x, s, generator=torch.Generator().manual_seed(1))
     b = reconstruct(model, x, s, generator=torch.Generator().manual_seed(1))
@@ -155,7 +155,7 @@ def test_training_loss_falls_on_one_texture():
     torch.manual_seed(0)
     model = _tiny_model(T=100).train()
     x = texture_crops("brick", "train", 32, 8, 3) * 2 - 1
-    loss_fn = AnoDDPMLoss(AnomalySettings(t_star=20, train_max_index=80, frequency=4.0))
+    loss_fn = AnoDDPMLoss(AnomalyConfig(t_star=20, train_max_index=80, frequency=4.0))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):

@@ -32,7 +32,7 @@ UNET = {
     "attention_resolutions": [],
     "norm_groups": 4,
 }
-SCHEDULE = {"name": "linear", "T": 200, "beta_start": 1e-4, "beta_end": 0.1}
+SCHEDULE = {"name": "linear", "timesteps": 200, "beta_start": 1e-4, "beta_end": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,14 @@ def _cli_cases():
         # (checkpoint, argv after --checkpoint DIR, fragments the error line must contain)
         ("sample", d, ["--n", "-3"], ["--n", "expected an integer >= 1, got -3"]),
         ("sample", d, ["--n", "2.5"], ["--n", "expected an integer >= 1"]),
-        ("sample", d, ["--set", "sample.steps=0"], ["sample.steps", "expected an integer >= 1, got 0"]),
+        ("sample", d, ["--set", "sampler.steps=0"], ["sampler.steps", "expected an integer >= 1, got 0"]),
         ("sample", d, ["--device", "gpu"], ["--device", "expected auto, cpu, cuda or cuda:N, got 'gpu'"]),
-        ("sample", d, ["--output", "{root}/grid.xyz"], ["--output", "expected an image file name"]),
+        ("sample", d, ["--out", "{root}/grid.xyz"], ["--out", "expected an image file name"]),
         ("upscale", s, ["--input", "{root}/lr1.png"], ["--input", "at least 2x2 pixels", "got 1x1"]),
         ("upscale", s, ["--input", "{root}/lr3.png"], ["--input", "6x6", "divisible by 4"]),
-        ("upscale", s, ["--input", "{root}/g8.png", "--set", "sample.tile=6"], ["sample.tile", "multiple of 4"]),
-        ("upscale", s, ["--input", "{root}/g8.png", "--set", "sample.tile=-1"], ["sample.tile", ">= 0, got -1"]),
-        ("upscale", s, ["--input", "{root}/g8.png", "--set", "sample.samples=0"], ["sample.samples", ">= 1"]),
+        ("upscale", s, ["--input", "{root}/g8.png", "--set", "sampler.tile=6"], ["sampler.tile", "multiple of 4"]),
+        ("upscale", s, ["--input", "{root}/g8.png", "--set", "sampler.tile=-1"], ["sampler.tile", ">= 0, got -1"]),
+        ("upscale", s, ["--input", "{root}/g8.png", "--set", "sampler.samples=0"], ["sampler.samples", ">= 1"]),
         ("inpaint", d, ["--input", "{root}/g16.png", "--mask", "{root}/white.png"], ["--mask", "at least one pixel"]),
         ("inpaint", d, ["--input", "{root}/g16.png", "--set", "repaint.jump_length=0"], ["repaint.jump_length"]),
         ("evaluate", s, ["--task", "sr", "--hr-dir", "{root}/img", "--crop", "0"], ["--crop", ">= 1, got 0"]),
@@ -88,7 +88,7 @@ def _cli_cases():
             ["--task", "seg", "--image-dir", "{root}/img", "--mask-dir", "{root}/msk", "--crop", "-1"],
             ["--crop", ">= 1"],
         ),  # fmt: skip
-        ("segment", g, ["--input", "{root}/g16.png", "--n-samples", "0"], ["--n-samples", ">= 1, got 0"]),
+        ("segment", g, ["--input", "{root}/g16.png", "--set", "seg.n_samples=0"], ["seg.n_samples", ">= 1, got 0"]),
         ("segment", g, ["--input", "{root}/g16.png", "--set", "seg.threshold=1.5"], ["seg.threshold", "(0, 1]"]),
         ("segment", g, ["--input", "{root}/g8.png"], ["--input", "(16, 16)"]),
         ("points-generate", p, ["--n-points", "1"], ["--n-points", ">= 2, got 1"]),
@@ -104,8 +104,8 @@ def _cli_cases():
 @pytest.mark.parametrize(("command", "checkpoint", "argv", "fragments"), _cli_cases())
 def test_cli_refuses_bad_input_in_one_line(ck, cli_error, tmp_path, command, checkpoint, argv, fragments):
     argv = [a.format(root=ck) for a in argv]
-    if command in ("sample", "upscale", "inpaint", "segment") and "--output" not in argv:
-        argv += ["--output", str(tmp_path / "out.png")]
+    if command in ("sample", "upscale", "inpaint", "segment") and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out.png")]
     cli_error(cli, [command, "--checkpoint", ck / checkpoint, *argv], *fragments)
 
 
@@ -147,7 +147,7 @@ def _api_cases(ck):
         "generate(-2)": (lambda: ddpm.generate(-2), "n", "an integer >= 1, got -2"),
         "generate(2.5)": (lambda: ddpm.generate(2.5), "n", "an integer >= 1, got 2.5"),
         "generate(steps=0)": (lambda: ddpm.generate(2, steps=0), "steps", "an integer >= 1, got 0"),
-        "from_pretrained(gpu)": (lambda: SuperResolution.from_pretrained(ck / "sr3", "gpu"), "device", "'gpu'"),
+        "from_pretrained(gpu)": (lambda: SuperResolution.from_pretrained(ck / "sr3", device="gpu"), "device", "'gpu'"),
         "upscale(1x1)": (lambda: sr.upscale(torch.rand(1, 1, 1), steps=1), "image", "at least 2x2"),
         "upscale(uint8)": (lambda: sr.upscale(torch.zeros(1, 1, 8, 8, dtype=torch.uint8)), "image", "floating"),
         "upscale(tile=6)": (lambda: sr.upscale(torch.rand(1, 8, 8), steps=1, tile=6), "tile", "multiple of 4"),

@@ -56,7 +56,7 @@ def test_console_script_help():
 
 def test_train_sr3_then_evaluate_and_upscale(tmp_path, capsys, cli_error):
     out = tmp_path / "sr3"
-    sr3_tiny = [*TINY, "--set", "schedule.T=50"]
+    sr3_tiny = [*TINY, "--set", "schedule.timesteps=50"]
     assert cli.main(["train", "--config", "sr3-faces", "--out", str(out), *sr3_tiny]) == 0
     model = SR3.from_pretrained(out)
     assert model.scale == 4 and model.image_size == 24
@@ -74,7 +74,7 @@ def test_train_sr3_then_evaluate_and_upscale(tmp_path, capsys, cli_error):
             "--scale",
             "4",
             "--set",
-            "sample.steps=3",
+            "sampler.steps=3",
             "--device",
             "cpu",
         ]
@@ -96,10 +96,10 @@ def test_train_sr3_then_evaluate_and_upscale(tmp_path, capsys, cli_error):
                 str(out),
                 "--input",
                 str(tmp_path / "lr.png"),
-                "--output",
+                "--out",
                 str(tmp_path / "sr.png"),
                 "--set",
-                "sample.steps=2",
+                "sampler.steps=2",
             ]
         )
         == 0
@@ -112,12 +112,12 @@ def test_train_sr3_then_evaluate_and_upscale(tmp_path, capsys, cli_error):
 
 def test_train_ddpm_resume_and_evaluate_inpaint(tmp_path, capsys, cli_error):
     out = tmp_path / "ddpm"
-    tiny = [*TINY, "--set", "schedule.T=50"]
+    tiny = [*TINY, "--set", "schedule.timesteps=50"]
     assert cli.main(["train", "--config", "ddpm-faces", "--out", str(out), *tiny]) == 0
     # resume: a longer run continues from the checkpoint at step 6
     assert (
         cli.main(
-            ["train", "--config", "ddpm-faces", "--out", str(out), "--resume", "yes", *tiny, "--set", "train.steps=9"]
+            ["train", "--config", "ddpm-faces", "--out", str(out), "--resume", *tiny, "--set", "train.steps=9"]
         )
         == 0
     )

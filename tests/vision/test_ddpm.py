@@ -66,7 +66,7 @@ def test_lfw_source_adds_the_non_face_patches_and_no_held_out_face():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = ImageDDPM(16, 1, TINY_UNET, {"name": "linear", "T": 50, "beta_start": 1e-4, "beta_end": 0.2}, "v")
+    model = ImageDDPM(16, 1, TINY_UNET, {"name": "linear", "timesteps": 50, "beta_start": 1e-4, "beta_end": 0.2}, "v")
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
@@ -85,7 +85,7 @@ def test_save_load_round_trip(tmp_path):
     assert out.x0.abs().max() <= 1.0
     assert torch.allclose(a * out.x0 + s * out.eps, x, atol=1e-5)
     # A directory holding another model class is refused by name.
-    SR3(8, 1, 2, TINY_UNET, {"name": "linear", "T": 20}).save_pretrained(tmp_path / "sr3")
+    SR3(8, 1, 2, TINY_UNET, {"name": "linear", "timesteps": 20}).save_pretrained(tmp_path / "sr3")
     with pytest.raises(ValueError, match="SR3"):
         ImageDDPM.from_pretrained(tmp_path / "sr3")
 
@@ -99,7 +99,7 @@ def test_train_image_ddpm_overfits_and_resumes(tmp_path):
         "train.lr=3e-3",
         "train.log_every=20",
         "train.ckpt_every=60",
-        "schedule.T=100",
+        "schedule.timesteps=100",
         "data.hflip=false",
     ]
     model = train_image_ddpm(images, "ddpm-digits", tmp_path / "run", overrides=over)

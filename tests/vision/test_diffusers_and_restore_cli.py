@@ -47,7 +47,7 @@ def folders(tmp_path_factory):
     sched.save_pretrained(bare)  # scheduler_config.json beside the UNet's config.json
     torch.manual_seed(0)
     ImageDDPM(SIZE, 1, {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "norm_groups": 4},
-              {"name": "linear", "T": 200, "beta_start": 1e-4, "beta_end": 0.05}).save_pretrained(root / "ours")
+              {"name": "linear", "timesteps": 200, "beta_start": 1e-4, "beta_end": 0.05}).save_pretrained(root / "ours")
     rng = np.random.default_rng(0)
     Image.fromarray((rng.uniform(50, 200, (SIZE, SIZE))).astype(np.uint8)).save(root / "img.png")
     Image.fromarray((rng.uniform(50, 200, (SIZE // 4, SIZE // 4))).astype(np.uint8)).save(root / "lr.png")
@@ -75,8 +75,8 @@ def test_load_image_prior_detects_the_format(folders):
 
 def test_cli_sample_on_a_diffusers_folder_equals_diffusers_ddim_loop(folders, tmp_path):
     out = tmp_path / "s.png"
-    code = _main(["sample", "--checkpoint", folders / "noclip", "--n", "2", "--output", out, "--set",
-                     "sample.method=ddim", "--set", "sample.steps=5", "--set", "sample.seed=3"])
+    code = _main(["sample", "--checkpoint", folders / "noclip", "--n", "2", "--out", out, "--set",
+                     "sampler.method=ddim", "--set", "sampler.steps=5", "--set", "sampler.seed=3"])
     assert code == 0
     # diffusers' own loop from the same x_T (the CLI draws it from Generator(seed 3) on the CPU)
     x = torch.randn((2, 1, SIZE, SIZE), generator=torch.Generator().manual_seed(3))
@@ -101,7 +101,7 @@ def test_inpainter_and_cli_inpaint_take_a_diffusers_model_and_keep_known_pixels(
     torch.testing.assert_close(out[:, keep], img[:, keep], atol=0, rtol=0)
     path = tmp_path / "in.png"
     code = _main(["inpaint", "--checkpoint", folders / "pipe", "--input", folders / "img.png", "--mask", "box",
-                     "--output", path, "--set", "repaint.steps=4", "--set", "repaint.jump_n_sample=1"])
+                     "--out", path, "--set", "repaint.steps=4", "--set", "repaint.jump_n_sample=1"])
     assert code == 0
     assert np.array_equal(_png(path)[keep.numpy()], _png(folders / "img.png")[keep.numpy()])
 
@@ -110,7 +110,7 @@ def test_inpainter_and_cli_inpaint_take_a_diffusers_model_and_keep_known_pixels(
 def test_cli_restore_sr4_ddnm_equals_the_api_whose_output_satisfies_a_x_equals_y(folders, tmp_path, checkpoint):
     path = tmp_path / "x.png"
     code = _main(["restore", "--checkpoint", folders / checkpoint, "--task", "sr4", "--input", folders / "lr.png",
-                  "--solver", "ddnm", "--output", path, "--set", "inverse.steps=4"])
+                  "--set", "inverse.solver=ddnm", "--out", path, "--set", "inverse.steps=4"])
     assert code == 0
     model = load_image_prior(folders / checkpoint)
     op = Downsample(4, (SIZE, SIZE))
@@ -123,8 +123,8 @@ def test_cli_restore_sr4_ddnm_equals_the_api_whose_output_satisfies_a_x_equals_y
 
 
 def test_cli_evaluate_inverse_prints_model_and_baseline(folders, capsys):
-    code = _main(["evaluate", "--task", "inverse", "--checkpoint", folders / "ours", "--image-dir",
-                     folders / "faces", "--inverse-task", "deblur", "--solver", "ddnm", "--set", "inverse.steps=3"])
+    code = _main(["evaluate", "--task", "inverse", "--checkpoint", folders / "ours", "--image-dir", folders / "faces",
+                  "--inverse-task", "deblur", "--set", "inverse.solver=ddnm", "--set", "inverse.steps=3"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["model"]) >= {"psnr", "ssim", "consistency", "seconds_per_image"}
@@ -138,8 +138,8 @@ def test_cli_evaluate_inverse_prints_model_and_baseline(folders, capsys):
         (["restore", "--task", "sr4", "--input", "img.png"], ("--input", "expected a 4x4 image")),
         (["restore", "--task", "colorize", "--input", "img.png"], ("--task", "RGB (3-channel) model")),
         (["restore", "--task", "sr4", "--input", "lr.png", "--set", "inverse.eta=2"], ("inverse.eta", "[0, 1]")),
-        (["restore", "--task", "sr4", "--input", "lr.png", "--solver", "nope"], ("--solver", "invalid choice")),
-        (["restore", "--task", "sr4", "--input", "lr.png", "--output", "x.txt"], ("--output", "image file")),
+        (["restore", "--task", "sr4", "--input", "lr.png", "--set", "inverse.solver=nope"], ("inverse.solver", "nope")),
+        (["restore", "--task", "sr4", "--input", "lr.png", "--out", "x.txt"], ("--out", "image file")),
         (["restore", "--task", "inpaint", "--input", "img.png", "--mask", "nomask"], ("mask", "nomask")),
         (["evaluate", "--task", "inverse"], ("--image-dir", "folder")),
     ],

@@ -20,15 +20,15 @@ TINY = [
     "points.depth=1",
     "points.inducing=2",
     "points.heads=2",
-    "schedule.T=50",
+    "schedule.timesteps=50",
     "train.steps=3",
     "train.batch_size=4",
     "train.log_every=1",
     "train.ckpt_every=3",
     "train.progress=false",
     "train.device=cpu",
-    "sample.method=dpm++2m",
-    "sample.steps=3",
+    "sampler.method=dpm++2m",
+    "sampler.steps=3",
 ]
 
 
@@ -52,8 +52,8 @@ def test_points_cli_end_to_end(tmp_path, capsys):
     for i, (c, lab) in enumerate(zip(clouds, labels, strict=True)):
         write_points(data / f"class{lab}" / f"{i}.ply", c)
     code = cli.main(
-        ["evaluate", "--task", "points", "--config", "points-shapes", *_sets(), "--checkpoint", str(ckpt),
-         "--data-dir", str(data), "--device", "cpu"]
+        ["evaluate", "--task", "points", *_sets(), "--checkpoint", str(ckpt), "--data-dir", str(data),
+         "--device", "cpu"]
     )  # fmt: skip
     assert code == 0
     result = json.loads(capsys.readouterr().out)
@@ -66,7 +66,7 @@ def test_points_cli_end_to_end(tmp_path, capsys):
     assert result["protocol"]["data"] == str(data)
 
     out = tmp_path / "gen"
-    assert cli.main(["points-generate", "--checkpoint", str(ckpt), *_sets(), "--n", "3", "--out-dir", str(out)]) == 0
+    assert cli.main(["points-generate", "--checkpoint", str(ckpt), *_sets(), "--n", "3", "--out", str(out)]) == 0
     assert len(list(out.glob("cloud_*.ply"))) == 3 and (out / "clouds.png").stat().st_size > 0
     assert read_points(out / "cloud_000.ply").shape == (32, 3)
 
@@ -74,7 +74,7 @@ def test_points_cli_end_to_end(tmp_path, capsys):
     write_points(tmp_path / "partial.xyz", partial)
     done = tmp_path / "done.npy"
     args = ["points-complete", "--checkpoint", str(ckpt), *_sets(), "--input", str(tmp_path / "partial.xyz")]
-    assert cli.main([*args, "--output", str(done), "--png", str(tmp_path / "done.png")]) == 0
+    assert cli.main([*args, "--out", str(done), "--png", str(tmp_path / "done.png")]) == 0
     full = np.load(done)
     assert full.shape == (32, 3)
     np.testing.assert_allclose(full[:5], partial, rtol=1e-6)

@@ -69,7 +69,7 @@ def test_known_points_stay_clean_and_carry_their_noise():
 
 def test_completion_returns_the_partial_exactly_and_generation_shapes():
     model = PointDiffusionModel(
-        n_points=16, width=16, depth=1, inducing=2, heads=2, schedule={"name": "linear", "T": 50}
+        n_points=16, width=16, depth=1, inducing=2, heads=2, schedule={"name": "linear", "timesteps": 50}
     )
     partial = torch.randn(3, 5, 3)
     for method in ("ddpm", "dpm++2m"):
@@ -90,7 +90,7 @@ def test_completion_returns_the_partial_exactly_and_generation_shapes():
 
 def test_save_load_and_pipeline(tmp_path):
     model = PointDiffusionModel(
-        n_points=12, width=16, depth=1, inducing=2, heads=2, schedule={"name": "linear", "T": 20}
+        n_points=12, width=16, depth=1, inducing=2, heads=2, schedule={"name": "linear", "timesteps": 20}
     )
     _randomise(model)
     model.save_pretrained(tmp_path)
@@ -115,7 +115,7 @@ def test_overfit_loss_falls():
     torch.manual_seed(0)
     clouds = torch.as_tensor(make_shapes(4, 64, seed=0)[0])
     model = PointDiffusionModel(
-        n_points=64, width=32, depth=2, inducing=0, heads=2, schedule={"name": "linear", "T": 100}
+        n_points=64, width=32, depth=2, inducing=0, heads=2, schedule={"name": "linear", "timesteps": 100}
     )
     loss_fn = PointsLoss(complete_frac=0.5, n_known=16)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

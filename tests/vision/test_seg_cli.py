@@ -48,16 +48,16 @@ def folders(tmp_path_factory):
 
 def test_segdiff_train_segment_evaluate(tmp_path, folders, capsys):
     out, unet = tmp_path / "sd", tmp_path / "unet"
-    assert cli.main(["train", "--config", "segdiff-shapes", "--out", str(out), *_sets(["schedule.T=10"])]) == 0
+    assert cli.main(["train", "--config", "segdiff-shapes", "--out", str(out), *_sets(["schedule.timesteps=10"])]) == 0
     assert cli.main(["train", "--config", "seg-unet-shapes", "--out", str(unet), *_sets()]) == 0
     assert Segmenter.from_pretrained(out).kind == "segdiff"
     assert Segmenter.from_pretrained(unet).kind == "seg-unet"
     capsys.readouterr()
     mask_png, over_png, unc_png = tmp_path / "m.png", tmp_path / "o.png", tmp_path / "u.png"
     code = cli.main(
-        ["segment", "--checkpoint", str(out), "--input", str(folders / "img" / "0000.png"), "--output", str(mask_png),
-         "--overlay", str(over_png), "--uncertainty", str(unc_png), "--set", "sample.method=dpm++2m",
-         "--set", "sample.steps=2", "--device", "cpu"]
+        ["segment", "--checkpoint", str(out), "--input", str(folders / "img" / "0000.png"), "--out", str(mask_png),
+         "--overlay", str(over_png), "--uncertainty", str(unc_png), "--set", "sampler.method=dpm++2m",
+         "--set", "sampler.steps=2", "--device", "cpu"]
     )  # fmt: skip
     assert code == 0 and "segdiff" in capsys.readouterr().out
     mask = np.asarray(Image.open(mask_png))
@@ -65,8 +65,8 @@ def test_segdiff_train_segment_evaluate(tmp_path, folders, capsys):
     assert Image.open(over_png).mode == "RGB" and unc_png.is_file()
     code = cli.main(
         ["evaluate", "--task", "seg", "--checkpoint", str(out), "--image-dir", str(folders / "img"),
-         "--mask-dir", str(folders / "msk"), "--device", "cpu", "--set", "sample.method=dpm++2m",
-         "--set", "sample.steps=2", "--set", f"seg.unet_checkpoint={unet}", "--set", "seg.n_samples=2"]
+         "--mask-dir", str(folders / "msk"), "--device", "cpu", "--set", "sampler.method=dpm++2m",
+         "--set", "sampler.steps=2", "--set", f"seg.unet_checkpoint={unet}", "--set", "seg.n_samples=2"]
     )  # fmt: skip
     assert code == 0
     result = json.loads(capsys.readouterr().out)
@@ -83,7 +83,7 @@ def test_segdiff_train_segment_evaluate(tmp_path, folders, capsys):
 
 def test_ddpm_seg_train_and_evaluate(tmp_path, folders, capsys):
     out = tmp_path / "dseg"
-    extra = ["schedule.T=100", "seg.feature_steps=[5,20]", "seg.feature_blocks=[0,2]", "seg.n_labelled=2",
+    extra = ["schedule.timesteps=100", "seg.feature_steps=[5,20]", "seg.feature_blocks=[0,2]", "seg.n_labelled=2",
              "seg.pixels_per_image=32", "seg.n_mlps=3", "seg.mlp_epochs=2", "seg.mlp_batch=16"]  # fmt: skip
     assert cli.main(["train", "--config", "ddpm-seg-shapes", "--out", str(out), *_sets(extra)]) == 0
     assert Segmenter.from_pretrained(out).kind == "ddpm-seg"
@@ -96,7 +96,7 @@ def test_ddpm_seg_train_and_evaluate(tmp_path, folders, capsys):
     result = json.loads(capsys.readouterr().out)
     assert "raw-pixels-5x5" in result["baselines"] and 0.0 <= result["model"]["miou"] <= 1.0
     assert cli.main(["segment", "--checkpoint", str(out), "--input", str(folders / "img" / "0001.png"),
-                     "--output", str(tmp_path / "d.png")]) == 0  # fmt: skip
+                     "--out", str(tmp_path / "d.png")]) == 0  # fmt: skip
 
 
 def test_evaluate_bad_inputs(tmp_path, folders, cli_error):

@@ -21,7 +21,7 @@ UNET = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "norm_
 
 def _ddpm(size: int = 16) -> ImageDDPM:
     torch.manual_seed(0)
-    model = ImageDDPM(size, 1, UNET, {"name": "linear", "T": 100})
+    model = ImageDDPM(size, 1, UNET, {"name": "linear", "timesteps": 100})
     with torch.no_grad():  # non-zero output conv, so the network is not the zero map of its initialisation
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

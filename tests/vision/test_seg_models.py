@@ -77,7 +77,7 @@ def test_ensemble_statistics_hand_worked():
 
 
 def test_sample_masks_shapes_and_range():
-    model = SegDiff(16, 1, UNET, schedule={"name": "linear", "T": 10, "beta_start": 1e-3, "beta_end": 0.2})
+    model = SegDiff(16, 1, UNET, schedule={"name": "linear", "timesteps": 10, "beta_start": 1e-3, "beta_end": 0.2})
     img = torch.rand(3, 1, 16, 16) * 2 - 1
     gen = torch.Generator().manual_seed(0)
     draws = model.sample_masks(img, 2, method="dpm++2m", steps=3, generator=gen, batch_size=4)
@@ -211,7 +211,7 @@ def test_self_conditioning_training_draw_and_round_trip(tmp_path):
 def test_draw_steps_follows_its_stated_law(power):
     from omnidiffusion.vision.segmentation.training import draw_steps
 
-    model = SegDiff(8, 1, UNET, schedule={"name": "linear", "T": 10, "beta_start": 1e-3, "beta_end": 0.2})
+    model = SegDiff(8, 1, UNET, schedule={"name": "linear", "timesteps": 10, "beta_start": 1e-3, "beta_end": 0.2})
     torch.manual_seed(0)
     n = 200_000
     t = draw_steps(model.schedule, n, power)

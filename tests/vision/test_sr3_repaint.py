@@ -38,6 +38,10 @@ TINY_UNET = {
 }
 
 
+def _linear(timesteps: int, beta_end: float) -> dict:
+    return {"name": "linear", "timesteps": timesteps, "beta_start": 1e-4, "beta_end": beta_end}
+
+
 def _randomise(model, std=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -64,7 +68,7 @@ def test_noise_levels_lie_between_adjacent_levels():
 
 
 def test_sr3_sees_gamma_and_lr_image():
-    model = _randomise(SR3(8, 1, 2, TINY_UNET, {"name": "linear", "T": 50, "beta_start": 1e-4, "beta_end": 0.2}))
+    model = _randomise(SR3(8, 1, 2, TINY_UNET, _linear(50, 0.2)))
     x, lr_up = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
     t = torch.tensor([0.3, 0.3])
     # forward(x, t) = UNet(x, gamma = alpha(t), cond = lr_up)
@@ -81,7 +85,7 @@ def test_sr3_sees_gamma_and_lr_image():
 
 def test_sr3_loss_falls_when_overfitting():
     torch.manual_seed(0)
-    model = SR3(8, 1, 2, TINY_UNET, {"name": "linear", "T": 100, "beta_start": 1e-4, "beta_end": 0.05})
+    model = SR3(8, 1, 2, TINY_UNET, {"name": "linear", "timesteps": 100, "beta_start": 1e-4, "beta_end": 0.05})
     hr = torch.rand(8, 1, 8, 8) * 2 - 1
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
@@ -95,7 +99,7 @@ def test_sr3_loss_falls_when_overfitting():
 
 
 def test_sr3_upscale_shapes_and_errors():
-    model = _randomise(SR3(8, 1, 4, TINY_UNET, {"name": "linear", "T": 20, "beta_start": 1e-4, "beta_end": 0.2}))
+    model = _randomise(SR3(8, 1, 4, TINY_UNET, _linear(20, 0.2)))
     lr = torch.rand(3, 1, 2, 2) * 2 - 1
     out = sr3_upscale(model, lr, method="dpm++2m", steps=4, samples=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 1, 8, 8) and out.abs().max() <= 1
@@ -115,7 +119,7 @@ def test_repaint_schedule_and_call_count():
 
 
 def test_repaint_returns_known_pixels_exactly():
-    model = _randomise(ImageDDPM(8, 1, TINY_UNET, {"name": "linear", "T": 30, "beta_start": 1e-4, "beta_end": 0.3}))
+    model = _randomise(ImageDDPM(8, 1, TINY_UNET, _linear(30, 0.3)))
     img = torch.rand(2, 1, 8, 8) * 2 - 1
     mask = box_mask((8, 8), 0.5)
     out = repaint_inpaint(
@@ -164,7 +168,7 @@ def test_user_mask_file_and_bad_files(tmp_path):
 
 
 def test_pipelines_round_trip_types(tmp_path):
-    sr3 = _randomise(SR3(8, 1, 2, TINY_UNET, {"name": "linear", "T": 20, "beta_start": 1e-4, "beta_end": 0.2}))
+    sr3 = _randomise(SR3(8, 1, 2, TINY_UNET, _linear(20, 0.2)))
     sr3.save_pretrained(tmp_path / "sr3")
     sr = SuperResolution.from_pretrained(tmp_path / "sr3")
     pil = Image.fromarray((np.random.default_rng(0).random((4, 4)) * 255).astype(np.uint8), "L")
@@ -174,7 +178,7 @@ def test_pipelines_round_trip_types(tmp_path):
     assert t.shape == (1, 8, 8) and 0 <= t.min() and t.max() <= 1
     with pytest.raises(ValueError, match="not divisible by the scale factor 2"):
         evaluate_sr(sr3, torch.rand(1, 1, 9, 9), steps=2)  # HR images whose side is not a multiple of the scale
-    ddpm = _randomise(ImageDDPM(8, 1, TINY_UNET, {"name": "linear", "T": 20, "beta_start": 1e-4, "beta_end": 0.3}))
+    ddpm = _randomise(ImageDDPM(8, 1, TINY_UNET, _linear(20, 0.3)))
     ddpm.save_pretrained(tmp_path / "ddpm")
     inp = Inpainter.from_pretrained(tmp_path / "ddpm")
     img = torch.rand(1, 8, 8)

@@ -19,7 +19,7 @@ from omnidiffusion.core.cli import as_flags
 __all__ = ["as_flags", "image_output"]
 
 
-def image_output(path: str | Path, flag: str = "--output") -> Path:
+def image_output(path: str | Path, flag: str = "--out") -> Path:
     """Check, before any work, that `path` names an image file PIL can write (by its suffix)."""
     path = Path(path)
     known = Image.registered_extensions()

@@ -84,7 +84,6 @@ def repaint_inpaint(
             x = images[lo : lo + batch_size].to(device)
             m = masks[lo : lo + batch_size].to(device)
             x_T = torch.randn(x.shape, generator=generator).to(device)
-            gen = generator if generator is None or device.type == "cpu" else _on(generator, device)
             y = repaint(
                 den,
                 x,
@@ -94,12 +93,9 @@ def repaint_inpaint(
                 jump_length=jump_length,
                 jump_n_sample=jump_n_sample,
                 x_T=x_T,
-                generator=gen,
+                generator=generator,
             )
             chunks.append(torch.where(m, x, y.clamp(-1.0, 1.0)).cpu())
         outs.append(torch.cat(chunks))
     return torch.stack(outs)
 
-
-def _on(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    return torch.Generator(device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))

@@ -16,34 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from omnidiffusion.core import Denoiser, DiscreteVP, clip_x0
-from omnidiffusion.core.checks import positive_int, resolve_device
-from omnidiffusion.core.io import ConfigurableModule, load_pretrained, read_pretrained_config, save_pretrained
+from omnidiffusion.core.checks import positive_int
+from omnidiffusion.core.io import ConfigurableModule, Pretrained, has_run_config, open_pretrained, save_pretrained
 from omnidiffusion.core.nn import UNet
+from omnidiffusion.core.settings import SCHEDULE_KEYS
 
-SCHEDULE_ARGS = {
-    "linear": ("beta_start", "beta_end"),
-    "sigmoid": ("beta_start", "beta_end"),
-    "quadratic": ("beta_start", "beta_end"),
-    "cosine": (),
-    "sqrt": (),
-}
-DDPM_SCHEDULE = {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}  # Ho et al. 2020
-SR3_SCHEDULE = {"name": "linear", "T": 2000, "beta_start": 1e-6, "beta_end": 1e-2}  # Saharia et al. 2021
+DDPM_SCHEDULE = {"name": "linear", "timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}  # Ho et al. 2020
+SR3_SCHEDULE = {"name": "linear", "timesteps": 2000, "beta_start": 1e-6, "beta_end": 1e-2}  # Saharia et al. 2021
 
 
 def make_schedule(spec: dict[str, Any]) -> DiscreteVP:
-    """DiscreteVP from {"name", "T", "beta_start", "beta_end"} (the beta bounds only for linear-type tables)."""
+    """DiscreteVP from {"name", "timesteps", "beta_start", "beta_end"} (the beta bounds only for linear-type tables).
+
+    The table length was called "T" before the config keys were shared with core ([schedule] timesteps); model
+    folders saved then still load.
+    """
     name = spec.get("name", "linear")
-    if name not in SCHEDULE_ARGS:
-        raise ValueError(f"schedule.name: expected one of {sorted(SCHEDULE_ARGS)}, got {name!r}")
-    kwargs = {k: float(spec[k]) for k in SCHEDULE_ARGS[name] if k in spec}
-    return DiscreteVP.named(name, int(spec.get("T", 1000)), **kwargs)
+    if name not in SCHEDULE_KEYS:
+        raise ValueError(f"schedule.name: expected one of {sorted(SCHEDULE_KEYS)}, got {name!r}")
+    kwargs = {k: float(spec[k]) for k in SCHEDULE_KEYS[name] if k in spec}
+    return DiscreteVP.named(name, int(spec.get("timesteps", spec.get("T", 1000))), **kwargs)
 
 
-class _Pretrained(ConfigurableModule):
+class PretrainedModule(ConfigurableModule):
     """save_pretrained / from_pretrained through core io, refusing a directory that holds another model class."""
 
     def save_pretrained(self, directory: str | Path, metadata: dict | None = None) -> Path:
@@ -53,15 +51,29 @@ class _Pretrained(ConfigurableModule):
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
         """Load a directory written by `save_pretrained` or by `train` (EMA weights); returns the model in eval mode."""
-        map_location = resolve_device(map_location, name="map_location")
-        record = read_pretrained_config(directory)
-        expected = f"{cls.__module__}:{cls.__qualname__}"
-        if record["class"] != expected:
-            raise ValueError(f"{directory}: holds a {record['class']!r} model, expected {expected!r}")
-        return load_pretrained(directory, cls=cls, map_location=map_location)
+        return open_pretrained(directory, cls, device=map_location, what=f"a {cls.__name__} folder").model
 
 
-def _unet_kwargs(unet: dict | None) -> dict:
+def open_checkpoint(
+    directory: str | Path, model_cls: type[nn.Module], *, device: str | torch.device = "cpu", subfolder: str = ""
+) -> Pretrained:
+    """What every vision pipeline's `from_pretrained` reads: core `open_pretrained` with the run config.
+
+    `.config` is the VisionConfig `train` stored (run_config.json); for an older checkpoint, the one its metadata
+    kept (settings.legacy_config), else None (a folder written by save_pretrained alone).
+    """
+    from .settings import VisionConfig, legacy_config
+
+    config_cls = VisionConfig if has_run_config(directory) else None
+    what = f"a {model_cls.__name__} checkpoint written by `train`"
+    pre = open_pretrained(directory, model_cls, config_cls=config_cls, device=device, subfolder=subfolder, what=what)
+    if pre.config is None:
+        pre.config = legacy_config(pre.metadata)
+    return pre
+
+
+def check_unet_kwargs(unet: dict | None) -> dict:
+    """The core UNet kwargs of a model's `unet` argument, refusing those the model sets itself."""
     kwargs = dict(unet or {})
     for key in ("in_channels", "out_channels", "cond_channels", "resolution", "num_classes"):
         if key in kwargs:
@@ -69,12 +81,12 @@ def _unet_kwargs(unet: dict | None) -> dict:
     return kwargs
 
 
-class ImageDDPM(_Pretrained):
+class ImageDDPM(PretrainedModule):
     """Unconditional image DDPM: eps/x0/v-prediction UNet on (B, channels, image_size, image_size) in [-1, 1].
 
     Args: image_size and channels of the images; `unet` = core UNet kwargs other than in/out channels and
-    resolution; `schedule` = {"name", "T", "beta_start", "beta_end"} (default: DDPM's linear 1e-4..0.02, T=1000);
-    `prediction` = "eps" | "x0" | "v".
+    resolution; `schedule` = {"name", "timesteps", "beta_start", "beta_end"} (default: DDPM's linear 1e-4..0.02
+    over 1000 steps); `prediction` = "eps" | "x0" | "v".
     """
 
     def __init__(
@@ -91,7 +103,7 @@ class ImageDDPM(_Pretrained):
         self.image_size, self.channels, self.prediction = int(image_size), int(channels), prediction
         self.schedule_spec = dict(DDPM_SCHEDULE if schedule is None else schedule)
         self.schedule = make_schedule(self.schedule_spec)
-        self.net = UNet(in_channels=channels, out_channels=channels, resolution=image_size, **_unet_kwargs(unet))
+        self.net = UNet(in_channels=channels, out_channels=channels, resolution=image_size, **check_unet_kwargs(unet))
 
     def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
         """(B, C, H, W), t (B,) in [0, 1] -> the raw prediction (B, C, H, W)."""
@@ -136,22 +148,14 @@ def draw_images(
     device = next(model.parameters()).device
     shape = (n, model.channels, model.image_size, model.image_size)
     x = torch.randn(shape, generator=generator).to(device)
-    return sample(
-        model.denoiser(),
-        x,
-        method,
-        steps,
-        grid,
-        generator=_on(generator, device),
-        progress=progress,
-    ).clamp(-1, 1)
+    return sample(model.denoiser(), x, method, steps, grid, generator=generator, progress=progress).clamp(-1, 1)
 
 
-class SR3(_Pretrained):
+class SR3(PretrainedModule):
     """SR3 network: UNet([x_t, upsample(LR)], gamma) predicting eps, gamma = sqrt(alpha_bar) (Saharia et al. 2021).
 
     Args: HR `image_size`, `channels`, SR factor `scale`, core UNet kwargs `unet`, `schedule` (default SR3's linear
-    1e-6..1e-2 over T=2000), `noise_embedding_scale` (sinusoids of scale * gamma; WaveGrad uses 5000).
+    1e-6..1e-2 over timesteps=2000), `noise_embedding_scale` (sinusoids of scale * gamma; WaveGrad uses 5000).
     """
 
     def __init__(
@@ -177,7 +181,7 @@ class SR3(_Pretrained):
             resolution=image_size,
             time_embedding="sinusoidal",
             time_embedding_scale=noise_embedding_scale,
-            **_unet_kwargs(unet),
+            **check_unet_kwargs(unet),
         )
 
     def noise_level(self, t: Tensor) -> Tensor:
@@ -193,23 +197,16 @@ class SR3(_Pretrained):
         return Denoiser(self, self.schedule, "eps", x0_hooks=[clip_x0()] if clip else ())
 
 
-class RegressionSR(_Pretrained):
+class RegressionSR(PretrainedModule):
     """SR3's regression baseline: HR_hat = upsample(LR) + UNet(upsample(LR)), trained with L2 (one pass)."""
 
     def __init__(self, image_size: int = 24, channels: int = 1, scale: int = 4, unet: dict | None = None) -> None:
         super().__init__()
         self.image_size, self.channels, self.scale = int(image_size), int(channels), int(scale)
-        self.net = UNet(in_channels=channels, out_channels=channels, resolution=image_size, **_unet_kwargs(unet))
+        self.net = UNet(in_channels=channels, out_channels=channels, resolution=image_size, **check_unet_kwargs(unet))
 
     def forward(self, lr_up: Tensor) -> Tensor:
         """(B, C, H, W) upsampled LR in [-1, 1] -> HR estimate (B, C, H, W)."""
         t = torch.ones(lr_up.shape[0], dtype=lr_up.dtype, device=lr_up.device)  # a constant input; no noise here
         return lr_up + self.net(lr_up, t)
 
-
-def _on(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
-    """A generator on `device` seeded from `generator` (samplers draw noise on the state's device)."""
-    if generator is None or generator.device == device:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.Generator(device).manual_seed(seed)

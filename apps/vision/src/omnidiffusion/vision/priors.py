@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from omnidiffusion.core import Denoiser
 from omnidiffusion.core.checks import positive_int, resolve_device
 
-from .models import ImageDDPM, draw_images
+from .models import ImageDDPM, draw_images, open_checkpoint
+from .settings import VisionConfig
 
 
 def _unet_config(den: Denoiser) -> dict:
@@ -85,12 +86,21 @@ def as_image_prior(model, name: str = "model") -> ImageDDPM | DenoiserPrior:
 
 def load_image_prior(directory: str | Path, device: str | torch.device = "cpu") -> ImageDDPM | DenoiserPrior:
     """An unconditional image model from `directory`: a diffusers folder (detected by its files) or ours."""
+    return load_image_prior_checkpoint(directory, device)[0]
+
+
+def load_image_prior_checkpoint(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[ImageDDPM | DenoiserPrior, VisionConfig | None]:
+    """(the image model of `directory`, its run config): ours through `open_checkpoint`, a diffusers folder
+    (detected by its files) through core.interop (no run config)."""
     from omnidiffusion.core.interop import from_diffusers, is_diffusers_folder
 
     device = resolve_device(device)
     if is_diffusers_folder(directory):
-        return DenoiserPrior(from_diffusers(directory, device=device))
-    return ImageDDPM.from_pretrained(directory, map_location=device)
+        return DenoiserPrior(from_diffusers(directory, device=device)), None
+    pre = open_checkpoint(directory, ImageDDPM, device=device)
+    return pre.model, pre.config
 
 
-__all__ = ["DenoiserPrior", "as_image_prior", "load_image_prior"]
+__all__ = ["DenoiserPrior", "as_image_prior", "load_image_prior", "load_image_prior_checkpoint"]

@@ -1,10 +1,10 @@
-"""The one config dataclass of the vision app, read from TOML by core's `load_config` (`--set a.b=value`).
+"""The config tree of the vision app, read from TOML by core's `load_config` (`--set a.b=value`).
 
     [model]      the core UNet's width/depth (in/out channels and resolution follow the data)
-    [schedule]   the discrete VP schedule the model is trained with (DiscreteVP.named(name, T, ...))
+    [schedule]   the discrete VP table the model is trained with (core ScheduleConfig: name, timesteps, betas)
     [data]       which images to train on and how they are cropped / degraded
     [train]      core's TrainConfig (steps, batch size, lr, EMA, AMP, checkpoints, device)
-    [sample]     sampler used by upscale / sample / evaluate (method, steps, grid)
+    [sampler]    the sampler of upscale / sample / segment / points-* / evaluate (core SamplerConfig + samples, tile)
     [repaint]    RePaint's resampling schedule (steps, jump_length, jump_n_sample)
     [inverse]    zero-shot restoration: solver, steps, sigma_y and the solvers' options (inverse/)
     [seg]        segmentation: mask diffusion, its UNet baseline, DDPM-Seg (segmentation/settings.py)
@@ -14,26 +14,31 @@
 `task` picks what `train` builds: "ddpm" (unconditional image DDPM), "sr3" (Saharia et al. 2021) or
 "regression" (the same UNet trained with L2 to map the upsampled low-resolution image to the high-resolution one,
 SR3's regression baseline), "segdiff" / "seg-unet" / "ddpm-seg" (segmentation), "points" (point clouds) or
-"anomaly" (AnoDDPM's DDPM on anomaly-free images).
+"anomaly" (AnoDDPM's DDPM on anomaly-free images). Where a run is written is the `--out` flag, not a key.
+
+`train` stores the resolved config beside the weights (run_config.json); checkpoints written before that kept
+it, with older key names, in the metadata of config.json: `legacy_config` reads those.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+from omnidiffusion.core.settings import SamplerConfig, ScheduleConfig
 from omnidiffusion.core.training import TrainConfig
 
-from .anomaly.settings import AnomalySettings
-from .points.settings import PointsSettings
-from .segmentation.settings import SegSettings
+from .anomaly.settings import AnomalyConfig
+from .points.settings import PointsConfig
+from .segmentation.settings import SegConfig
 
 PACKAGE = "omnidiffusion.vision"
 
 
 @dataclass
-class ModelSettings:
+class ModelConfig:
     """Core `nn.UNet` hyper-parameters (see omnidiffusion.core.nn.UNet)."""
 
     base_channels: int = 32
@@ -59,20 +64,18 @@ class ModelSettings:
 
 
 @dataclass
-class ScheduleSettings:
-    """A DiscreteVP beta table: name in linear | cosine | sqrt | sigmoid | quadratic, T steps."""
-
-    name: str = "linear"
-    T: int = 1000
-    beta_start: float = 1e-4  # linear / sigmoid / quadratic only
-    beta_end: float = 0.02
+class VisionScheduleConfig(ScheduleConfig):
+    """A DiscreteVP beta table: name in linear | cosine | sqrt | sigmoid | quadratic, `timesteps` steps (DDPM's
+    linear 1e-4 .. 0.02 over 1000 by default)."""
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "T": self.T, "beta_start": self.beta_start, "beta_end": self.beta_end}
+        """The `schedule` argument of the vision models (ImageDDPM, SR3, SegDiff, PointDiffusionModel)."""
+        return {"name": self.name, "timesteps": self.timesteps, "beta_start": self.beta_start,
+                "beta_end": self.beta_end}  # fmt: skip
 
 
 @dataclass
-class DataSettings:
+class DataConfig:
     """Training images. source: digits | faces | lfw (the training faces and lfw_subset's non-face patches) |
     photos | folder (PNG/JPEG files under `folder`)."""
 
@@ -86,31 +89,26 @@ class DataSettings:
 
 
 @dataclass
-class SampleSettings:
-    """The sampler of upscale / sample / evaluate: core `sample(method, steps, grid)`; `samples` averaged (SR).
+class VisionSamplerConfig(SamplerConfig):
+    """The sampler of upscale / sample / segment / points-* / evaluate: core `sample(method, steps, grid)` from
+    a generator seeded with `seed`, `batch_size` items per network call; `samples` draws averaged (SR).
 
     `tile` (SR3 only): "auto" runs the network on overlapping tiles when the output is too large for one call
     (announced on stderr), 0 never tiles, a positive multiple of the UNet's factor is the tile side in HR pixels.
     """
 
-    method: str = "dpm++2m"
-    steps: int = 25
-    grid: str = "trailing"
     samples: int = 1
-    seed: int = 0
-    batch_size: int = 64
     tile: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("steps", "samples", "batch_size"):
-            positive_int(getattr(self, name), f"sample.{name}")
-        non_negative_int(self.seed, "sample.seed")
+        super().__post_init__()
+        positive_int(self.samples, "sampler.samples")
         if self.tile != "auto":
-            non_negative_int(self.tile, "sample.tile")
+            non_negative_int(self.tile, "sampler.tile")
 
 
 @dataclass
-class RepaintSettings:
+class RepaintConfig:
     """RePaint (Lugmayr et al. 2022): `steps` reverse steps, jump back `jump_length`, `jump_n_sample` rounds."""
 
     steps: int = 100
@@ -127,7 +125,7 @@ class RepaintSettings:
 
 
 @dataclass
-class InverseSettings:
+class InverseConfig:
     """Zero-shot restoration (`restore`, `evaluate --task inverse`): solver ddnm | ddnm+ | dps | repaint | sdedit.
 
     sigma_y is the measurement noise std in pixel units ([0, 1] images); eta: DDNM's DDIM eta; zeta: DPS's step
@@ -176,17 +174,16 @@ class VisionConfig:
     task: Literal["ddpm", "sr3", "regression", "segdiff", "seg-unet", "ddpm-seg", "points", "anomaly"] = "ddpm"
     prediction: Literal["eps", "x0", "v"] = "eps"
     loss: Literal["l1", "l2"] = "l2"
-    out: str = "runs/vision/ddpm-digits"
-    model: ModelSettings = field(default_factory=ModelSettings)
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
-    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: VisionScheduleConfig = field(default_factory=VisionScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleSettings = field(default_factory=SampleSettings)
-    repaint: RepaintSettings = field(default_factory=RepaintSettings)
-    inverse: InverseSettings = field(default_factory=InverseSettings)
-    seg: SegSettings = field(default_factory=SegSettings)
-    points: PointsSettings = field(default_factory=PointsSettings)
-    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
+    sampler: VisionSamplerConfig = field(default_factory=VisionSamplerConfig)
+    repaint: RepaintConfig = field(default_factory=RepaintConfig)
+    inverse: InverseConfig = field(default_factory=InverseConfig)
+    seg: SegConfig = field(default_factory=SegConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
 
 
 def load_vision_config(
@@ -196,3 +193,32 @@ def load_vision_config(
     from omnidiffusion.core.config import load_config
 
     return load_config(VisionConfig, name_or_path, list(overrides), package=PACKAGE)
+
+
+def upgrade_config_dict(stored: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with the key names of before run_config.json ([sample], schedule.T, out) in today's names."""
+    data = copy.deepcopy(dict(stored))
+    data.pop("out", None)
+    if "sample" in data:
+        data["sampler"] = data.pop("sample")
+    schedule = data.get("schedule")
+    if isinstance(schedule, dict) and "T" in schedule:
+        schedule["timesteps"] = schedule.pop("T")
+    return data
+
+
+def legacy_config(metadata: dict[str, Any] | None) -> VisionConfig | None:
+    """The VisionConfig an older checkpoint kept in its config.json metadata ("vision_config"), or None.
+
+    Checkpoints written since `train` stores run_config.json have none there; for those, `open_pretrained` (or the
+    command line's --checkpoint) reads run_config.json instead.
+    """
+    from omnidiffusion.core.config import from_dict
+
+    stored = (metadata or {}).get("vision_config")
+    if not isinstance(stored, dict):
+        return None
+    try:
+        return from_dict(VisionConfig, upgrade_config_dict(stored))
+    except ValueError:
+        return None

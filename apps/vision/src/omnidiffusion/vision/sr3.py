@@ -142,7 +142,7 @@ def choose_tile(
             n = tile_count(height, width, tile, default_overlap(tile, factor), factor)
             note(
                 f"a {height}x{width} output would need a self-attention over {tokens} pixels; sampling in {n} "
-                f"overlapping {tile}x{tile} tiles ({name} = 0, sample.tile on the command line, turns tiling off; "
+                f"overlapping {tile}x{tile} tiles ({name} = 0, sampler.tile on the command line, turns tiling off; "
                 "a number sets the side)"
             )
     if tile == 0 or tile >= max(height, width):
@@ -219,8 +219,7 @@ def sr3_upscale(
         for lo in range(0, lr.shape[0], batch_size):
             lr_up = upsample(lr[lo : lo + batch_size], scale, "bicubic").to(device)
             x_T = torch.randn(lr_up.shape, generator=generator).to(device)
-            gen = None if generator is None else _device_generator(generator, device)
-            y = sample(den, x_T, method, steps, grid, generator=gen, progress=progress, lr_up=lr_up)
+            y = sample(den, x_T, method, steps, grid, generator=generator, progress=progress, lr_up=lr_up)
             chunks.append(y.clamp(-1.0, 1.0).cpu())
         outs.append(torch.cat(chunks))
     return torch.stack(outs)
@@ -237,8 +236,3 @@ def regression_upscale(model: nn.Module, lr: Tensor, batch_size: int = 256) -> T
     ]
     return torch.cat(out)
 
-
-def _device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    if generator.device == torch.device(device) or (generator.device.type == "cpu" and device.type == "cpu"):
-        return generator
-    return torch.Generator(device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))

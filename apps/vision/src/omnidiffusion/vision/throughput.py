@@ -19,10 +19,10 @@ from .inpaint import network_calls, repaint_inpaint
 from .models import SR3, ImageDDPM
 from .settings import VisionConfig
 from .sr3 import SR3Loss, make_lr, sr3_upscale
-from .training import DDPMLoss, _dataset
+from .training import DDPMLoss, image_dataset
 
 
-def _logged_rate(log_csv: Path, first: int) -> float:
+def logged_rate(log_csv: Path, first: int) -> float:
     """Steps per second over the log.csv rows from step `first` on: total steps / total time of those rows."""
     rows = [line.split(",") for line in log_csv.read_text().splitlines()[1:]]
     prev, steps, secs = None, 0, 0.0
@@ -52,7 +52,7 @@ def paper_scale_throughput(
 
     Training runs core `fit` twice: 10 warm-up steps to measure the step rate, then the remaining budget resumed from
     the same directory; the reported rate comes from fit's per-interval log (checkpoint writes excluded).
-    Sampling: SR3 uses the config's [sample] sampler on LR crops; a DDPM is timed with RePaint ([repaint] settings)
+    Sampling: SR3 uses the config's [sampler] on LR crops; a DDPM is timed with RePaint ([repaint] settings)
     on a box mask. Returns a JSON-ready dict.
     """
     dev = torch.device(device)
@@ -60,7 +60,7 @@ def paper_scale_throughput(
         torch.cuda.reset_peak_memory_stats(dev)
     d = config.data
     bs = batch_size or config.train.batch_size
-    data = _dataset(training_images(d.source, d.channels, d.image_size, d.folder, d.photo_crops), config)
+    data = image_dataset(training_images(d.source, d.channels, d.image_size, d.folder, d.photo_crops), config)
     if config.task == "sr3":
         model = SR3(d.image_size, d.channels, d.scale, config.model.unet_kwargs(), config.schedule.to_dict())
         loss = SR3Loss(model.schedule, d.image_size, d.scale, config.loss, d.hflip)
@@ -88,16 +88,16 @@ def paper_scale_throughput(
     fit(model, loss, data, TrainConfig(**{**base, "steps": warm, "log_every": 1}), work, resume=False)
     # Step rate from the logged per-step speeds after the first 3 steps (CUDA start-up, autotuning), which the
     # logs measure before any checkpoint is written.
-    rate = _logged_rate(work / "log.csv", first=4)
+    rate = logged_rate(work / "log.csv", first=4)
     total = warm + max(1, int(seconds * rate))
     log_every = max(1, (total - warm) // 20)
     r = fit(model, loss, data, TrainConfig(**{**base, "steps": total, "log_every": log_every}), work, resume=True)
-    steps_per_s = _logged_rate(work / "log.csv", first=warm + 1)
+    steps_per_s = logged_rate(work / "log.csv", first=warm + 1)
 
     # Sampling one batch with the trained (raw) weights.
     model = r.model.to(dev).eval()
     sb = sample_batch or bs
-    s = config.sample
+    s = config.sampler
     gen = torch.Generator().manual_seed(0)
     images = torch.stack([data[i % len(data)] for i in range(sb)])
     if images.shape[-1] != d.image_size:

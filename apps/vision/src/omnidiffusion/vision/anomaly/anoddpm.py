@@ -25,14 +25,14 @@ from omnidiffusion.core import Denoiser, denoising_loss, sample
 from omnidiffusion.core.samplers import posterior_terms
 from omnidiffusion.core.samplers.common import grid_coeffs
 
-from .settings import AnomalySettings
+from .settings import AnomalyConfig
 from .simplex import simplex_like
 
 NOISES = ("gaussian", "simplex")
 
 
 def noise_like(
-    x: Tensor, t_index: Tensor, settings: AnomalySettings, generator: torch.Generator | None = None
+    x: Tensor, t_index: Tensor, settings: AnomalyConfig, generator: torch.Generator | None = None
 ) -> Tensor:
     """The configured noise shaped like x (B, C, H, W): N(0, I) or standardised simplex noise at depth t_index (B,)."""
     if settings.noise == "gaussian":
@@ -53,7 +53,7 @@ def noise_like(
 class AnoDDPMLoss:
     """loss_fn(model, batch) for core `fit`: eps-MSE with the configured noise at steps n ~ U{0..train_max_index-1}."""
 
-    def __init__(self, settings: AnomalySettings, hflip: bool = True) -> None:
+    def __init__(self, settings: AnomalyConfig, hflip: bool = True) -> None:
         if settings.noise not in NOISES:
             raise ValueError(f"anomaly.noise: expected one of {NOISES}, got {settings.noise!r}")
         self.settings, self.hflip = settings, hflip
@@ -93,7 +93,7 @@ def step_grid(schedule, t_star: int, steps: int | None = None) -> Tensor:
 
 
 def partial_diffusion(
-    denoiser: Denoiser, x: Tensor, t_star: int, settings: AnomalySettings, generator: torch.Generator | None = None
+    denoiser: Denoiser, x: Tensor, t_star: int, settings: AnomalyConfig, generator: torch.Generator | None = None
 ) -> Tensor:
     """x_{t*} = alpha x + sigma eps at table step t* (1-based, AnoDDPM's lambda) with the configured noise (eq. 4)."""
     sched = denoiser.schedule
@@ -108,7 +108,7 @@ def simplex_ancestral(
     denoiser: Denoiser,
     x: Tensor,
     grid: Tensor,
-    settings: AnomalySettings,
+    settings: AnomalyConfig,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """AnoDDPM's reverse chain with simplex noise: x_s = mu(x_t, x0_hat) + sqrt(sigma_{t|s}^2) eps_simplex.
@@ -136,7 +136,7 @@ def simplex_ancestral(
 def reconstruct(
     model: nn.Module,
     x: Tensor,
-    settings: AnomalySettings,
+    settings: AnomalyConfig,
     *,
     method: str = "ddpm",
     steps: int | None = None,

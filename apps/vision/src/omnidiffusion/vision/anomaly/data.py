@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..imaging import image_files, read_image, read_images, tensor_to_pil
-from .settings import AnomalySettings
+from .settings import AnomalyConfig
 
 TEXTURES = ("brick", "grass", "gravel")
 KINDS = ("texture", "intensity", "scratch")
@@ -62,7 +62,7 @@ def texture_crops(
     return torch.stack([tex[:, t : t + size, left : left + size] for t, left in zip(tops, lefts, strict=True)])
 
 
-def normal_images(settings: AnomalySettings, split: str, size: int, n: int | None = None) -> Tensor:
+def normal_images(settings: AnomalyConfig, split: str, size: int, n: int | None = None) -> Tensor:
     """Normal (anomaly-free) images of settings.dataset: (N, 1, size, size) in [0, 1]."""
     if settings.dataset == "textures":
         count = n or (settings.train_crops if split == "train" else settings.test_images)
@@ -163,7 +163,7 @@ def paste_anomalies(
     return out, masks
 
 
-def anomaly_test_set(settings: AnomalySettings, size: int) -> tuple[Tensor, Tensor]:
+def anomaly_test_set(settings: AnomalyConfig, size: int) -> tuple[Tensor, Tensor]:
     """The bundled held-out set of the configured dataset: images (N, 1, S, S) in [0, 1] and masks (N, 1, S, S)."""
     normal = normal_images(settings, "test", size)
     other = None

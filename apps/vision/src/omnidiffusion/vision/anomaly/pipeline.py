@@ -1,8 +1,9 @@
 """`AnomalyDetector`: AnoDDPM for use inside other code (from_pretrained(dir).score(image) -> (map, score)).
 
 A detector directory is what `omnidiffusion-vision train --config anomaly-textures` writes: the ImageDDPM
-(config.json + model.safetensors, EMA weights), its [anomaly] settings in the config's metadata, and
-`anomaly_reference.safetensors` holding the mean training image (the |x - mean| baseline).
+(config.json + model.safetensors, EMA weights), the run config with its [anomaly] settings (run_config.json; older
+checkpoints kept them in the config.json metadata), and `anomaly_reference.safetensors` holding the mean training
+image (the |x - mean| baseline).
 """
 
 from __future__ import annotations
@@ -15,24 +16,23 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from omnidiffusion.core.checks import resolve_device
 from omnidiffusion.core.io import load_tensors, read_pretrained_config, save_tensors
 
 from ..imaging import image_to_tensor
-from ..models import ImageDDPM
+from ..models import ImageDDPM, open_checkpoint
 from .anoddpm import reconstruct
 from .maps import blur_residual_map, error_map, image_scores, mean_image_map
-from .settings import AnomalySettings
+from .settings import AnomalyConfig
 
 REFERENCE_FILE = "anomaly_reference.safetensors"
 
 
-def settings_from_metadata(directory: str | Path) -> AnomalySettings:
-    """The [anomaly] section the model in `directory` was trained with (defaults when it has none)."""
+def settings_from_metadata(directory: str | Path) -> AnomalyConfig:
+    """The [anomaly] section an older checkpoint kept in its config.json metadata (defaults when it has none)."""
     meta = read_pretrained_config(directory).get("metadata") or {}
     section = dict((meta.get("vision_config") or {}).get("anomaly") or {})
-    known = AnomalySettings.__dataclass_fields__
-    return AnomalySettings(**{k: v for k, v in section.items() if k in known})
+    known = AnomalyConfig.__dataclass_fields__
+    return AnomalyConfig(**{k: v for k, v in section.items() if k in known})
 
 
 def save_reference(directory: str | Path, mean_image: Tensor) -> Path:
@@ -45,7 +45,7 @@ def save_reference(directory: str | Path, mean_image: Tensor) -> Path:
 class AnomalyDetector:
     """AnoDDPM detector: partial diffusion to t*, reconstruction, squared-error map and an image score."""
 
-    def __init__(self, model: ImageDDPM, settings: AnomalySettings, mean_image: Tensor | None = None) -> None:
+    def __init__(self, model: ImageDDPM, settings: AnomalyConfig, mean_image: Tensor | None = None) -> None:
         T = model.schedule.T
         if settings.t_star > T:
             raise ValueError(f"anomaly.t_star: expected an integer in [1, {T}] (steps of the model's table), got "
@@ -53,14 +53,18 @@ class AnomalyDetector:
         self.model, self.settings, self.mean_image = model.eval(), settings, mean_image
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", **overrides) -> AnomalyDetector:
-        """Load a trained detector; `overrides` replace [anomaly] settings (t_star=..., method=..., steps=...)."""
-        known = AnomalySettings.__dataclass_fields__
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", **overrides
+    ) -> AnomalyDetector:
+        """Load a trained detector; its run config's [anomaly] settings, `overrides` replacing some of them
+        (t_star=..., method=..., steps=...)."""
+        known = AnomalyConfig.__dataclass_fields__
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise ValueError(f"{unknown[0]}: not an [anomaly] setting; expected one of {', '.join(sorted(known))}")
-        model = ImageDDPM.from_pretrained(directory, map_location=resolve_device(device))
-        settings = replace(settings_from_metadata(directory), **overrides)
+        pre = open_checkpoint(directory, ImageDDPM, device=device)
+        stored = pre.config.anomaly if pre.config is not None else settings_from_metadata(directory)
+        model, settings = pre.model, replace(stored, **overrides)
         ref = Path(directory) / REFERENCE_FILE
         mean = load_tensors(ref)["mean_image"] if ref.is_file() else None
         return cls(model, settings, mean)
@@ -94,7 +98,7 @@ class AnomalyDetector:
                 s,
                 method=s.method,
                 steps=s.steps or None,
-                generator=gen if self.device.type == "cpu" else None,
+                generator=gen,
             )
             out.append(((rec + 1.0) / 2.0).cpu())
         return torch.cat(out)

@@ -9,7 +9,7 @@ from omnidiffusion.core.checks import non_negative_int, positive_int, real_numbe
 
 
 @dataclass
-class AnomalySettings:
+class AnomalyConfig:
     """AnoDDPM: diffuse to step `t_star` of the training table with `noise` ("gaussian" | "simplex"), reconstruct.
 
     Noise: simplex fields of `octaves` octaves, amplitude decay `persistence`, first-octave `frequency` (pixels per

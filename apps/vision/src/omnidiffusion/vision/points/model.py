@@ -18,10 +18,10 @@ from omnidiffusion.core.checks import positive_int, real_number
 from omnidiffusion.core.denoiser import DenoiserBase, DenoiserOutput
 from omnidiffusion.core.tensors import append_dims, per_sample
 
-from ..models import _on, _Pretrained, make_schedule
+from ..models import PretrainedModule, make_schedule
 from .network import PointDenoiserNet
 
-PVD_SCHEDULE = {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}  # PVD's table (Ho et al. 2020)
+PVD_SCHEDULE = {"name": "linear", "timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}  # PVD (Ho et al. 2020)
 
 
 def check_cloud(x: Tensor, name: str, n_points: int | None = None) -> None:
@@ -65,10 +65,10 @@ class KnownPoints(DenoiserBase):
         return DenoiserOutput(x0, eps, out.variance)
 
 
-class PointDiffusionModel(_Pretrained):
+class PointDiffusionModel(PretrainedModule):
     """DDPM over point clouds of `n_points` points: PointDenoiserNet + a DiscreteVP schedule.
 
-    schedule: {"name", "T", "beta_start", "beta_end"} (default PVD's linear 1e-4..0.02 over T = 1000);
+    schedule: {"name", "timesteps", "beta_start", "beta_end"} (default PVD's linear 1e-4..0.02 over 1000 steps);
     prediction: "eps" | "x0" | "v". `n_points` is the training size; generate/complete accept any size.
     """
 
@@ -137,17 +137,8 @@ class PointDiffusionModel(_Pretrained):
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             x = torch.randn((b, n_points, 3), generator=generator).to(device)
-            outs.append(
-                sample(
-                    self.denoiser(clip),
-                    x,
-                    method,
-                    steps,
-                    grid,
-                    generator=_on(generator, device),
-                    progress=progress,
-                ).cpu()
-            )
+            y = sample(self.denoiser(clip), x, method, steps, grid, generator=generator, progress=progress)
+            outs.append(y.cpu())
         return torch.cat(outs)
 
     @torch.no_grad()
@@ -190,7 +181,7 @@ class PointDiffusionModel(_Pretrained):
             x_known[:, :k] = obs
             x = torch.randn((b, n_points, 3), generator=generator).to(device)
             den = KnownPoints(self.denoiser(clip), x_known, known)
-            out = sample(den, x, method, steps, grid, generator=_on(generator, device), progress=progress)
+            out = sample(den, x, method, steps, grid, generator=generator, progress=progress)
             out[:, :k] = obs  # exact, whatever the sampler's arithmetic did to the known entries
             outs.append(out.cpu())
         return torch.cat(outs)

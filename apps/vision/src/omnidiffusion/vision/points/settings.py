@@ -8,7 +8,7 @@ from omnidiffusion.core.checks import positive_int, real_number
 
 
 @dataclass
-class PointsSettings:
+class PointsConfig:
     """Point-cloud settings: data, network, PVD-style completion and evaluation sizes.
 
     source "shapes" draws the bundled procedural shapes (n_train / n_test clouds from seeds `seed` and

@@ -11,6 +11,7 @@ randomness is torch's global RNG, which core's checkpoints save.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from omnidiffusion.core import Denoiser, denoising_loss
-from omnidiffusion.core.config import to_dict
-from omnidiffusion.core.training import fit
+from omnidiffusion.core.tensors import rand, randn
+from omnidiffusion.core.training import TrainResult, unwrap_model
 
 from ..settings import VisionConfig
+from ..training import final_model, fit_model
 from .model import KnownPoints, PointDiffusionModel, check_cloud
 
 
@@ -53,20 +55,20 @@ def plane_cut_mask(
             f"n_known, keep_min, keep_max: expected 0 < n_known <= keep_min * N = {keep_min * n:g} and "
             f"0 < keep_min <= keep_max <= 1, got {n_known}, {keep_min}, {keep_max}"
         )
-    u = torch.randn(b, 3, generator=generator, dtype=x.dtype, device=x.device)
+    u = randn((b, 3), generator, device=x.device, dtype=x.dtype)
     u = u / u.norm(dim=1, keepdim=True)
     proj = torch.einsum("bnd,bd->bn", x, u)  # (B, N)
     rank = proj.argsort(dim=1).argsort(dim=1)  # (B, N) rank of each point along u
-    keep = keep_min + (keep_max - keep_min) * torch.rand(b, 1, generator=generator, device=x.device)
+    keep = keep_min + (keep_max - keep_min) * rand((b, 1), generator, device=x.device)
     side = rank < (keep * n).round().clamp_min(n_known)  # (B, N)
-    score = torch.rand(b, n, generator=generator, device=x.device) + (~side).to(x.dtype) * 2  # side first
+    score = rand((b, n), generator, device=x.device) + (~side).to(x.dtype) * 2  # side first
     idx = score.topk(n_known, dim=1, largest=False).indices  # (B, K)
     return torch.zeros(b, n, dtype=torch.bool, device=x.device).scatter_(1, idx, True)
 
 
 def rotate_z(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Each cloud of (B, N, 3) rotated about the z axis by a uniform random angle."""
-    a = 2 * torch.pi * torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    a = 2 * torch.pi * rand(x.shape[0], generator, device=x.device, dtype=x.dtype)
     c, s = torch.cos(a), torch.sin(a)
     rot = torch.zeros(x.shape[0], 3, 3, dtype=x.dtype, device=x.device)
     rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
@@ -94,7 +96,7 @@ class PointsLoss:
         if self.augment_rotation:
             x0 = rotate_z(x0)
         x0 = x0[:, torch.randperm(x0.shape[1], device=x0.device)]  # a set: the order carries nothing
-        inner = model.module if hasattr(model, "module") else model  # DDP wraps the model
+        inner = unwrap_model(model)  # DDP wraps the model
         den = Denoiser(model, inner.schedule, inner.prediction)
         if self.complete_frac == 0:
             return denoising_loss(den, x0)
@@ -132,6 +134,26 @@ def build_model(config: VisionConfig) -> PointDiffusionModel:
     )
 
 
+def _run(config: VisionConfig, clouds, out_dir, resume: bool | None) -> TrainResult:
+    p = config.points
+    if config.task != "points":
+        config = replace(config, task="points")
+    if clouds is None:
+        clouds = training_clouds(config)[0]
+    clouds = torch.as_tensor(np.asarray(clouds), dtype=torch.float32)
+    check_cloud(clouds, "clouds", p.n_points)
+    model = build_model(config)
+    loss = PointsLoss(p.complete_frac, p.n_known, p.keep_min, p.keep_max, p.augment_rotation)
+    return fit_model(model, loss, PointClouds(clouds), config, out_dir, resume, "points")
+
+
+def train(config: VisionConfig, out_dir: str | Path, *, resume: bool | None = None) -> TrainResult:
+    """config.task "points" on config.points' training set into `out_dir`; returns core's TrainResult."""
+    if config.task != "points":
+        raise ValueError(f"task: expected 'points' (point clouds), got {config.task!r}")
+    return _run(config, None, out_dir, resume)
+
+
 def train_points(
     config: VisionConfig,
     clouds: Tensor | np.ndarray | None = None,
@@ -139,15 +161,4 @@ def train_points(
     resume: bool | None = None,
 ) -> PointDiffusionModel:
     """Train the point DDPM on `clouds` (M, N, 3) (default: config.points' training set); returns the EMA model."""
-    p = config.points
-    if clouds is None:
-        clouds = training_clouds(config)[0]
-    clouds = torch.as_tensor(np.asarray(clouds), dtype=torch.float32)
-    check_cloud(clouds, "clouds", p.n_points)
-    model = build_model(config)
-    loss = PointsLoss(p.complete_frac, p.n_known, p.keep_min, p.keep_max, p.augment_rotation)
-    out = Path(config.out if out_dir is None else out_dir)
-    metadata = {"task": "points", "vision_config": to_dict(config)}
-    result = fit(model, loss, PointClouds(clouds), config.train, out, resume=resume, metadata=metadata)
-    final = result.ema_model if result.ema_model is not None else (result.model or model)
-    return final.to(torch.device("cpu")).eval()
+    return final_model(_run(config, clouds, out_dir, resume))

@@ -13,6 +13,9 @@ extends a smaller one. `split_indices` splits indices into train / held-out by a
 User data: `load_mask_pairs(image_dir, mask_dir)` matches images and masks by file stem (PNG masks; white or 1 =
 foreground). A missing mask, a size mismatch or a mask with values other than two levels raises an error naming the
 file. `write_mask_pairs` writes a set in that layout (what `evaluate --image-dir --mask-dir` reads).
+
+From a VisionConfig: `training_data(config)` (the bundled train split, or the [seg] folders) and
+`held_out_data(config)` (the bundled held-out split); `check_pairs` validates images and masks.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..imaging import image_files, read_images
+from ..imaging import check_images, image_files, read_images
 
 TEXTURES = ("brick", "grass", "gravel")
 SOURCES = ("shapes", "horse", "mixed")
@@ -194,3 +197,37 @@ def write_mask_pairs(images: Tensor, masks: Tensor, image_dir: str | Path, mask_
     for i in range(images.shape[0]):
         tensor_to_pil(images[i]).save(image_dir / f"{i:04d}.png")
         Image.fromarray((masks[i, 0].numpy() >= 0.5).astype(np.uint8) * 255, "L").save(mask_dir / f"{i:04d}.png")
+
+
+def check_pairs(images: Tensor, masks: Tensor, channels: int | None = None) -> None:
+    """Validate images (N, C, H, W) in [0, 1] and masks (N, 1, H, W) with values in {0, 1}."""
+    check_images(images, "images", channels=channels, low=0.0, high=1.0)
+    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
+        got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+        raise ValueError(f"masks: expected shape (N, 1, H, W), got {got}")
+    if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+        raise ValueError(
+            f"masks: expected {images.shape[0]} masks of size {tuple(images.shape[-2:])} (one per image), "
+            f"got shape {tuple(masks.shape)}"
+        )
+    if not bool(((masks == 0) | (masks == 1)).all()):
+        raise ValueError("masks: expected binary values in {0, 1}, got other values")
+
+
+def training_data(config) -> tuple[Tensor, Tensor]:
+    """(images, masks) to train on: the bundled set's train split, or every pair of seg.image_dir / seg.mask_dir."""
+    s = config.seg
+    if s.source == "folder":
+        if not s.image_dir or not s.mask_dir:
+            raise ValueError("seg.image_dir, seg.mask_dir: expected two folders when seg.source = 'folder', got ''")
+        images, masks, _ = load_mask_pairs(s.image_dir, s.mask_dir, config.data.channels)
+        return images, masks
+    split = bundled_split(s.n_images, s.n_test, config.data.image_size, s.source, s.data_seed, s.split_seed)
+    return split["train"]
+
+
+def held_out_data(config) -> tuple[Tensor, Tensor]:
+    """The bundled set's held-out split (what `evaluate` scores when no folders are given)."""
+    s = config.seg
+    source = "mixed" if s.source == "folder" else s.source
+    return bundled_split(s.n_images, s.n_test, config.data.image_size, source, s.data_seed, s.split_seed)["test"]

@@ -1,12 +1,13 @@
 """DDPM-Seg end to end (Baranchuk et al. 2022): a trained ImageDDPM's decoder features -> pixel-MLP ensemble.
 
-`train_ddpm_seg(images, masks, config, out_dir)`:
+`train_ddpm_seg(images, masks, config, out_dir)` (`fit_ddpm_seg`: the same, returning the TrainResult):
 1. the ImageDDPM: loaded from `seg.ddpm_checkpoint`, or trained on all the training images (no labels needed) with
    vision's `train_image_ddpm` (core `fit`) into out_dir/ddpm;
 2. the first `seg.n_labelled` training images are the labelled ones: their features (`features.DDPMFeatures`,
    blocks `seg.feature_blocks`, table steps `seg.feature_steps`) are streamed and `seg.pixels_per_image` pixels of
    each are kept (half foreground where possible);
-3. a `PixelEnsemble` of `seg.n_mlps` MLPs is trained on those pixels into out_dir/classifier.
+3. a `PixelEnsemble` of `seg.n_mlps` MLPs is trained on those pixels into out_dir/classifier;
+4. out_dir/run_config.json stores the run's VisionConfig (what `segment` / `evaluate --checkpoint` start from).
 
 `compare_with_raw_pixels(...)`: the issue's comparison, the same ensemble trained on the same labelled pixels of
 the same images but with raw k x k neighbourhoods as features, both scored by mIoU on held-out images.
@@ -15,23 +16,24 @@ the same images but with raw k x k neighbourhoods as features, both scored by mI
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from torch import Tensor
 
+from omnidiffusion.core.io import save_run_config
+from omnidiffusion.core.training import TrainResult, is_main_process
+
 from ..models import ImageDDPM
+from ..training import train_image_ddpm
+from .data import check_pairs
 from .features import DDPMFeatures, PatchFeatures, predict_maps, sample_pixels
 from .metrics import ConfusionCounter
-from .pixel_classifier import PixelEnsemble, train_pixel_ensemble
-from .training import check_pairs
+from .pixel_classifier import PixelEnsemble, fit_pixel_ensemble
 
 
 def ddpm_for_features(images: Tensor, config, out_dir: Path, resume: bool | None = None) -> ImageDDPM:
     """The ImageDDPM of seg.ddpm_checkpoint, or one trained on `images` (pixel range) with the config's [model]."""
-    from dataclasses import replace
-
-    from ..training import train_image_ddpm
-
     s = config.seg
     if s.ddpm_checkpoint:
         return ImageDDPM.from_pretrained(s.ddpm_checkpoint)
@@ -42,9 +44,9 @@ def ddpm_for_features(images: Tensor, config, out_dir: Path, resume: bool | None
     return train_image_ddpm(images * 2 - 1, cfg, out_dir, resume=resume)
 
 
-def _ensemble(X: Tensor, y: Tensor, config, out_dir: Path, feature: dict) -> PixelEnsemble:
+def _ensemble(X: Tensor, y: Tensor, config, out_dir: Path, feature: dict) -> TrainResult:
     s = config.seg
-    return train_pixel_ensemble(
+    return fit_pixel_ensemble(
         X,
         y,
         out_dir,
@@ -60,27 +62,44 @@ def _ensemble(X: Tensor, y: Tensor, config, out_dir: Path, feature: dict) -> Pix
     )
 
 
-def train_ddpm_seg(
-    images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
-) -> PixelEnsemble:
-    """Train (or load) the DDPM, then the pixel ensemble on `seg.n_labelled` labelled images; returns the ensemble.
+def fit_ddpm_seg(
+    images: Tensor, masks: Tensor, config, out_dir: str | Path, resume: bool | None = None
+) -> TrainResult:
+    """Train (or load) the DDPM into out_dir/ddpm, then the pixel ensemble into out_dir/classifier on
+    `seg.n_labelled` labelled images; returns the ensemble's TrainResult. out_dir gets the run config.
 
-    images (N, C, H, W) in [0, 1], masks (N, 1, H, W) in {0, 1}; out_dir gets ddpm/ and classifier/.
+    images (N, C, H, W) in [0, 1], masks (N, 1, H, W) in {0, 1}.
     """
     check_pairs(images, masks)
+    if config.task != "ddpm-seg":
+        config = replace(config, task="ddpm-seg")
     s = config.seg
     if not 1 <= s.n_labelled <= images.shape[0]:
         raise ValueError(f"seg.n_labelled: expected 1..{images.shape[0]} labelled images, got {s.n_labelled}")
-    out = Path(config.out if out_dir is None else out_dir)
+    if out_dir is None or str(out_dir) == "":
+        raise ValueError("out_dir: expected the directory to train into (the `--out` flag of `train`)")
+    out = Path(out_dir)
     ddpm = ddpm_for_features(images, config, out / "ddpm", resume)
     if s.ddpm_checkpoint:
         ddpm.save_pretrained(out / "ddpm")
     feats = DDPMFeatures(ddpm, list(s.feature_blocks), list(s.feature_steps), seed=config.train.seed)
     X, y = sample_pixels(feats, feats.dim, images[: s.n_labelled], masks[: s.n_labelled], s.pixels_per_image)
     spec = {"kind": "ddpm", "blocks": feats.blocks, "steps": feats.steps, "seed": config.train.seed}
-    clf = _ensemble(X, y, config, out / "classifier", spec)
-    clf.save_pretrained(out / "classifier")
-    return clf
+    result = _ensemble(X, y, config, out / "classifier", spec)
+    if is_main_process():
+        result.final_model.cpu().eval().save_pretrained(out / "classifier")
+        save_run_config(out, config)
+    return result
+
+
+def train_ddpm_seg(
+    images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
+) -> PixelEnsemble:
+    """Train (or load) the DDPM, then the pixel ensemble on `seg.n_labelled` labelled images; returns the ensemble.
+
+    images (N, C, H, W) in [0, 1], masks (N, 1, H, W) in {0, 1}; out_dir gets ddpm/, classifier/ and the run config.
+    """
+    return fit_ddpm_seg(images, masks, config, out_dir, resume).final_model.cpu().eval()
 
 
 def score_maps(pred: Tensor, masks: Tensor) -> dict[str, float]:
@@ -116,7 +135,7 @@ def compare_with_raw_pixels(
         t0 = time.perf_counter()
         if clf is None:
             X, y = sample_pixels(fn, fn.dim, train_images[:n], train_masks[:n], s.pixels_per_image)
-            clf = _ensemble(X, y, config, work / name, {"kind": name})
+            clf = _ensemble(X, y, config, work / name, {"kind": name}).final_model.cpu().eval()
         pred = predict_maps(fn, clf.predict, test_images)
         rows[name] = score_maps(pred, test_masks) | {"feature_dim": fn.dim, "seconds": time.perf_counter() - t0}
     model_row = rows.pop("ddpm-features")

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from .baselines import otsu_segment
+from .data import check_pairs
 from .metrics import segmentation_scores
 from .pipeline import Segmenter, ensemble_statistics
-from .training import check_pairs
 
 
 def _segdiff_rows(seg: Segmenter, images: Tensor, masks: Tensor, n_samples: int, method, steps, grid, seed) -> dict:

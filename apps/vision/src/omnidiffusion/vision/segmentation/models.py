@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from omnidiffusion.core import Denoiser, clip_x0
 from omnidiffusion.core.nn import UNet
 
-from ..models import _on, _Pretrained, _unet_kwargs, make_schedule
+from ..models import PretrainedModule, check_unet_kwargs, make_schedule
 
-SEGDIFF_SCHEDULE = {"name": "linear", "T": 100, "beta_start": 1e-3, "beta_end": 0.2}  # SegDiff: T=100, linear
+SEGDIFF_SCHEDULE = {"name": "linear", "timesteps": 100, "beta_start": 1e-3, "beta_end": 0.2}  # SegDiff: T=100, linear
 FUSIONS = ("add", "concat", "both")
 
 
@@ -102,7 +102,7 @@ class _SelfConditioning:
         return x0
 
 
-class SegDiff(_Pretrained):
+class SegDiff(PretrainedModule):
     """Mask denoiser eps_theta(x_t, t, image): x_t (B, 1, H, W) noisy mask in [-1, 1], image (B, C, H, W) in [-1, 1].
 
     Args: image_size, channels of the image; `unet` = core UNet kwargs (base_channels, channel_mults, ...);
@@ -144,7 +144,7 @@ class SegDiff(_Pretrained):
         self.self_condition = bool(self_condition)
         self.schedule_spec = dict(SEGDIFF_SCHEDULE if schedule is None else schedule)
         self.schedule = make_schedule(self.schedule_spec)
-        kwargs = _unet_kwargs(unet)
+        kwargs = check_unet_kwargs(unet)
         cond = (self.channels if fusion in ("concat", "both") else 0) + int(self.self_condition)
         self.net = UNet(in_channels=1, out_channels=1, cond_channels=cond, resolution=image_size, **kwargs)
         base = self.net.config["base_channels"]
@@ -211,18 +211,17 @@ class SegDiff(_Pretrained):
         image = image.to(device)
         feats = self.encode(image)
         noise = torch.randn((n_samples * b, 1, h, w), generator=generator).to(device)  # (n B, 1, H, W)
-        gen = _on(generator, device)
         out = []
         for lo in range(0, n_samples * b, batch_size):
             idx = torch.arange(lo, min(lo + batch_size, n_samples * b), device=device) % b
             kwargs = {"image": image[idx]} | ({} if feats is None else {"features": feats[idx]})
             x = sample(self.denoiser(), noise[lo : lo + len(idx)], method, steps or self.schedule.T, grid,
-                       generator=gen, **kwargs)  # fmt: skip
+                       generator=generator, **kwargs)  # fmt: skip
             out.append(x.clamp(-1, 1))
         return torch.cat(out).reshape(n_samples, b, 1, h, w).cpu()
 
 
-class SegUNet(_Pretrained):
+class SegUNet(PretrainedModule):
     """Baseline: logits (B, 1, H, W) = UNet(image + G(image) after the first conv, t = 0), trained with BCE + Dice.
 
     Same constructor arguments as SegDiff where they apply, so `SegUNet(**kwargs)` is SegDiff's same-size network.
@@ -238,7 +237,7 @@ class SegUNet(_Pretrained):
     ) -> None:
         super().__init__()
         self.image_size, self.channels = int(image_size), int(channels)
-        self.net = UNet(in_channels=channels, out_channels=1, resolution=image_size, **_unet_kwargs(unet))
+        self.net = UNet(in_channels=channels, out_channels=1, resolution=image_size, **check_unet_kwargs(unet))
         base = self.net.config["base_channels"]
         self.encoder = ImageEncoder(channels, base, base, encoder_blocks, encoder_growth)
 

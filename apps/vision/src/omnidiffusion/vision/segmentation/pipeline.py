@@ -19,12 +19,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from omnidiffusion.core.checks import positive_int, real_number, resolve_device
+from omnidiffusion.core.checks import positive_int, real_number
 from omnidiffusion.core.io import read_pretrained_config
 
 from ..imaging import check_images
-from ..pipeline import _as_batch
+from ..models import ImageDDPM, open_checkpoint
+from ..pipeline import as_image_batch
+from ..settings import VisionConfig
 from .models import SegDiff, SegUNet
+from .pixel_classifier import PixelEnsemble
 
 KINDS = ("segdiff", "seg-unet", "ddpm-seg")
 
@@ -54,47 +57,71 @@ def checkpoint_kind(directory: str | Path) -> str:
 
 
 class Segmenter:
-    """Binary segmentation with a trained SegDiff, SegUNet or DDPM-Seg checkpoint (see the module docstring)."""
+    """Binary segmentation with a trained SegDiff, SegUNet or DDPM-Seg checkpoint (see the module docstring).
 
-    def __init__(self, model, kind: str, classifier=None, threshold: float = 0.5) -> None:
+    `config`: the run config (the checkpoint's); the unset arguments of `segment` come from its [seg] n_samples
+    and [sampler] (without one: 5 draws of SegDiff's full ancestral chain, seed 0).
+    """
+
+    def __init__(
+        self, model, kind: str, classifier=None, threshold: float = 0.5, config: VisionConfig | None = None
+    ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
         threshold = real_number(threshold, "threshold", low=0.0, high=1.0, low_open=True)
         self.model, self.kind, self.classifier, self.threshold = model.eval(), kind, classifier, threshold
         self.channels = model.channels
         self.image_size = model.image_size
+        self.config = config
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu", threshold: float = 0.5):
-        """Load a directory written by `omnidiffusion-vision train` (segdiff-*, seg-unet-* or ddpm-seg-* configs)."""
-        device = resolve_device(device)
-        kind = checkpoint_kind(directory)
-        if kind == "segdiff":
-            return cls(SegDiff.from_pretrained(directory, map_location=device), kind, threshold=threshold)
-        if kind == "seg-unet":
-            return cls(SegUNet.from_pretrained(directory, map_location=device), kind, threshold=threshold)
-        from ..models import ImageDDPM
-        from .pixel_classifier import PixelEnsemble
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        threshold: float | None = None,
+        config: VisionConfig | None = None,
+    ) -> Segmenter:
+        """Load a directory written by `omnidiffusion-vision train` (segdiff-*, seg-unet-* or ddpm-seg-* configs).
 
-        ddpm = ImageDDPM.from_pretrained(Path(directory) / "ddpm", map_location=device)
-        clf = PixelEnsemble.from_pretrained(Path(directory) / "classifier")
-        return cls(ddpm, kind, classifier=clf, threshold=threshold)
+        config: replaces the run config stored with the weights; threshold None: its seg.threshold (else 0.5).
+        """
+        kind = checkpoint_kind(directory)
+        classifier = None
+        if kind == "ddpm-seg":
+            pre = open_checkpoint(directory, ImageDDPM, device=device, subfolder="ddpm")
+            classifier = PixelEnsemble.from_pretrained(Path(directory) / "classifier")
+        else:
+            pre = open_checkpoint(directory, SegDiff if kind == "segdiff" else SegUNet, device=device)
+        run = config if config is not None else pre.config
+        if threshold is None:
+            threshold = run.seg.threshold if run is not None else 0.5
+        return cls(pre.model, kind, classifier=classifier, threshold=threshold, config=run)
 
     def segment_tensor(
         self,
         images: Tensor,
-        n_samples: int = 5,
+        n_samples: int | None = None,
         *,
-        method: str = "ddpm",
+        method: str | None = None,
         steps: int | None = None,
-        grid: str = "trailing",
-        seed: int = 0,
+        grid: str | None = None,
+        seed: int | None = None,
         batch_size: int = 256,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Pixel-range (B, C, H, W) -> (mask {0, 1}, uncertainty, foreground probability), each (B, 1, H, W).
 
-        steps None: SegDiff's full chain (T steps); `n_samples` (>= 1) draws are fused (SegDiff only).
+        `n_samples` (>= 1) draws are fused (SegDiff only); unset arguments come from the run config (see the class).
         """
+        if self.config is not None:
+            c, s = self.config.seg, self.config.sampler
+            n_samples = c.n_samples if n_samples is None else n_samples
+            method, steps = method or s.method, s.steps if steps is None else steps
+            grid, seed = grid or s.grid, s.seed if seed is None else seed
+        else:  # the paper's sampler: every step of the table
+            n_samples, method, grid = 5 if n_samples is None else n_samples, method or "ddpm", grid or "trailing"
+            seed = 0 if seed is None else seed
         check_images(images, "images", channels=self.channels, low=0.0, high=1.0)
         n_samples = positive_int(n_samples, "n_samples")
         steps = None if steps is None else positive_int(steps, "steps")
@@ -131,14 +158,15 @@ class Segmenter:
             prob.append(frac.reshape(f.shape[1:]))
         return torch.stack(masks)[:, None], torch.stack(dis)[:, None], torch.stack(prob)[:, None]
 
-    def segment(self, image, n_samples: int = 5, **kwargs):
+    def segment(self, image, n_samples: int | None = None, **kwargs):
         """Segment `image` (PIL / (C, H, W) / (B, C, H, W) in [0, 1]) -> (mask, uncertainty).
 
-        SegDiff keyword options: method ("ddpm" = the paper's full chain, or "dpm++2m"), steps, grid, seed.
+        SegDiff keyword options: method ("ddpm" = the paper's full chain, or "dpm++2m"), steps, grid, seed; unset
+        ones come from the run config (see the class).
         """
         from PIL import Image
 
-        x, kind = _as_batch(image, self.channels, "image")
+        x, kind = as_image_batch(image, self.channels, "image")
         mask, unc, _ = self.segment_tensor(x, n_samples, **kwargs)
         if kind == "pil":
             return Image.fromarray((mask[0, 0].numpy() * 255).astype("uint8"), "L"), unc[0]

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from omnidiffusion.core.training import TrainConfig, fit
+from omnidiffusion.core.training import TrainConfig, TrainResult, fit
 
-from ..models import _Pretrained
+from ..models import PretrainedModule
 
 
 def _mlp(dim: int, hidden: list[int], classes: int) -> nn.Sequential:
@@ -32,7 +32,7 @@ def _mlp(dim: int, hidden: list[int], classes: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class PixelEnsemble(_Pretrained):
+class PixelEnsemble(PretrainedModule):
     """n_models MLPs on (P, dim) pixel features -> logits (n_models, P, classes); `predict` -> (P,) labels.
 
     `feature` records how the features are made (e.g. {"kind": "ddpm", "blocks": [...], "steps": [...]}) so a
@@ -100,7 +100,7 @@ def _ensemble_loss(model: nn.Module, batch) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), y.repeat(logits.shape[0]), reduction="mean") * logits.shape[0]
 
 
-def train_pixel_ensemble(
+def fit_pixel_ensemble(
     X: Tensor,
     y: Tensor,
     out_dir: str | Path,
@@ -115,7 +115,7 @@ def train_pixel_ensemble(
     feature: dict | None = None,
     device: str = "cpu",
     progress: bool = False,
-) -> PixelEnsemble:
+) -> TrainResult:
     """Train a PixelEnsemble on pixels X (P, dim), labels y (P,) with core `fit` for `epochs` passes (in out_dir)."""
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"X, y: expected (P, dim) and (P,), got {tuple(X.shape)} and {tuple(y.shape)}")
@@ -137,5 +137,9 @@ def train_pixel_ensemble(
         progress=progress,
         device=device,
     )
-    result = fit(model, _ensemble_loss, _Pixels(X.float(), y.long()), config, Path(out_dir), resume=False)
-    return result.model.to(torch.device("cpu")).eval()
+    return fit(model, _ensemble_loss, _Pixels(X.float(), y.long()), config, Path(out_dir), resume=False)
+
+
+def train_pixel_ensemble(X: Tensor, y: Tensor, out_dir: str | Path, **kwargs) -> PixelEnsemble:
+    """`fit_pixel_ensemble` (same arguments), returning the trained ensemble on the CPU in eval mode."""
+    return fit_pixel_ensemble(X, y, out_dir, **kwargs).final_model.cpu().eval()

@@ -1,6 +1,6 @@
 """[seg] section of VisionConfig: mask diffusion (task "segdiff"), its UNet baseline ("seg-unet"), DDPM-Seg.
 
-The networks' widths come from [model], the diffusion table from [schedule], the sampler from [sample] and the
+The networks' widths come from [model], the diffusion table from [schedule], the sampler from [sampler] and the
 training loop from [train]; this section holds what only segmentation has.
 """
 
@@ -13,7 +13,7 @@ from omnidiffusion.core.checks import positive_int, real_number
 
 
 @dataclass
-class SegSettings:
+class SegConfig:
     """Segmentation settings; `n_samples` masks are averaged into the mean mask and its uncertainty."""
 
     # data: bundled synthetic set ("shapes" | "horse" | "mixed") or image/mask folder pairs ("folder")

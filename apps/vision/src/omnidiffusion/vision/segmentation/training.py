@@ -5,12 +5,15 @@
   step of the T = 100 schedule) conditioned on the image.
 - `train_seg_unet(images, masks, config, out_dir)`: the same-size UNet baseline with BCE + soft Dice on its logits
   (the usual medical-segmentation loss; Milletari et al. 2016 for the Dice term), for the same number of steps.
+- `train(config, out_dir, *, resume=None)`: config.task segdiff | seg-unet | ddpm-seg on `data.training_data(config)`
+  (what `omnidiffusion-vision train` runs); returns core's TrainResult, the run config stored in out_dir.
 Both augment with random left-right and up-down flips of image and mask together (torch's global RNG, which core's
 checkpoints save). Images are (N, C, H, W) in [0, 1] and masks (N, 1, H, W) in {0, 1}; the networks see [-1, 1].
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,11 +22,15 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from omnidiffusion.core import Denoiser, clip_x0, denoising_loss
-from omnidiffusion.core.config import to_dict
 from omnidiffusion.core.tensors import append_dims
-from omnidiffusion.core.training import fit
+from omnidiffusion.core.training import TrainResult, unwrap_model
 
+from ..training import final_model, fit_model
+from .data import check_pairs, training_data
+from .ddpm_seg import fit_ddpm_seg
 from .models import SegDiff, SegUNet
+
+TASKS = ("segdiff", "seg-unet", "ddpm-seg")
 
 
 class ImageMaskPairs(Dataset):
@@ -39,23 +46,6 @@ class ImageMaskPairs(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.images[i], self.masks[i]
-
-
-def check_pairs(images: Tensor, masks: Tensor, channels: int | None = None) -> None:
-    """Validate images (N, C, H, W) in [0, 1] and masks (N, 1, H, W) with values in {0, 1}."""
-    from ..imaging import check_images
-
-    check_images(images, "images", channels=channels, low=0.0, high=1.0)
-    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
-        got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"masks: expected shape (N, 1, H, W), got {got}")
-    if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
-        raise ValueError(
-            f"masks: expected {images.shape[0]} masks of size {tuple(images.shape[-2:])} (one per image), "
-            f"got shape {tuple(masks.shape)}"
-        )
-    if not bool(((masks == 0) | (masks == 1)).all()):
-        raise ValueError("masks: expected binary values in {0, 1}, got other values")
 
 
 def flip_pair(image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,7 +97,7 @@ class SegDiffLoss:
         image, mask = batch
         if self.flips:
             image, mask = flip_pair(image, mask)
-        inner = model.module if hasattr(model, "module") else model  # DDP wraps the SegDiff
+        inner = unwrap_model(model)  # DDP wraps the SegDiff
         den = _KeepX0(Denoiser(model, inner.schedule, inner.prediction))
         t = draw_steps(inner.schedule, mask.shape[0], self.t_power).to(mask.device)
         if getattr(inner, "self_condition", False):
@@ -191,24 +181,13 @@ def seg_unet_from_config(config, channels: int) -> SegUNet:
     return SegUNet(config.data.image_size, channels, config.model.unet_kwargs(), s.encoder_blocks, s.encoder_growth)
 
 
-def _fit(model: nn.Module, loss, data: Dataset, config, out_dir, resume, task: str) -> nn.Module:
-    metadata = {"task": task, "vision_config": to_dict(config)}
-    out = Path(config.out if out_dir is None else out_dir)
-    result = fit(model, loss, data, config.train, out, resume=resume, metadata=metadata)
-    final = result.ema_model if result.ema_model is not None else result.model
-    return (model if final is None else final).to(torch.device("cpu")).eval()
-
-
 def _check_size(images: Tensor, config) -> None:
     size = config.data.image_size
     if tuple(images.shape[-2:]) != (size, size):
         raise ValueError(f"images: expected {size}x{size} (data.image_size), got {tuple(images.shape[-2:])}")
 
 
-def train_segdiff(
-    images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
-) -> SegDiff:
-    """Train SegDiff on pixel-range images (N, C, S, S) and masks (N, 1, S, S); returns the EMA model (saved too)."""
+def _segdiff_run(images: Tensor, masks: Tensor, config, out_dir, resume: bool | None) -> TrainResult:
     check_pairs(images, masks)
     _check_size(images, config)
     s = config.seg
@@ -218,15 +197,42 @@ def train_segdiff(
         )
     model = segdiff_from_config(config, images.shape[1])
     loss = SegDiffLoss(s.flips, s.dice_weight, s.t_power, s.bce_weight)
-    return _fit(model, loss, ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
+    return fit_model(model, loss, ImageMaskPairs(images, masks), config, out_dir, resume, "segdiff")
+
+
+def _seg_unet_run(images: Tensor, masks: Tensor, config, out_dir, resume: bool | None) -> TrainResult:
+    check_pairs(images, masks)
+    _check_size(images, config)
+    model = seg_unet_from_config(config, images.shape[1])
+    data = ImageMaskPairs(images, masks)
+    return fit_model(model, SegUNetLoss(config.seg.flips), data, config, out_dir, resume, "seg-unet")
+
+
+def train_segdiff(
+    images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
+) -> SegDiff:
+    """Train SegDiff on pixel-range images (N, C, S, S) and masks (N, 1, S, S); returns the EMA model (saved too)."""
+    return final_model(_segdiff_run(images, masks, _as_task(config, "segdiff"), out_dir, resume))
 
 
 def train_seg_unet(
     images: Tensor, masks: Tensor, config, out_dir: str | Path | None = None, *, resume: bool | None = None
 ) -> SegUNet:
     """Train the same-size UNet baseline (BCE + Dice) on the same data and steps; returns the EMA model."""
-    check_pairs(images, masks)
-    _check_size(images, config)
-    model = seg_unet_from_config(config, images.shape[1])
-    data = ImageMaskPairs(images, masks)
-    return _fit(model, SegUNetLoss(config.seg.flips), data, config, out_dir, resume, "seg-unet")
+    return final_model(_seg_unet_run(images, masks, _as_task(config, "seg-unet"), out_dir, resume))
+
+
+def _as_task(config, task: str):
+    return config if config.task == task else replace(config, task=task)
+
+
+def train(config, out_dir: str | Path, *, resume: bool | None = None) -> TrainResult:
+    """config.task segdiff | seg-unet | ddpm-seg on `training_data(config)` into `out_dir`; core's TrainResult.
+
+    For ddpm-seg it is the pixel ensemble's (out_dir/classifier; the DDPM is in out_dir/ddpm).
+    """
+    if config.task not in TASKS:
+        raise ValueError(f"task: expected one of {TASKS} (segmentation), got {config.task!r}")
+    images, masks = training_data(config)
+    run = {"segdiff": _segdiff_run, "seg-unet": _seg_unet_run, "ddpm-seg": fit_ddpm_seg}[config.task]
+    return run(images, masks, config, out_dir, resume)

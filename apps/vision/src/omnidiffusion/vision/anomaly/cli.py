@@ -1,19 +1,28 @@
-"""CLI wiring of the anomaly task: `train` (task "anomaly"), `evaluate --task anomaly` and `anomaly-score`.
+"""Command-line wiring of the anomaly task: `train` (task "anomaly"), `evaluate --task anomaly` and `anomaly-score`.
 
 omnidiffusion-vision train --config anomaly-textures [--set anomaly.noise=gaussian]
 omnidiffusion-vision evaluate --task anomaly --checkpoint DIR [--image-dir F --mask-dir F] [--set anomaly.t_star=..]
-omnidiffusion-vision anomaly-score --checkpoint DIR --input img.png --output-dir OUT
+omnidiffusion-vision anomaly-score --checkpoint DIR --input img.png --out OUT
+
+The detector's [anomaly] settings are the checkpoint's run config with --set applied.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI
+import numpy as np
+import torch
 
 from ..flags import as_flags
+from ..imaging import read_image
+from .data import anomaly_test_set, read_pairs
+from .evaluation import evaluate_anomaly
+from .pipeline import AnomalyDetector, map_image, overlay
+from .training import train
+
+TRAINS = ("anomaly",)  # the config.task values `train` runs
 
 
 def _overrides(args: argparse.Namespace, config) -> dict:
@@ -23,32 +32,23 @@ def _overrides(args: argparse.Namespace, config) -> dict:
     return {n: getattr(config.anomaly, n) for n in names}
 
 
-def _detector(args: argparse.Namespace, config):
-    from .pipeline import AnomalyDetector
-
-    return AnomalyDetector.from_pretrained(args.checkpoint, args.device, **_overrides(args, config))
+def _detector(args: argparse.Namespace, config) -> AnomalyDetector:
+    return AnomalyDetector.from_pretrained(args.checkpoint, device=args.device, **_overrides(args, config))
 
 
 def run_score(args: argparse.Namespace, config) -> int:
     """anomaly-score: write <stem>_map.png (the map scaled to its max) and <stem>_overlay.png for one image."""
-    from ..imaging import read_image
-    from .pipeline import map_image, overlay
-
     det = _detector(args, config)
     image = read_image(args.input, det.model.channels)
     with as_flags(image="--input", images="--input"):
         amap, score = det.score(image)
-    import torch
-
-    out = Path(args.output_dir)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.input).stem
     m = torch.from_numpy(amap)
     map_image(m).save(out / f"{stem}_map.png")
     overlay(image, m).save(out / f"{stem}_overlay.png")
     if args.save_npy:
-        import numpy as np
-
         np.save(out / f"{stem}_map.npy", amap)
     s = det.settings
     print(
@@ -58,27 +58,21 @@ def run_score(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def register(cli: AppCLI, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add this task's verbs to `omnidiffusion-vision` (`common` adds --checkpoint and --device)."""
-    from ..settings import VisionConfig
-
-    p = cli.add_command(
+def register(add) -> None:
+    """Add this task's verbs to `omnidiffusion-vision`; `add(name, handler, help=..., out=...)` registers one
+    inference command on the root config with --checkpoint."""
+    p = add(
         "anomaly-score",
         run_score,
-        VisionConfig,
         help="AnoDDPM anomaly map and score of one image (writes the map and an overlay PNG)",
+        out=("anomaly", "folder for <name>_map.png and <name>_overlay.png"),
     )
-    common(p)
     p.add_argument("--input", required=True, help="the image (PNG/JPEG) at the model's size")
-    p.add_argument("--output-dir", default="anomaly", help="folder for <name>_map.png and <name>_overlay.png")
     p.add_argument("--save-npy", action="store_true", help="also write the raw map as <name>_map.npy")
 
 
 def evaluate(args: argparse.Namespace, config) -> dict:
     """`evaluate --task anomaly`: detector and both baselines on --image-dir/--mask-dir (else the bundled test set)."""
-    from .data import anomaly_test_set, read_pairs
-    from .evaluation import evaluate_anomaly
-
     det = _detector(args, config)
     size = det.model.image_size
     if bool(args.image_dir) != bool(args.mask_dir):
@@ -94,33 +88,4 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     return result
 
 
-def train(config, out_dir, resume):
-    """`omnidiffusion-vision train` for task "anomaly": AnoDDPM's DDPM on the normal images; returns the EMA model."""
-    import torch
-
-    from ..data import training_images
-    from ..models import ImageDDPM
-    from ..training import TensorImages, _fit, _out
-    from .anoddpm import AnoDDPMLoss
-    from .data import normal_images
-    from .pipeline import save_reference
-
-    d = config.data
-    if d.source == "folder":
-        data = training_images("folder", d.channels, d.image_size, d.folder)
-        mean = torch.stack([data[i] for i in range(len(data))]).mean(dim=0) * 0.5 + 0.5
-    else:
-        if d.channels != 1:
-            raise ValueError(f"data.channels: the bundled anomaly data are grayscale (1 channel), got {d.channels}")
-        x = normal_images(config.anomaly, "train", d.image_size)  # (N, 1, S, S) in [0, 1]
-        data = TensorImages((x * 2.0 - 1.0).contiguous())
-        mean = x.mean(dim=0)
-    model = ImageDDPM(
-        d.image_size, d.channels, config.model.unet_kwargs(), config.schedule.to_dict(), config.prediction
-    )
-    loss = AnoDDPMLoss(config.anomaly, d.hflip)
-    final = _fit(model, loss, data, config, out_dir, resume, "anomaly")
-    out = _out(out_dir, config)
-    if (out / "config.json").is_file():  # rank 0 wrote the model
-        save_reference(out, mean)
-    return final
+__all__ = ["TRAINS", "evaluate", "register", "run_score", "train"]

@@ -1,8 +1,9 @@
-"""CLI wiring of zero-shot restoration: `restore` (one measurement image) and `evaluate --task inverse` (a folder).
+"""Command-line wiring of zero-shot restoration: `restore` (one measurement image) and `evaluate --task inverse`.
 
-omnidiffusion-vision restore --checkpoint DIR --task sr4|inpaint|deblur|colorize --input y.png \\
-    --solver ddnm|ddnm+|dps|repaint|sdedit --output x.png [--mask box] [--set inverse.steps=100]
-omnidiffusion-vision evaluate --task inverse --checkpoint DIR --image-dir F --inverse-task sr4 [--solver dps]
+omnidiffusion-vision restore --checkpoint DIR --task sr4|inpaint|deblur|colorize --input y.png --out x.png \\
+    [--mask box] [--set inverse.solver=ddnm|ddnm+|dps|repaint|sdedit] [--set inverse.steps=100]
+omnidiffusion-vision evaluate --task inverse --checkpoint DIR --image-dir F --inverse-task sr4 \\
+    [--set inverse.solver=dps]
 
 The input of `restore` is the measurement as an image: sr4 the low-resolution image (a quarter of the model's
 side), deblur the blurred image, colorize the grey image (for an RGB model), inpaint the image with its `--mask`
@@ -12,19 +13,23 @@ side), deblur the blurred image, colorize the grey image (for an RGB model), inp
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
-from omnidiffusion.core.cli import AppCLI
+import torch
 
+from ..data import load_folder_images
 from ..flags import as_flags, image_output
-from .operators import TASKS
+from ..imaging import read_image, tensor_to_pil
+from ..masks import make_mask
+from ..priors import load_image_prior
+from . import restore
+from .evaluation import evaluate_inverse
+from .operators import TASKS, make_operator, pixel_offset
+
+TRAINS: tuple[str, ...] = ()  # zero-shot: nothing to train, any unconditional image model is the prior
 
 
 def _operator(task: str, model, config, mask_spec: str | None, seed: int):
-    from ..masks import make_mask
-    from .operators import make_operator
-
     size = (model.image_size, model.image_size)
     s = config.inverse
     if task == "colorize" and model.channels != 3:
@@ -36,23 +41,12 @@ def _operator(task: str, model, config, mask_spec: str | None, seed: int):
     return make_operator(task, size, mask=mask, blur_sigma=s.blur_sigma, kind=s.downsample)
 
 
-def _solver(args: argparse.Namespace, config) -> str:
-    return args.solver or config.inverse.solver
-
-
 def run_restore(args: argparse.Namespace, config) -> int:
     """restore: read the measurement image, restore it with the solver, write the PNG."""
-    import torch
-
-    from ..imaging import read_image, tensor_to_pil
-    from ..priors import load_image_prior
-    from . import restore
-    from .operators import pixel_offset
-
-    image_output(args.output)
+    image_output(args.out, "--out")
     model = load_image_prior(args.checkpoint, args.device)
     s = config.inverse
-    solver = _solver(args, config)
+    solver = s.solver
     op = _operator(args.task, model, config, args.mask, s.seed)
     shape = (model.channels, model.image_size, model.image_size)
     y_channels = 1 if args.task == "colorize" else model.channels
@@ -68,45 +62,35 @@ def run_restore(args: argparse.Namespace, config) -> int:
     with as_flags(steps="inverse.steps", sigma_y="inverse.sigma_y", y="--input"):
         x = restore(model, y_m, op, solver, s.steps, gen, sigma_y=2.0 * s.sigma_y, **s.solver_options(solver))
     out = ((x[0].detach().cpu().float().clamp(-1.0, 1.0) + 1.0) / 2.0)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    tensor_to_pil(out).save(args.output)
-    print(f"{args.task}: {tuple(y.shape[-2:])} -> {tuple(out.shape[-2:])} ({solver}, {s.steps} steps) -> {args.output}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    tensor_to_pil(out).save(args.out)
+    print(f"{args.task}: {tuple(y.shape[-2:])} -> {tuple(out.shape[-2:])} ({solver}, {s.steps} steps) -> {args.out}")
     return 0
 
 
-def register(cli: AppCLI, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Add `restore` to `omnidiffusion-vision` and the flags `evaluate --task inverse` reads."""
-    from ..settings import VisionConfig
-
-    p = cli.add_command(
+def register(add) -> None:
+    """Add `restore` to `omnidiffusion-vision`; `add(name, handler, help=..., out=...)` registers one inference
+    command on the root config with --checkpoint."""
+    p = add(
         "restore",
         run_restore,
-        VisionConfig,
-        help="zero-shot restoration of one measurement with an unconditional model ([inverse] settings)",
+        help="zero-shot restoration of one measurement with an unconditional model ([inverse] settings: solver, "
+        "steps, sigma_y, ...)",
+        out=("restored.png", "PNG to write"),
     )
-    common(p)
     p.add_argument("--task", choices=TASKS, required=True, help="the degradation y = A x of --input")
     p.add_argument("--input", required=True, help="the measurement image y (PNG/JPEG), see the module docstring")
-    p.add_argument("--solver", choices=("ddnm", "ddnm+", "dps", "repaint", "sdedit"), default=None,
-                   help="default: the config's inverse.solver (ddnm)")
     p.add_argument("--mask", default=None, help="--task inpaint: box | half | lines | strokes | a mask image")
-    p.add_argument("--output", default="restored.png", help="PNG to write")
 
 
 def evaluate_flags(ev: argparse.ArgumentParser) -> None:
-    """The flags `evaluate --task inverse` adds to the evaluate parser."""
+    """The flags `evaluate --task inverse` adds to the evaluate parser (the solver is inverse.solver)."""
     ev.add_argument("--inverse-task", choices=(*TASKS, "sr4-noisy"), default="sr4",
                     help="--task inverse: the degradation (sr4-noisy = sr4 with inverse.sigma_y, default 0.05)")
-    ev.add_argument("--solver", choices=("ddnm", "ddnm+", "dps", "repaint", "sdedit"), default=None,
-                    help="--task inverse: default the config's inverse.solver")
 
 
 def evaluate(args: argparse.Namespace, config) -> dict:
     """`evaluate --task inverse`: degrade the images of --image-dir, restore, compare with the classical baseline."""
-    from ..data import load_folder_images
-    from ..priors import load_image_prior
-    from .evaluation import evaluate_inverse
-
     if not args.image_dir:
         raise ValueError("--image-dir: expected a folder of clean images for --task inverse")
     model = load_image_prior(args.checkpoint, args.device)
@@ -116,7 +100,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     op = _operator("sr4" if task == "sr4-noisy" else task, model, config, args.mask, s.seed)
     with as_flags(size="--image-dir"):
         images = load_folder_images(args.image_dir, model.channels, model.image_size)
-    solver = _solver(args, config)
+    solver = s.solver
     with as_flags(steps="inverse.steps", images="--image-dir"):
         result, _ = evaluate_inverse(model, images, op, task=task, solver=solver, steps=s.steps, sigma_y=sigma_y,
                                      seed=s.seed, batch_size=s.batch_size, **s.solver_options(solver))
@@ -125,4 +109,4 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     return result
 
 
-__all__ = ["evaluate", "evaluate_flags", "register", "run_restore"]
+__all__ = ["TRAINS", "evaluate", "evaluate_flags", "register", "run_restore"]
