@@ -34,13 +34,13 @@ import torch
 
 from omnidiffusion.core.config import load_config, to_dict
 from omnidiffusion.core.training import TrainConfig, fit
-from omnidiffusion.text.config import TextConfig
 from omnidiffusion.text.data import TokenDataset, encode, train_tokenizer
-from omnidiffusion.text.diffusion import e2e_loss, embedding_stats, make_schedule
+from omnidiffusion.text.diffusion import e2e_loss, embedding_stats
 from omnidiffusion.text.evaluation import evaluate, load_teacher, load_train_texts, text_scores
 from omnidiffusion.text.models import DiffusionLMNet
 from omnidiffusion.text.pipeline import DiffusionLM
-from omnidiffusion.text.train import load_examples, train_text
+from omnidiffusion.text.settings import TextConfig
+from omnidiffusion.text.training import load_examples, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SWEEP = {"ddpm": (50, 100, 200), "dpm++2m": (10, 20, 50)}
@@ -55,16 +55,16 @@ def run_cpu(args: argparse.Namespace) -> dict:
     config = load_config(TextConfig, "default", args.set, package="omnidiffusion.text")
     work = Path(args.work)
     t0 = time.perf_counter()
-    train_text(config, work)
+    train(config, work)
     train_s = time.perf_counter() - t0
     lm = DiffusionLM.from_pretrained(work, device=args.sample_device)
     teacher = load_teacher(work).to(args.sample_device)
-    train = load_train_texts(work)
+    train_texts = load_train_texts(work)
     test = load_examples(config)["test"]
 
     t1 = time.perf_counter()
     samples: dict = {}
-    result = evaluate(lm, teacher, train, test, args.n, config.sample, samples_out=samples)
+    result = evaluate(lm, teacher, train_texts, test, args.n, config.sampler, samples_out=samples)
     eval_s = time.perf_counter() - t1
 
     sweep = []
@@ -74,7 +74,7 @@ def run_cpu(args: argparse.Namespace) -> dict:
             ts = time.perf_counter()
             texts = lm.generate(args.n_sweep, steps=steps, method=method, seed=1)
             row = {"method": method, "steps": steps, "seconds": round(time.perf_counter() - ts, 2)}
-            row.update(text_scores(texts, teacher, lm.tokenizer, train))
+            row.update(text_scores(texts, teacher, lm.tokenizer, train_texts))
             sweep.append(row)
             print(json.dumps(row), flush=True)
     sweep_s = time.perf_counter() - t2
@@ -187,7 +187,7 @@ def run_gpu(args: argparse.Namespace) -> dict:
         m.dropout,
         m.time_channels,
     )
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.T)
+    schedule = config.schedule.build()
     amp = "bf16" if device.type == "cuda" else "none"
     out = Path(args.out)
     if device.type == "cuda":
@@ -230,7 +230,7 @@ def run_gpu(args: argparse.Namespace) -> dict:
     )
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints of a timing run are not kept
         res = fit(net, loss, TokenDataset(ids), timed, Path(tmp) / "run", resume=False)
-    lm = DiffusionLM(res.model, tok, schedule, None, device)
+    lm = DiffusionLM(res.final_model, tok, config, None, device)
     batch = config.train.batch_size
     timings = {}
     for method, steps_s in (("ddpm", 200), ("dpm++2m", 20)):

@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 
 from omnidiffusion.core.config import load_config, to_dict
-from omnidiffusion.text.config import TextConfig
 from omnidiffusion.text.evaluation import evaluate, load_teacher, load_train_texts, text_scores
 from omnidiffusion.text.masked import MaskedDiffusionLM
 from omnidiffusion.text.metrics import infill_keep_rate, perplexity, teacher_nll
 from omnidiffusion.text.pipeline import DiffusionLM
-from omnidiffusion.text.train import load_examples, train_text
+from omnidiffusion.text.settings import TextConfig
+from omnidiffusion.text.training import load_examples, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (8, 16, 32, 64, 128)
@@ -49,6 +49,7 @@ TARGET_DLM_PPL = 24.4  # Diffusion-LM unguided, benchmarks/results/text.json
 def config_for(kind: str, extra: list[str]) -> TextConfig:
     sets = [f"model.kind={kind}"] + (["classifier.enabled=false"] if kind == "continuous" else [])
     sets += ["teacher.enabled=false"] if kind == "masked" else []
+    sets += [f"{stage}.progress=false" for stage in ("train", "classifier.train", "teacher.train")]
     return load_config(TextConfig, "default", sets + extra, package="omnidiffusion.text")
 
 
@@ -59,7 +60,7 @@ def cpu_seconds() -> dict[str, float]:
 
 def train_stage(kind: str, work: Path, extra: list[str]) -> None:
     torch.set_num_threads(1)
-    train_text(config_for(kind, extra), work / kind, progress=False)
+    train(config_for(kind, extra), work / kind)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
 
     cont, mask = work / "continuous", work / "masked"
     teacher = load_teacher(cont)
-    train = load_train_texts(mask)
+    train_texts = load_train_texts(mask)
     config = config_for("masked", args.set)
     test = load_examples(config)["test"]
     samples: dict = {}
@@ -89,8 +90,8 @@ def run(args: argparse.Namespace) -> dict:
     # ---- masked model ----
     t1 = time.perf_counter()
     mlm = MaskedDiffusionLM.from_pretrained(mask)
-    sample_cfg = dataclasses.replace(config.sample, steps=args.steps)
-    result = {"masked": evaluate(mlm, teacher, train, test, args.n, sample_cfg, samples_out=samples)}
+    sample_cfg = dataclasses.replace(config.sampler, steps=args.steps)
+    result = {"masked": evaluate(mlm, teacher, train_texts, test, args.n, sample_cfg, samples_out=samples)}
     held = [ex.text for ex in test]
     tb = time.perf_counter()
     result["masked"]["elbo_test"] = {
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     from omnidiffusion.text.evaluation import control_targets
     from omnidiffusion.text.metrics import semantic_success
 
-    targets = control_targets(test, mlm.labels, args.n, config.sample.seed)
+    targets = control_targets(test, mlm.labels, args.n, config.sampler.seed)
     cfg1 = mlm.generate(args.n, steps=args.steps, control=[{f: v} for f, v in targets], guidance_scale=1.0)
     result["masked"]["semantic_scale_1"] = {
         "success": semantic_success(cfg1, targets),
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
         ts = time.perf_counter()
         texts = mlm.generate(args.n, steps=steps, seed=1)
         row = {"model": "masked", "steps": steps, "seconds": round(time.perf_counter() - ts, 2)}
-        row.update(text_scores(texts, teacher, mlm.tokenizer, train))
+        row.update(text_scores(texts, teacher, mlm.tokenizer, train_texts))
         sweep.append(row)
         print(json.dumps(row), flush=True)
     masked_eval_s = time.perf_counter() - t1

@@ -24,9 +24,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from demos.section import SectionResult, torch_threads  # noqa: E402
 from omnidiffusion.core.config import load_config  # noqa: E402
 from omnidiffusion.text import DiffusionLM  # noqa: E402
-from omnidiffusion.text.config import TextConfig  # noqa: E402
 from omnidiffusion.text.evaluation import evaluate, load_teacher, load_train_texts  # noqa: E402
-from omnidiffusion.text.train import load_examples, train_text  # noqa: E402
+from omnidiffusion.text.settings import TextConfig  # noqa: E402
+from omnidiffusion.text.training import load_examples, train  # noqa: E402
 
 TITLE = "Text: Diffusion-LM with controllable generation"
 DESCRIPTION = """
@@ -90,10 +90,10 @@ def _run(out_dir: Path, quick: bool) -> SectionResult:
         n, steps = 48, 100
     config.train.progress = config.classifier.train.progress = config.teacher.train.progress = False
     run_dir = out_dir / "run"
-    train_text(config, run_dir, progress=False)
+    train(config, run_dir)
     train_s = time.perf_counter() - t0
     lm = DiffusionLM.from_pretrained(run_dir)
-    sample_cfg = config.sample
+    sample_cfg = config.sampler
     sample_cfg.steps = steps
     samples: dict = {}
     result = evaluate(

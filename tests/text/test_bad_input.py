@@ -1,8 +1,8 @@
 """Bad input to `omnidiffusion-text` and `DiffusionLM`: one clear error naming the argument and what was expected.
 
-The checkpoint is built directly (an untrained tiny Diffusion-LM, classifier and teacher saved as `train` saves
-them), so no case trains anything; every CLI case goes through `AppCLI.main` and the shared `cli_error` contract
-(exit 2, no traceback, one `: error: ` line holding the fragments).
+The checkpoint is built directly (an untrained tiny Diffusion-LM, classifier, teacher and run config saved as
+`train` saves them), so no case trains anything; every CLI case goes through `AppCLI.main` and the shared
+`cli_error` contract (exit 2, no traceback, one `: error: ` line holding the fragments).
 """
 
 import math
@@ -12,16 +12,23 @@ import pytest
 import torch
 
 from omnidiffusion.core.checks import resolve_device
-from omnidiffusion.core.io import save_pretrained
+from omnidiffusion.core.io import save_pretrained, save_run_config
 from omnidiffusion.text import DiffusionLM
 from omnidiffusion.text import cli as cli_module
 from omnidiffusion.text.cli import cli
-from omnidiffusion.text.config import DataConfig, ModelConfig, SampleConfig, TeacherConfig
 from omnidiffusion.text.corpus import generate_corpus
-from omnidiffusion.text.data import SPECIALS, save_tokenizer, train_tokenizer
+from omnidiffusion.text.data import SPECIALS, TRAIN_TEXTS, save_tokenizer, train_tokenizer
 from omnidiffusion.text.evaluation import evaluate
 from omnidiffusion.text.models import AttributeClassifier, DiffusionLMNet, TeacherLM
-from omnidiffusion.text.train import TRAIN_TEXTS, label_names
+from omnidiffusion.text.settings import (
+    DataConfig,
+    ModelConfig,
+    TeacherConfig,
+    TextConfig,
+    TextSamplerConfig,
+    TextScheduleConfig,
+)
+from omnidiffusion.text.training import label_names
 
 SEQ_LEN = 12  # so a template holds at most 10 words and a length target is in [1, 10]
 
@@ -35,7 +42,8 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     vocab = tok.get_vocab_size()
     net = DiffusionLMNet(vocab, 8, SEQ_LEN, 16, 1, 2, 32, 0.0, 16)
-    save_pretrained(net, out, metadata={"schedule": "sqrt", "T": 20, "seq_len": SEQ_LEN})
+    save_pretrained(net, out, metadata={"kind": "diffusion-lm", "seq_len": SEQ_LEN})
+    save_run_config(out, TextConfig(data=DataConfig(seq_len=SEQ_LEN), schedule=TextScheduleConfig(timesteps=20)))
     save_pretrained(AttributeClassifier(label_names(examples), 8, SEQ_LEN, 8, 1, 3), out / "classifier")
     save_pretrained(TeacherLM(vocab, SEQ_LEN, 16, 1, 2), out / "teacher")
     (out / TRAIN_TEXTS).write_text("\n".join(ex.text for ex in examples) + "\n")
@@ -58,9 +66,9 @@ def files(tmp_path_factory):
     return d
 
 
-GEN = ["generate", "--config", "tiny", "--steps", "2"]
-INF = ["infill", "--config", "tiny", "--steps", "2", "--n", "1"]
-EVA = ["evaluate", "--config", "tiny", "--steps", "2", "--n", "2"]
+GEN = ["generate", "--set", "sampler.steps=2"]
+INF = ["infill", "--set", "sampler.steps=2", "--n", "1"]
+EVA = ["evaluate", "--set", "sampler.steps=2", "--n", "2"]
 TRAIN = ["train", "--config", "tiny"]
 
 _CLI = [
@@ -70,24 +78,28 @@ _CLI = [
     (GEN + ["--n", "2.5"], "--n", "expected an integer >= 1", "'2.5'"),
     (INF + ["--template", "The _ .", "--n", "0"], "--n", "expected an integer >= 1"),
     (EVA + ["--data", "{files}/good.txt", "--n", "0"], "--n", "expected an integer >= 1"),
-    (GEN + ["--steps", "0"], "--steps", "expected an integer >= 1"),
-    (GEN[:3] + ["--set", "sample.steps=0"], "sample.steps", "expected an integer >= 1", "got 0"),
-    (INF[:3] + ["--template", "The _ .", "--set", "sample.steps=-2"], "sample.steps", "expected an integer >= 1"),
-    (GEN + ["--seed", "-1"], "--seed", "expected an integer in [0, 18446744073709551615]"),
+    (GEN + ["--set", "sampler.steps=0"], "sampler.steps", "expected an integer >= 1", "got 0"),
+    (INF + ["--template", "The _ .", "--set", "sampler.steps=-2"], "sampler.steps", "expected an integer >= 1"),
+    (GEN + ["--set", "sampler.seed=-1"], "sampler.seed", "expected an integer in [0, 18446744073709551615]"),
     (GEN + ["--device", "gpu"], "--device", "expected auto, cpu, cuda or cuda:N", "'gpu'"),
-    (GEN + ["--method", "bogus"], "--method", "invalid choice", "'bogus'"),
-    (GEN + ["--set", "sample.method=bogus"], "sample.method", "expected one of", "'bogus'"),
-    (GEN + ["--set", "sample.guidance_lr=nan"], "sample.guidance_lr", "expected a finite number in (0, inf)"),
-    (GEN + ["--set", "sample.semantic_fluency=-1"], "sample.semantic_fluency", "in [0, inf)"),
-    (GEN + ["--set", "sample.batch_size=0"], "sample.batch_size", "expected an integer >= 1"),
-    (GEN + ["--set", "sample.bogus=1"], "unknown config key 'bogus'", "[sample]"),
+    (GEN + ["--set", "sampler.method=bogus"], "sampler.method", "expected one of", "'bogus'"),
+    (GEN + ["--set", "sampler.grid=bogus"], "sampler.grid", "expected one of", "'auto'", "'bogus'"),
+    (GEN + ["--set", "sampler.guidance_lr=nan"], "sampler.guidance_lr", "expected a finite number in (0, inf)"),
+    (GEN + ["--set", "sampler.semantic_fluency=-1"], "sampler.semantic_fluency", "in [0, inf)"),
+    (GEN + ["--set", "sampler.batch_size=0"], "sampler.batch_size", "expected an integer >= 1"),
+    (GEN + ["--set", "sampler.bogus=1"], "unknown config key 'bogus'", "[sampler]"),
+    (GEN + ["--set", "schedule.timesteps=0"], "schedule.timesteps", "expected an integer >= 1"),
+    (GEN + ["--config", "tiny"], "--config", "not used with --checkpoint"),
+    (GEN + ["--steps", "5"], "unrecognized arguments: --steps"),
+    (GEN + ["--method", "ddpm"], "unrecognized arguments: --method"),
+    (GEN + ["--seed", "1"], "unrecognized arguments: --seed"),
     (GEN + ["--control", "food=Martian"], "control", "'Martian'", "known"),
     (GEN + ["--control", "cuisine=Thai"], "control", "field: expected one of", "'cuisine'"),
     (GEN + ["--control", "length=0"], "control['length']", "expected an integer in [1, 10]", "got 0"),
     (GEN + ["--control", "length=11"], "control['length']", "expected an integer in [1, 10]"),
     (GEN + ["--control", "length"], "--control", "expected FIELD=VALUE or length=N"),
-    (GEN + ["--out", "{files}/no/such/dir/out.txt"], "--out", "expected a file in an existing directory"),
-    (GEN + ["--checkpoint", "{files}/missing"], "--checkpoint", "no such directory", "expected a Diffusion-LM"),
+    (GEN + ["--out", "{files}/no/such/dir/out.txt"], "--out", "expected a file in an existing folder"),
+    (GEN + ["--checkpoint", "{files}/missing"], "--checkpoint", "no such directory", "expected a directory"),
     (GEN + ["--checkpoint", "{files}/no_weights"], "--checkpoint", "no config.json"),
     (INF + ["--template", "The Eagle is a pub ."], "template", "expected at least one `_` blank"),
     (INF + ["--template", " ".join(["_"] * 11)], "template", "expected at most 10 words and blanks", "got 11"),
@@ -95,7 +107,7 @@ _CLI = [
     (INF + ["--template", "The [END] is _ ."], "template", "special token", "'[END]'"),
     (INF + ["--template", "   "], "template", "empty template"),
     (INF + ["--template", "The _ .", "--method", "ddpm"], "unrecognized arguments: --method"),
-    (INF + ["--template", "The _ .", "--set", "sample.infill_resample=0"], "sample.infill_resample", ">= 1"),
+    (INF + ["--template", "The _ .", "--set", "sampler.infill_resample=0"], "sampler.infill_resample", ">= 1"),
     (EVA + ["--data", "{files}/missing.txt"], "--data", "no such file", "expected an E2E file"),
     (EVA + ["--data", "{files}/empty.txt"], "--data", "empty"),
     (EVA + ["--data", "{files}/malformed.txt"], "--data", "malformed.txt:2", "expected `MR||text`"),
@@ -105,7 +117,10 @@ _CLI = [
     (TRAIN + ["--set", "model.num_heads=3"], "model.hidden_size", "multiple of model.num_heads=3"),
     (TRAIN + ["--set", "data.format=bogus"], "data.format", "expected one of", "'bogus'"),
     (TRAIN + ["--set", "data.seq_len=2"], "data.seq_len", "expected an integer >= 3"),
-    (TRAIN + ["--set", "diffusion.schedule=bogus"], "diffusion.schedule", "'sqrt'"),
+    (TRAIN + ["--set", "schedule.name=bogus"], "schedule.name", "'sqrt'"),
+    (TRAIN + ["--set", "schedule.timesteps=0"], "schedule.timesteps", "expected an integer >= 1"),
+    (TRAIN + ["--set", "diffusion.T=10"], "unknown config key 'diffusion'"),
+    (TRAIN + ["--resume"], "resume=True", "no checkpoint"),
     (TRAIN + ["--set", "classifier.kernel_size=4"], "classifier.kernel_size", "odd"),
     (TRAIN + ["--set", "data.path={files}/missing.txt"], "data.path", "no such file"),
     (TRAIN + ["--set", "data.path={files}/empty.txt"], "data.path", "empty"),
@@ -222,15 +237,16 @@ def test_from_pretrained_refusals(checkpoint, files):
 
 def test_evaluate_refuses_a_bad_sample_count(lm):
     with pytest.raises(ValueError, match=r"n: expected an integer >= 1, got 0"):
-        evaluate(lm, None, [], generate_corpus(2, seed=1), 0, SampleConfig(steps=2))
+        evaluate(lm, None, [], generate_corpus(2, seed=1), 0, TextSamplerConfig(steps=2))
 
 
 @pytest.mark.parametrize(
     "build, fragment",
     [
-        (lambda: SampleConfig(steps=0), "sample.steps: expected an integer >= 1, got 0"),
-        (lambda: SampleConfig(seed=-1), "sample.seed: expected an integer in [0, "),
-        (lambda: SampleConfig(method="euler"), "sample.method: expected one of"),
+        (lambda: TextSamplerConfig(steps=0), "sampler.steps: expected an integer >= 1, got 0"),
+        (lambda: TextSamplerConfig(seed=-1), "sampler.seed: expected an integer in [0, "),
+        (lambda: TextSamplerConfig(method="euler"), "sampler.method: expected one of"),
+        (lambda: TextScheduleConfig(name="bogus"), "schedule.name: expected one of"),
         (lambda: DataConfig(n_train=0), "data.n_train: expected an integer >= 1, got 0"),
         (lambda: ModelConfig(dropout=1.0), "model.dropout: expected a finite number in [0, 1)"),
         (lambda: TeacherConfig(n_embd=10, n_head=4), "teacher.n_embd: expected a multiple of teacher.n_head=4"),
@@ -242,9 +258,11 @@ def test_config_sections_refuse_bad_values(build, fragment):
     assert fragment in str(e.value)
 
 
-def test_steps_none_means_the_default(lm):
-    """None is the documented default (200 steps): the same seed gives the same sentences as steps=200."""
+def test_none_means_the_run_configs_sampler(lm):
+    """None takes the stored [sampler] (200 ddpm steps, seed 0 here): the same sentences as those values given."""
+    assert lm.config.sampler.steps == 200 and lm.schedule.T == 20
     assert lm.generate(2, steps=None, seed=5) == lm.generate(2, steps=200, seed=5)
+    assert lm.generate(2, steps=3) == lm.generate(2, steps=3, seed=0, method="ddpm")
 
 
 def test_a_template_of_blanks_only_is_a_free_sentence_of_that_length(lm):

@@ -8,15 +8,9 @@ import torch
 
 from omnidiffusion.core.training import TrainConfig, fit
 from omnidiffusion.text.data import TokenDataset
-from omnidiffusion.text.diffusion import (
-    clamp_hook,
-    e2e_loss,
-    embedding_stats,
-    make_denoiser,
-    make_schedule,
-    nearest_ids,
-)
+from omnidiffusion.text.diffusion import clamp_hook, e2e_loss, embedding_stats, make_denoiser, nearest_ids
 from omnidiffusion.text.models import AttributeClassifier, DiffusionLMNet, TeacherLM
+from omnidiffusion.text.settings import TextScheduleConfig
 
 
 def tiny_net(vocab=20, seq_len=12, seed=0):
@@ -36,7 +30,7 @@ def tiny_net(vocab=20, seq_len=12, seed=0):
 
 def test_sqrt_schedule_matches_the_paper_formula():
     """alpha_bar(n) = 1 - sqrt((n+1)/T + 1e-4) (up to the beta <= 0.999 clip), Li et al. 2022 sec. 4.2."""
-    sched = make_schedule("sqrt", 2000)
+    sched = TextScheduleConfig().build()  # the [schedule] default: sqrt, T = 2000
     n = np.array([0, 499, 999, 1499])
     expected = (1 - np.sqrt((n + 1) / 2000 + 1e-4)) / (1 - np.sqrt(1e-4))
     np.testing.assert_allclose(sched.alphas_cumprod[n], expected, rtol=1e-6)
@@ -61,7 +55,7 @@ def test_clamp_hook_returns_embedding_rows_and_denoiser_uses_it():
     out = hook(x0, x0, torch.ones(2))
     rows = net.embedding.weight.detach()
     assert all(any(torch.equal(v, r) for r in rows) for v in out.reshape(-1, 8))
-    den = make_denoiser(net.eval(), make_schedule("sqrt", 100))
+    den = make_denoiser(net.eval(), TextScheduleConfig(timesteps=100).build())
     pred = den.predict(torch.randn(2, 12, 8), 0.5).x0
     assert torch.equal(pred, rows[nearest_ids(pred, rows)])
 
@@ -69,7 +63,7 @@ def test_clamp_hook_returns_embedding_rows_and_denoiser_uses_it():
 def test_tied_rounding_head_and_loss_terms():
     net = tiny_net()
     assert net.lm_head.weight is net.embedding.weight
-    sched = make_schedule("sqrt", 100)
+    sched = TextScheduleConfig(timesteps=100).build()
     ids = torch.randint(0, 20, (8, 12))
     loss, parts = e2e_loss(net, ids, sched)
     assert math.isclose(loss.item(), sum(p.item() for p in parts.values()), rel_tol=1e-5)
@@ -82,7 +76,7 @@ def test_short_training_lowers_the_loss_and_keeps_embeddings_apart(tmp_path):
     torch.manual_seed(1)
     ids = torch.randint(4, 12, (32, 8))
     before = embedding_stats(net)
-    sched = make_schedule("sqrt", 100)
+    sched = TextScheduleConfig(timesteps=100).build()
     g = torch.Generator().manual_seed(0)
     first = e2e_loss(net, ids, sched, generator=g)[0].item()
     cfg = TrainConfig(steps=100, batch_size=16, lr=3e-3, ema_decay=None, progress=False, log_every=50, ckpt_every=100)

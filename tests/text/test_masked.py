@@ -35,6 +35,7 @@ def lm(checkpoint):
 
 def test_train_writes_a_masked_checkpoint_that_resumes(checkpoint, lm):
     assert isinstance(lm, MaskedDiffusionLM) and lm.labels  # conditional on the MR labels, no classifier dir
+    assert (checkpoint / "run_config.json").is_file() and lm.config.model.kind == "masked"
     assert not (checkpoint / "classifier").exists() and (checkpoint / "teacher" / "config.json").is_file()
     before = load_tensors(checkpoint / "model.safetensors")
     assert cli.main(["train", *TINY, "--out", str(checkpoint)]) == 0
@@ -90,7 +91,7 @@ def test_label_dropout_picks_a_present_label_or_none():
 
 
 def test_cli_generate_infill_evaluate_on_a_masked_checkpoint(checkpoint, capsys, tmp_path):
-    args = [*TINY, "--checkpoint", str(checkpoint), "--steps", "4"]
+    args = ["--checkpoint", str(checkpoint), "--set", "sampler.steps=4"]
     assert cli.main(["generate", *args, "--n", "3", "--control", "food=Italian", "--control", "length=7"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[-3:]
     assert [word_count(x) for x in lines] == [7, 7, 7]
@@ -107,16 +108,32 @@ def test_cli_generate_infill_evaluate_on_a_masked_checkpoint(checkpoint, capsys,
 
 def test_bad_input_on_the_masked_model(checkpoint, lm, cli_error):
     ck = ["--checkpoint", str(checkpoint)]
-    cli_error(cli, ["generate", *TINY, *ck, "--method", "dpm++2m"], "--method", "ancestral", "dpm++2m")
-    cli_error(cli, ["generate", *TINY, *ck, "--control", "food=Martian"], "control", "Martian")
-    cli_error(cli, ["generate", *TINY, *ck, "--set", "sample.guidance_scale=-1"], "sample.guidance_scale", "-1")
+    cli_error(cli, ["generate", *ck, "--set", "sampler.method=dpm++2m"], "sampler.method", "ancestral", "dpm++2m")
+    cli_error(cli, ["generate", *ck, "--control", "food=Martian"], "control", "Martian")
+    cli_error(cli, ["generate", *ck, "--set", "sampler.guidance_scale=-1"], "sampler.guidance_scale", "-1")
+    cli_error(cli, ["generate", *TINY, *ck], "--config", "not used with --checkpoint")
     cli_error(cli, ["train", "--config", "tiny", "--set", "model.kind=discrete", "--out", "x"], "model.kind", "masked")
     cli_error(cli, ["train", *TINY, "--set", "masked.schedule=sqrt", "--out", "x"], "masked.schedule", "sqrt")
     cli_error(cli, ["train", *TINY, "--set", "masked.cond_dropout=2", "--out", "x"], "masked.cond_dropout", "2")
-    cli_error(cli, ["infill", *TINY, *ck, "--template", "The Eagle"], "template", "blank")
+    cli_error(cli, ["infill", *ck, "--template", "The Eagle"], "template", "blank")
     with pytest.raises(ValueError, match="guidance_scale: expected a finite number"):
         lm.generate(1, guidance_scale=float("nan"))
     with pytest.raises(ValueError, match="steps: expected an integer >= 1, got 0"):
         lm.generate(1, steps=0)
     with pytest.raises(ValueError, match="texts: expected a non-empty list"):
         lm.nelbo([])
+
+
+def test_a_masked_checkpoint_without_run_config_still_loads(checkpoint, tmp_path, capsys):
+    """Written before run_config.json: load_lm picks the masked pipeline by the stored class, on the command line
+    too (where the default config says model.kind = continuous)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(checkpoint, old)
+    (old / "run_config.json").unlink()
+    lm_old, lm_new = load_lm(old), load_lm(checkpoint)
+    assert isinstance(lm_old, MaskedDiffusionLM) and lm_old.config.model.kind == "masked"
+    assert lm_old.generate(2, steps=3) == lm_new.generate(2, steps=3)
+    assert cli.main(["generate", "--checkpoint", str(old), "--n", "2", "--set", "sampler.steps=3"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-2:] == lm_new.generate(2, steps=3)

@@ -1,26 +1,32 @@
 """`omnidiffusion-text train | generate | infill | evaluate` (parse, load config, wire; the logic lives elsewhere).
 
-omnidiffusion-text train --out runs/text [--config default] [--set train.steps=500]
-omnidiffusion-text generate --checkpoint runs/text --n 8 [--control food=Italian] [--control length=12]
-omnidiffusion-text infill --checkpoint runs/text --template "The Eagle is a _ _ near Burger King ."
-omnidiffusion-text evaluate --checkpoint runs/text --data valid.txt --n 200 --steps 200
+    omnidiffusion-text train --out runs/text [--config default] [--set train.steps=500]
+    omnidiffusion-text generate --checkpoint runs/text --n 8 [--control food=Italian] [--control length=12]
+    omnidiffusion-text generate --checkpoint runs/text --set sampler.method=dpm++2m --set sampler.steps=20
+    omnidiffusion-text infill --checkpoint runs/text --template "The Eagle is a _ _ near Burger King ."
+    omnidiffusion-text evaluate --checkpoint runs/text --data valid.txt --n 200 --set sampler.steps=200
 
-Bad input (`--n 0`, `--device cuda` without a GPU, a template without blanks, a missing --checkpoint or --data)
-ends with one line `omnidiffusion-text CMD: error: ...` and exit code 2 (core.cli.AppCLI); --device is auto.
+`generate`, `infill` and `evaluate` start from the config `train` stored in the checkpoint (run_config.json) and
+apply `--set` (sampler.steps, sampler.seed, sampler.method, sampler.guidance_scale ...); the checkpoint's
+model.kind picks DiffusionLM or MaskedDiffusionLM. Bad input (`--n 0`, `--device cuda` without a GPU, a template
+without blanks, a missing --checkpoint or --data) ends with one line `omnidiffusion-text CMD: error: ...` and exit
+code 2 (core.cli.AppCLI).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 from pathlib import Path
 
-from omnidiffusion.core import METHODS
-from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, print_json
+from omnidiffusion.core.cli import AppCLI, count_arg, output_file, print_json
+from omnidiffusion.core.training import is_main_process
 
-from .config import SEED_MAX, TextConfig
 from .data import named, read_e2e
+from .evaluation import evaluate, load_teacher, load_train_texts
+from .masked import MaskedDiffusionLM
+from .pipeline import DiffusionLM, load_lm
+from .settings import TextConfig
+from .training import train
 
 cli = AppCLI(
     "omnidiffusion-text",
@@ -29,52 +35,25 @@ cli = AppCLI(
 )
 
 
-def _sample_config(args: argparse.Namespace, config: TextConfig):
-    """config.sample with the command-line --steps/--method/--seed applied (and checked, by SampleConfig)."""
-    changes = {k: getattr(args, k) for k in ("steps", "method", "seed") if getattr(args, k, None) is not None}
-    return dataclasses.replace(config.sample, **changes)
+def run_train(args: argparse.Namespace, config: TextConfig) -> None:
+    for stage in (config.train, config.classifier.train, config.teacher.train):
+        if stage.device == "auto":  # --set train.device=... stays as given
+            stage.device = str(args.device)
+    result = train(config, args.out, resume=args.resume)
+    if is_main_process():  # under torchrun only rank 0 reports
+        name = "masked diffusion LM" if config.model.kind == "masked" else "Diffusion-LM"
+        classifier = result.classifier.out_dir if result.classifier else None
+        teacher = result.teacher.out_dir if result.teacher else None
+        print(f"{name}: {result.out_dir}\nclassifier: {classifier}\nteacher LM: {teacher}")
 
 
-def _load(args: argparse.Namespace):
-    """The --checkpoint's DiffusionLM or MaskedDiffusionLM on --device; a missing or incomplete directory names
-    the flag. The masked model has one sampler (core.discrete's ancestral steps): an explicit --method is refused."""
-    from .pipeline import load_lm
-
+def _load(args: argparse.Namespace, config: TextConfig) -> DiffusionLM | MaskedDiffusionLM:
+    """The --checkpoint's pipeline with the run config `config` on --device; a missing or incomplete directory
+    names the flag."""
     try:
-        lm = load_lm(args.checkpoint, device=args.device)
+        return load_lm(args.checkpoint, device=args.device, config=config)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"--checkpoint: {e}") from None
-    if _is_masked(lm) and getattr(args, "method", None) not in (None, "ddpm"):
-        raise ValueError(
-            f"--method: a masked checkpoint samples with core.discrete's ancestral steps only (omit --method or "
-            f"pass ddpm), got {args.method!r}"
-        )
-    return lm
-
-
-def _is_masked(lm) -> bool:
-    return hasattr(lm, "process")
-
-
-def _check_out(out: str | None) -> None:
-    """Refuse an --out that cannot be written before any sampling time is spent."""
-    if not out:
-        return
-    path = Path(out)
-    if path.is_dir():
-        raise ValueError(f"--out: expected a file path, got the directory {out!r}")
-    if not path.parent.is_dir():
-        raise ValueError(f"--out: expected a file in an existing directory, got {out!r} ({path.parent} does not exist)")
-
-
-def run_train(args: argparse.Namespace, config: TextConfig) -> int:
-    from .train import train_text
-
-    paths = train_text(config, args.out)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
-        name = "masked diffusion LM" if config.model.kind == "masked" else "Diffusion-LM"
-        print(f"{name}: {paths.model}\nclassifier: {paths.classifier}\nteacher LM: {paths.teacher}")
-    return 0
 
 
 def _parse_controls(items: list[str]) -> dict[str, object]:
@@ -93,68 +72,36 @@ def _parse_controls(items: list[str]) -> dict[str, object]:
     return control
 
 
-def run_generate(args: argparse.Namespace, config: TextConfig) -> int:
-    s = _sample_config(args, config)
+def run_generate(args: argparse.Namespace, config: TextConfig) -> None:
     control = _parse_controls(args.control) or None
-    _check_out(args.out)
-    lm = _load(args)
-    if _is_masked(lm):
-        texts = lm.generate(
-            args.n,
-            steps=s.steps,
-            control=control,
-            seed=s.seed,
-            guidance_scale=s.guidance_scale,
-            batch_size=s.batch_size,
-        )
-        _emit(texts, args.out)
-        return 0
-    fluency = s.length_fluency if control and set(control) == {"length"} else s.semantic_fluency
-    texts = lm.generate(
-        args.n,
-        steps=s.steps,
-        method=s.method,
-        control=control,
-        seed=s.seed,
-        guidance_steps=s.guidance_steps,
-        guidance_lr=s.guidance_lr,
-        fluency=fluency,
-        batch_size=s.batch_size,
-        progress=True,
-    )
-    _emit(texts, args.out)
-    return 0
-
-
-def run_infill(args: argparse.Namespace, config: TextConfig) -> int:
-    s = _sample_config(args, config)
-    _check_out(args.out)
-    lm = _load(args)
-    if _is_masked(lm):
-        texts = lm.infill(args.template, args.n, steps=s.steps, seed=s.seed)
+    output_file(args.out, "--out")
+    lm = _load(args, config)
+    if isinstance(lm, MaskedDiffusionLM):
+        texts = lm.generate(args.n, control=control)
     else:
-        texts = lm.infill(args.template, args.n, steps=s.steps, resample=s.infill_resample, seed=s.seed)
+        texts = lm.generate(args.n, control=control, progress=True)
     _emit(texts, args.out)
-    return 0
 
 
-def run_evaluate(args: argparse.Namespace, config: TextConfig) -> int:
-    from .evaluation import evaluate, load_teacher, load_train_texts
+def run_infill(args: argparse.Namespace, config: TextConfig) -> None:
+    output_file(args.out, "--out")
+    texts = _load(args, config).infill(args.template, args.n)
+    _emit(texts, args.out)
 
-    s = _sample_config(args, config)
+
+def run_evaluate(args: argparse.Namespace, config: TextConfig) -> None:
     try:
         data = read_e2e(args.data)
     except (OSError, ValueError) as e:
         raise named(e, "--data") from None
-    lm = _load(args)
+    lm = _load(args, config)
     try:
         teacher, train_texts = load_teacher(args.checkpoint), load_train_texts(args.checkpoint)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"--checkpoint: {e}") from None
-    result = evaluate(lm, teacher, train_texts, data, args.n, s)
+    result = evaluate(lm, teacher, train_texts, data, args.n, config.sampler)
     result["protocol"]["data"] = str(args.data)
     print_json(result)
-    return 0
 
 
 def _emit(texts: list[str], out: str | None) -> None:
@@ -164,62 +111,51 @@ def _emit(texts: list[str], out: str | None) -> None:
         print(t)
 
 
-def _sampling_flags(p: argparse.ArgumentParser, *, method: bool = True) -> None:
-    p.add_argument("--checkpoint", required=True, help="directory written by `train`")
-    p.add_argument("--steps", type=count_arg(), default=None, help="sampling steps (default: sample.steps)")
-    if method:  # infilling always runs core.repaint's ancestral steps
-        p.add_argument(
-            "--method",
-            default=None,
-            choices=list(METHODS),
-            metavar="METHOD",
-            help=f"core sampler: ddpm (the paper's) or dpm++2m (few steps); one of {', '.join(METHODS)}",
-        )
-    p.add_argument(
-        "--seed", type=count_arg(minimum=0, maximum=SEED_MAX), default=None, help="sampling seed (default: sample.seed)"
-    )
-    add_device_argument(p)
-
-
-train = cli.add_command(
-    "train", run_train, TextConfig, help="train Diffusion-LM, its classifier and teacher LM", default_config="default"
+cli.add_command(
+    "train",
+    run_train,
+    TextConfig,
+    help="train Diffusion-LM (or the masked model), its classifier and teacher LM",
+    default_config="default",
+    out=("runs/text", "checkpoint directory (weights, tokenizer, classifier/, teacher/, run_config.json)"),
+    resume=True,
 )
-train.add_argument("--out", default="runs/text", help="checkpoint directory (resumed when it holds a checkpoint)")
-
-generate = cli.add_command(
-    "generate", run_generate, TextConfig, help="sample sentences, optionally controlled", default_config="default"
+_generate = cli.add_command(
+    "generate",
+    run_generate,
+    TextConfig,
+    help="sample sentences, optionally controlled",
+    default_config="default",
+    checkpoint="required",
+    out=(None, "also write the sentences to this file, one per line"),
 )
-_sampling_flags(generate)
-generate.add_argument("--n", type=count_arg(), default=8, help="number of sentences")
-generate.add_argument(
+_generate.add_argument("--n", type=count_arg(), default=8, help="number of sentences")
+_generate.add_argument(
     "--control",
     action="append",
     default=[],
     metavar="FIELD=VALUE",
     help="a semantic-content target (e.g. food=Italian) or length=N; repeatable",
 )
-generate.add_argument("--out", default=None, help="also write the sentences to this file, one per line")
-
-infill = cli.add_command(
-    "infill", run_infill, TextConfig, help="fill the `_` blanks of a template", default_config="default"
+_infill = cli.add_command(
+    "infill",
+    run_infill,
+    TextConfig,
+    help="fill the `_` blanks of a template",
+    default_config="default",
+    checkpoint="required",
+    out=(None, "also write the fillings to this file, one per line"),
 )
-_sampling_flags(infill, method=False)
-infill.add_argument("--template", required=True, help='words with `_` blanks, e.g. "The Eagle is a _ _ ."')
-infill.add_argument("--n", type=count_arg(), default=4, help="number of fillings")
-infill.add_argument("--out", default=None, help="also write the fillings to this file, one per line")
-
-evaluate_cmd = cli.add_command(
+_infill.add_argument("--template", required=True, help='words with `_` blanks, e.g. "The Eagle is a _ _ ."')
+_infill.add_argument("--n", type=count_arg(), default=4, help="number of fillings")
+_evaluate = cli.add_command(
     "evaluate",
     run_evaluate,
     TextConfig,
     help="control success and fluency vs baselines on E2E-format data (prints JSON)",
     default_config="default",
+    checkpoint="required",
 )
-_sampling_flags(evaluate_cmd)
-evaluate_cmd.add_argument("--data", required=True, help="held-out E2E file (MR||text lines): the control targets")
-evaluate_cmd.add_argument("--n", type=count_arg(), default=200, help="samples per setting")
-
-
-def main() -> None:
-    """Console script entry point (AppCLI prints bad input as one error line and exits 2)."""
-    cli.run()
+_evaluate.add_argument("--data", required=True, help="held-out E2E file (MR||text lines): the control targets")
+_evaluate.add_argument("--n", type=count_arg(), default=200, help="samples per setting")
+main = cli.run

@@ -12,6 +12,8 @@ Control losses (all per sample, (B,)):
 - length: the paper's length control uses the diffusion model as its own classifier: ||f(x_t, t) - EMB(target)||^2
   over the positions that must hold END (position n+1) and PAD (after it), f without the clamping hook.
 Infilling keeps the given words through core's known-value conditioning (`core.repaint`); see pipeline.py.
+`parse_control` and `parse_template` read a control dict and an infilling template for both pipelines (DiffusionLM
+and the masked MaskedDiffusionLM).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
@@ -26,6 +29,7 @@ from omnidiffusion.core.denoiser import Denoiser, DenoiserBase, DenoiserOutput
 from omnidiffusion.core.tensors import append_dims, per_sample
 
 from .checker import normalise_field, normalise_value
+from .data import SPECIALS
 
 ControlLoss = Callable[[Tensor, Tensor], Tensor]  # (x (B,L,d), t (B,)) -> (B,) loss
 Control = dict[str, object]  # one sample's targets: {"food": "Italian"} and/or {"length": 12}
@@ -71,6 +75,40 @@ def parse_control(c: Control, seq_len: int, labels: Sequence[str] | None, *, who
             raise ValueError(f"control: the {who} has no label {name!r}; it knows {list(labels)}")
         label = list(labels).index(name)
     return label, length
+
+
+def parse_template(template: str | Sequence[str | None], tokenizer: Tokenizer, seq_len: int) -> list[str | None]:
+    """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks blanks, vocabulary, length.
+
+    A template needs at least one blank (with none there is nothing to fill); every given word must be an
+    ordinary word of the model's vocabulary (an unknown word would decode to nothing, so it is refused rather
+    than mapped to [UNK]); a template of blanks only is a free sentence of exactly that many words.
+    """
+    if isinstance(template, str):
+        words: list = template.split()
+    elif isinstance(template, Sequence):
+        words = list(template)
+    else:
+        raise ValueError(f"template: expected a string with `_` blanks or a list of words/None, got {template!r}")
+    for w in words:
+        if w is not None and not isinstance(w, str):
+            raise ValueError(f"template: expected words (str) and None for blanks, got {w!r} in {template!r}")
+    words = [None if w is None or w.strip() == "_" else w.strip() for w in words]
+    if not words:
+        raise ValueError("template: expected words and at least one `_` blank, got an empty template")
+    if None not in words:
+        raise ValueError(f"template: expected at least one `_` blank to fill, got none in {template!r}")
+    if len(words) + 2 > seq_len:
+        raise ValueError(
+            f"template: expected at most {seq_len - 2} words and blanks (the model's length {seq_len} "
+            f"holds START and END too), got {len(words)}"
+        )
+    for w in words:
+        if w in SPECIALS:
+            raise ValueError(f"template: expected ordinary words, got the special token {w!r}")
+        if w is not None and tokenizer.token_to_id(w) is None:
+            raise ValueError(f"template: expected words of the model's vocabulary, got {w!r} (unknown)")
+    return words
 
 
 class AdagradGuidance(DenoiserBase):

@@ -32,6 +32,7 @@ from .corpus import Example
 PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"
 SPECIALS = (PAD, UNK, START, END)  # ids 0, 1, 2, 3
 TOKENIZER_FILE = "tokenizer.json"
+TRAIN_TEXTS = "train_texts.txt"  # the training sentences beside a checkpoint (memorisation rate)
 FORMATS = ("auto", "e2e", "rocstories", "plain")
 
 

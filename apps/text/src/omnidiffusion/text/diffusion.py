@@ -6,7 +6,8 @@ Li et al. 2022 (Diffusion-LM), sec. 4:
 - L_e2e-simple (sec. 4.1) = E_t ||f(x_t, t) - x_0||^2 + ||EMB(w) - f(x_1, 1)||^2 - log p(w | x_0): the x0 term,
   the t = 0 embedding term (the model's x0 at the first step must equal EMB(w)) and the rounding cross-entropy,
   plus the released code's tiny prior term ||sqrt(abar_T) x_0||^2;
-- the sqrt schedule abar(s) = 1 - sqrt(s + 1e-4) (sec. 4.2; core's DiscreteVP.sqrt), T = 2000;
+- the sqrt schedule abar(s) = 1 - sqrt(s + 1e-4) (sec. 4.2; core's DiscreteVP.sqrt), T = 2000: the `[schedule]`
+  table (settings.TextScheduleConfig.build());
 - decoding with the clamping trick (sec. 4.2): every x0 estimate snapped to its nearest word vector.
 """
 
@@ -18,20 +19,8 @@ from torch import Tensor, nn
 from omnidiffusion.core import Denoiser, DiscreteVP, ForwardProcess
 from omnidiffusion.core.denoiser import X0Hook
 from omnidiffusion.core.losses import sample_t
-from omnidiffusion.core.tensors import mean_flat
-
-SCHEDULES = ("sqrt", "linear", "cosine")
-
-
-def make_schedule(name: str = "sqrt", T: int = 2000) -> DiscreteVP:
-    """The discrete VP schedule the model is trained with (Diffusion-LM: sqrt, T = 2000)."""
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {SCHEDULES}, got {name!r}")
-    return getattr(DiscreteVP, name)(T)
-
-
-def _inner(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # the network inside a DistributedDataParallel wrapper
+from omnidiffusion.core.tensors import mean_flat, randn
+from omnidiffusion.core.training import unwrap_model
 
 
 def e2e_loss(
@@ -42,14 +31,14 @@ def e2e_loss(
     `model` is called as model(x_t, t) (so a DDP wrapper syncs gradients); its embed/logits give EMB and the
     rounding head.
     """
-    net = _inner(model)
+    net = unwrap_model(model)
     emb = net.embed(ids)  # (B, L, d)
     B = ids.shape[0]
     t0 = schedule.t_of_index(0)
     sigma0 = schedule.sigma(t0).item()
-    x0 = emb + sigma0 * torch.randn(emb.shape, generator=generator, dtype=emb.dtype, device=emb.device)
+    x0 = emb + sigma0 * randn(emb.shape, generator, device=emb.device, dtype=emb.dtype)
     t = sample_t(schedule, B, generator=generator, device=ids.device)  # (B,) table steps
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    noise = randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
     x_t = ForwardProcess(schedule).q_sample(x0, t, noise=noise)
     pred = model(x_t, t.to(x0.dtype))  # x0 prediction, (B, L, d)
     first = torch.isclose(t, t0.to(t)).to(x0.dtype)  # the t = 0 step of the paper (our first table step)
@@ -84,13 +73,13 @@ def clamp_hook(weight: Tensor) -> X0Hook:
 
 def make_denoiser(net: nn.Module, schedule: DiscreteVP, clamp: bool = True) -> Denoiser:
     """x0-prediction Denoiser around a DiffusionLMNet, with the clamping hook when `clamp`."""
-    hooks = [clamp_hook(_inner(net).embedding.weight)] if clamp else []
+    hooks = [clamp_hook(unwrap_model(net).embedding.weight)] if clamp else []
     return Denoiser(net, schedule, prediction="x0", x0_hooks=hooks)
 
 
 def embedding_stats(net: nn.Module) -> dict[str, float]:
     """Mean word-vector norm and mean nearest-neighbour distance (the collapse check of sec. 4.1)."""
-    w = _inner(net).embedding.weight.detach()
+    w = unwrap_model(net).embedding.weight.detach()
     d = torch.cdist(w, w)
     d.fill_diagonal_(float("inf"))
     return {"mean_norm": w.norm(dim=1).mean().item(), "mean_nn_dist": d.min(dim=1).values.mean().item()}

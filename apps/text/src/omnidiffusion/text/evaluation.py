@@ -22,9 +22,9 @@ from omnidiffusion.core.io import load_pretrained
 
 from .baselines import teacher_samples, unigram_samples
 from .checker import normalise_field, normalise_value
-from .config import SampleConfig
 from .corpus import Example
-from .data import fits
+from .data import TRAIN_TEXTS, fits
+from .masked import MaskedDiffusionLM
 from .metrics import (
     base_rate,
     distinct_n,
@@ -36,7 +36,7 @@ from .metrics import (
     teacher_nll,
 )
 from .pipeline import DiffusionLM
-from .train import TRAIN_TEXTS
+from .settings import TextSamplerConfig
 
 
 def control_targets(examples: Sequence[Example], labels: Sequence[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -102,21 +102,22 @@ def load_train_texts(checkpoint: str | Path) -> list[str]:
 
 
 def evaluate(
-    lm: DiffusionLM,
+    lm: DiffusionLM | MaskedDiffusionLM,
     teacher,
     train: Sequence[str],
     data: Sequence[Example],
     n: int,
-    sample: SampleConfig,
+    sampler: TextSamplerConfig | None = None,
     *,
     samples_out: dict | None = None,
 ) -> dict:
-    """Run the protocol above; returns {"model": ..., "baselines": ..., "protocol": ...} (flat metric dicts)."""
+    """Run the protocol above with `sampler` (default: the pipeline's run config's); returns {"model": ...,
+    "baselines": ..., "protocol": ...} (flat metric dicts)."""
     n = positive_int(n, "n")
     if not data:
         raise ValueError("data: expected at least one held-out example")
-    tok, s = lm.tokenizer, sample
-    masked = hasattr(lm, "process")  # a MaskedDiffusionLM: CFG control, clamped length/infilling, no --method
+    tok, s = lm.tokenizer, lm.config.sampler if sampler is None else sampler
+    masked = isinstance(lm, MaskedDiffusionLM)  # CFG control, clamped length/infilling, one sampler
     if masked:
         kw = dict(steps=s.steps, seed=s.seed, batch_size=s.batch_size, guidance_scale=s.guidance_scale)
         labels = lm.labels
@@ -124,6 +125,7 @@ def evaluate(
         kw = dict(
             steps=s.steps,
             method=s.method,
+            grid=s.grid,
             seed=s.seed,
             batch_size=s.batch_size,
             guidance_steps=s.guidance_steps,

@@ -1,6 +1,7 @@
 """`MaskedDiffusionLM`: masked (absorbing-state) discrete diffusion over word ids beside Diffusion-LM.
 
     lm = MaskedDiffusionLM.from_pretrained("runs/masked")      # trained with --set model.kind=masked
+    lm.generate(8)                                               # the run config's [sampler] (steps, seed ...)
     lm.generate(8, steps=32)                                     # ancestral sampling, any number of steps
     lm.generate(8, control={"food": "Italian"})                  # classifier-free guidance on the attribute
     lm.generate(8, control={"length": 12})                       # exact: END and PAD clamped after word 12
@@ -17,6 +18,9 @@ the denoiser itself is conditional (a field=value label, dropped for 10% of trai
 classifier-free on the x0 log-probabilities: log p_w = log p(x0 | x_t) + w (log p(x0 | x_t, c) - log p(x0 | x_t)),
 renormalised per token (w = 1: the plain conditional). Length and infilling clamp known tokens, which for the
 absorbing kernel samples the model's conditional exactly; blanks are restricted to ordinary words.
+
+Defaults come from the run config `train` stored (run_config.json): sampler.steps, seed, batch_size and
+guidance_scale; the masked model has one sampler (core.discrete's ancestral steps), so sampler.method must be ddpm.
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ from torch import Tensor
 
 from omnidiffusion.core import discrete
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
-from omnidiffusion.core.io import load_pretrained, read_pretrained_config
+from omnidiffusion.core.io import has_run_config, open_pretrained
+from omnidiffusion.core.tensors import rand
+from omnidiffusion.core.training import unwrap_model
 
-from .config import SEED_MAX
-from .control import Control, expand_controls, parse_control
+from .control import Control, expand_controls, parse_control, parse_template
 from .data import SPECIALS, decode, encode, load_tokenizer
 from .models import MaskedDiffusionNet
-
-DEFAULT_STEPS = 128
+from .settings import SEED_MAX, TextConfig, legacy_config
 
 
 def make_process(net: MaskedDiffusionNet, schedule: str = "linear") -> discrete.CategoricalProcess:
@@ -45,16 +49,12 @@ def make_process(net: MaskedDiffusionNet, schedule: str = "linear") -> discrete.
     return discrete.CategoricalProcess(net.vocab_size + 1, "absorbing", schedule, mask_id=net.mask_id)
 
 
-def _inner(model):
-    return getattr(model, "module", model)
-
-
 def pick_labels(y: Tensor, null: int, dropout: float, generator: torch.Generator | None = None) -> Tensor:
     """One training label per row: a random field=value of its MR (multi-hot `y` (B, K)), or `null` with
     probability `dropout` (and for rows without labels): classifier-free guidance's label dropout."""
     has = y.sum(1) > 0
     choice = torch.multinomial(y + (~has)[:, None].to(y), 1, generator=generator)[:, 0]
-    drop = torch.rand(y.shape[0], generator=generator, device=y.device) < dropout
+    drop = rand(y.shape[0], generator, device=y.device) < dropout
     return torch.where(has & ~drop, choice, torch.full_like(choice, null))
 
 
@@ -69,7 +69,7 @@ def masked_loss(
 
     def fn(model, batch) -> Tensor:
         ids, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        net = _inner(model)
+        net = unwrap_model(model)
         cond = {}
         if net.label is not None:
             if y is None:
@@ -87,28 +87,40 @@ def masked_loss(
 
 
 class MaskedDiffusionLM:
-    """A trained masked diffusion LM with its tokenizer and absorbing process."""
+    """A trained masked diffusion LM with its tokenizer, absorbing process (config.masked) and run config."""
 
-    def __init__(self, net: MaskedDiffusionNet, tokenizer: Tokenizer, schedule: str = "linear", device="cpu") -> None:
+    def __init__(self, net: MaskedDiffusionNet, tokenizer: Tokenizer, config: TextConfig, device="cpu") -> None:
+        if config.sampler.method != "ddpm":
+            raise ValueError(
+                "sampler.method: a masked model samples with core.discrete's ancestral steps only (ddpm), "
+                f"got {config.sampler.method!r}"
+            )
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.process = make_process(net, schedule)
+        self.config = config
+        self.process = make_process(net, config.masked.schedule)
         self.seq_len = net.seq_len
         self.labels = net.labels
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> MaskedDiffusionLM:
-        """Load a directory written by `omnidiffusion-text train --set model.kind=masked`."""
-        device = resolve_device(device)
-        directory = Path(directory)
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"{directory}: holds no config.json (expected a checkpoint written by `train`)")
-        meta = read_pretrained_config(directory).get("metadata", {})
-        net = load_pretrained(directory)
-        if not isinstance(net, MaskedDiffusionNet):
-            raise ValueError(f"{directory}: holds a {type(net).__name__}, expected a MaskedDiffusionNet")
-        return cls(net, load_tokenizer(directory), meta.get("masked_schedule", "linear"), device)
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", config: TextConfig | None = None
+    ) -> MaskedDiffusionLM:
+        """Load a directory written by `omnidiffusion-text train --set model.kind=masked`; `config` replaces the
+        stored run config (the CLI passes it with the --set overrides applied)."""
+        stored = has_run_config(directory)
+        pre = open_pretrained(
+            directory,
+            MaskedDiffusionNet,
+            config_cls=TextConfig if stored and config is None else None,
+            device=device,
+            what="a masked diffusion LM checkpoint written by `train`",
+        )
+        config = config or pre.config
+        if not stored:  # written before run_config.json: the masked schedule is in the weights' metadata
+            config = legacy_config(config or TextConfig(), pre.metadata, masked=True)
+        return cls(pre.model, load_tokenizer(directory), config, pre.device)
 
     # ------------------------------------------------------------------------------------------------------------
     def _model(self, label: Tensor | None, scale: float, words_only: Tensor | None):
@@ -171,18 +183,21 @@ class MaskedDiffusionLM:
         self,
         n: int,
         *,
-        steps: int | None = DEFAULT_STEPS,
+        steps: int | None = None,
         control: Control | Sequence[Control] | None = None,
-        seed: int = 0,
-        guidance_scale: float = 2.0,
-        batch_size: int = 128,
+        seed: int | None = None,
+        guidance_scale: float | None = None,
+        batch_size: int | None = None,
     ) -> list[str]:
-        """n sentences by ancestral sampling in `steps` steps; `control` as DiffusionLM.generate."""
+        """n sentences by ancestral sampling in `steps` steps; `control` as DiffusionLM.generate. None: the
+        run config's sampler.steps, seed, guidance_scale, batch_size."""
+        s = self.config.sampler
         n = positive_int(n, "n")
-        steps = DEFAULT_STEPS if steps is None else positive_int(steps, "steps")
-        seed = non_negative_int(seed, "seed", maximum=SEED_MAX)
-        scale = real_number(guidance_scale, "guidance_scale", low=0.0)
-        batch_size = positive_int(batch_size, "batch_size")
+        steps = positive_int(s.steps if steps is None else steps, "steps")
+        seed = non_negative_int(s.seed if seed is None else seed, "seed", maximum=SEED_MAX)
+        scale = s.guidance_scale if guidance_scale is None else guidance_scale
+        scale = real_number(scale, "guidance_scale", low=0.0)
+        batch_size = positive_int(s.batch_size if batch_size is None else batch_size, "batch_size")
         parsed = [self._parse(c) for c in expand_controls(control, n)]
         known, x_known, words = self._frame(n)
         for i, (_, length) in enumerate(parsed):
@@ -191,7 +206,7 @@ class MaskedDiffusionLM:
                 x_known[i, length + 1] = 3
                 words[i, 1 : length + 1] = True
         label = torch.tensor([p[0] for p in parsed])
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        gen = torch.Generator(device=self.device).manual_seed(seed)  # core.discrete draws on the data's device
         out: list[str] = []
         for lo in range(0, n, batch_size):
             sl = slice(lo, lo + batch_size)
@@ -200,12 +215,10 @@ class MaskedDiffusionLM:
 
     def parse_template(self, template):
         """As DiffusionLM.parse_template: words and None for blanks, checked against the vocabulary and length."""
-        from .pipeline import parse_template
-
         return parse_template(template, self.tokenizer, self.seq_len)
 
     @torch.no_grad()
-    def infill(self, template, n: int = 1, *, steps: int | None = DEFAULT_STEPS, seed: int = 0) -> list[str]:
+    def infill(self, template, n: int = 1, *, steps: int | None = None, seed: int | None = None) -> list[str]:
         """n fillings of the `_` blanks; the given words are clamped (exact conditional sampling)."""
         n = positive_int(n, "n")
         self.parse_template(template)
@@ -213,16 +226,24 @@ class MaskedDiffusionLM:
 
     @torch.no_grad()
     def infill_many(
-        self, templates, *, steps: int | None = DEFAULT_STEPS, seed: int = 0, batch_size: int = 128, **_unused
+        self,
+        templates,
+        *,
+        steps: int | None = None,
+        seed: int | None = None,
+        batch_size: int | None = None,
+        **_unused,
     ) -> list[str]:
-        """One filling per template: START, the words, END and PAD clamped; a blank is one ordinary word."""
+        """One filling per template: START, the words, END and PAD clamped; a blank is one ordinary word.
+        None: the run config's sampler values; other keywords of DiffusionLM.infill_many (resample) are ignored."""
         if isinstance(templates, str) or not isinstance(templates, Sequence):
             raise ValueError(f"templates: expected a list of templates, got {templates!r} (use infill for one)")
         if not templates:
             raise ValueError("templates: expected at least one template, got an empty list")
-        steps = DEFAULT_STEPS if steps is None else positive_int(steps, "steps")
-        seed = non_negative_int(seed, "seed", maximum=SEED_MAX)
-        batch_size = positive_int(batch_size, "batch_size")
+        s = self.config.sampler
+        steps = positive_int(s.steps if steps is None else steps, "steps")
+        seed = non_negative_int(s.seed if seed is None else seed, "seed", maximum=SEED_MAX)
+        batch_size = positive_int(s.batch_size if batch_size is None else batch_size, "batch_size")
         parsed = [self.parse_template(t) for t in templates]
         N, L = len(parsed), self.seq_len
         x_known = torch.zeros(N, L, dtype=torch.long)
@@ -235,7 +256,7 @@ class MaskedDiffusionLM:
                 else:
                     x_known[i, j] = self.tokenizer.token_to_id(w)
         label = torch.full((N,), -1)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        gen = torch.Generator(device=self.device).manual_seed(seed)  # core.discrete draws on the data's device
         out: list[str] = []
         for lo in range(0, N, batch_size):
             sl = slice(lo, lo + batch_size)

@@ -1,7 +1,7 @@
 """`DiffusionLM`: what a downstream user calls.
 
-    lm = DiffusionLM.from_pretrained("runs/text")
-    lm.generate(8)                                            # unconditional, the paper's 200-step sampler
+    lm = DiffusionLM.from_pretrained("runs/text")             # weights, tokenizer, classifier/, run_config.json
+    lm.generate(8)                                            # unconditional, the run config's [sampler]
     lm.generate(8, method="dpm++2m", steps=20)                # few-step DPM-Solver++(2M)
     lm.generate(8, control={"food": "Italian"})               # semantic content (classifier guidance)
     lm.generate(8, control={"length": 12})                    # exactly 12 words
@@ -9,10 +9,12 @@
     lm.infill("The Eagle is a _ _ near Burger King .")        # `_` = one word to fill
 
 Sampling always goes through `omnidiffusion.core.sample` (infilling through `core.repaint`); the clamping trick
-is the Denoiser's x0 hook; controls are `control.AdagradGuidance` around that Denoiser.
+is the Denoiser's x0 hook; controls are `control.AdagradGuidance` around that Denoiser. The schedule is the run
+config's `[schedule]`; every sampling argument left as None takes its `[sampler]` value (the paper's 200-step
+ancestral sampler in the default config), so Python and `omnidiffusion-text generate` sample alike.
 
 Bad arguments are refused before any sampling with a ValueError naming the parameter and what it expects
-(`n: expected an integer >= 1, got 0`); `steps=None` means the default (200), 0 and negatives are refused.
+(`n: expected an integer >= 1, got 0`); 0 and negative step counts are refused.
 """
 
 from __future__ import annotations
@@ -26,19 +28,23 @@ from torch import Tensor
 
 from omnidiffusion.core import GRIDS, METHODS, repaint, sample
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
-from omnidiffusion.core.io import load_pretrained, read_pretrained_config
+from omnidiffusion.core.io import has_run_config, open_pretrained, read_pretrained_config
 
-from .config import SEED_MAX
-from .control import AdagradGuidance, Control, combine, expand_controls, length_loss, parse_control, semantic_loss
+from .control import (
+    AdagradGuidance,
+    Control,
+    combine,
+    expand_controls,
+    length_loss,
+    parse_control,
+    parse_template,
+    semantic_loss,
+)
 from .data import SPECIALS, decode, load_tokenizer
-from .diffusion import make_denoiser, make_schedule, nearest_ids
+from .diffusion import make_denoiser, nearest_ids
+from .masked import MaskedDiffusionLM
 from .models import AttributeClassifier, DiffusionLMNet
-
-DEFAULT_STEPS = 200  # the paper's sampler
-
-
-def _steps(steps: int | None) -> int:
-    return DEFAULT_STEPS if steps is None else positive_int(steps, "steps")
+from .settings import SEED_MAX, TextConfig, legacy_config
 
 
 def _seed(seed: int) -> int:
@@ -51,95 +57,60 @@ def _flag(value: object, name: str) -> bool:
     return value
 
 
-def parse_template(template: str | Sequence[str | None], tokenizer: Tokenizer, seq_len: int) -> list[str | None]:
-    """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks blanks, vocabulary, length.
-
-    A template needs at least one blank (with none there is nothing to fill); every given word must be an
-    ordinary word of the model's vocabulary (an unknown word would decode to nothing, so it is refused rather
-    than mapped to [UNK]); a template of blanks only is a free sentence of exactly that many words.
-    """
-    if isinstance(template, str):
-        words: list = template.split()
-    elif isinstance(template, Sequence):
-        words = list(template)
-    else:
-        raise ValueError(f"template: expected a string with `_` blanks or a list of words/None, got {template!r}")
-    for w in words:
-        if w is not None and not isinstance(w, str):
-            raise ValueError(f"template: expected words (str) and None for blanks, got {w!r} in {template!r}")
-    words = [None if w is None or w.strip() == "_" else w.strip() for w in words]
-    if not words:
-        raise ValueError("template: expected words and at least one `_` blank, got an empty template")
-    if None not in words:
-        raise ValueError(f"template: expected at least one `_` blank to fill, got none in {template!r}")
-    if len(words) + 2 > seq_len:
-        raise ValueError(
-            f"template: expected at most {seq_len - 2} words and blanks (the model's length {seq_len} "
-            f"holds START and END too), got {len(words)}"
-        )
-    for w in words:
-        if w in SPECIALS:
-            raise ValueError(f"template: expected ordinary words, got the special token {w!r}")
-        if w is not None and tokenizer.token_to_id(w) is None:
-            raise ValueError(f"template: expected words of the model's vocabulary, got {w!r} (unknown)")
-    return words
-
-
-def load_lm(directory: str | Path, device: str | torch.device = "cpu"):
-    """The checkpoint's pipeline: DiffusionLM (model.kind = continuous) or MaskedDiffusionLM (masked)."""
-    device = resolve_device(device)
-    directory = Path(directory)
-    if directory.is_dir() and (directory / "config.json").is_file():
-        cls_path = read_pretrained_config(directory).get("class", "")
-        if cls_path.endswith(":MaskedDiffusionNet"):
-            from .masked import MaskedDiffusionLM
-
-            return MaskedDiffusionLM.from_pretrained(directory, device)
-    return DiffusionLM.from_pretrained(directory, device)
+def load_lm(
+    directory: str | Path, *, device: str | torch.device = "cpu", config: TextConfig | None = None
+) -> DiffusionLM | MaskedDiffusionLM:
+    """The checkpoint's pipeline by the network it holds: DiffusionLM (a DiffusionLMNet, model.kind = continuous)
+    or MaskedDiffusionLM (a MaskedDiffusionNet, masked). `config` replaces the stored run config (the CLI passes
+    the stored one with --set applied)."""
+    record = Path(directory) / "config.json"
+    masked = record.is_file() and read_pretrained_config(directory).get("class", "").endswith(":MaskedDiffusionNet")
+    return (MaskedDiffusionLM if masked else DiffusionLM).from_pretrained(directory, device=device, config=config)
 
 
 class DiffusionLM:
-    """A trained Diffusion-LM with its tokenizer, schedule and (optional) attribute classifier."""
+    """A trained Diffusion-LM with its tokenizer, run config ([schedule], [sampler]) and optional classifier."""
 
     def __init__(
         self,
         net: DiffusionLMNet,
         tokenizer: Tokenizer,
-        schedule,
+        config: TextConfig,
         classifier: AttributeClassifier | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.schedule = schedule
+        self.config = config
+        self.schedule = config.schedule.build()
         self.classifier = classifier.to(self.device).eval() if classifier is not None else None
         self.seq_len = net.seq_len
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> DiffusionLM:
-        """Load a directory written by `omnidiffusion-text train` (weights, tokenizer.json, classifier/).
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", config: TextConfig | None = None
+    ) -> DiffusionLM:
+        """Load a directory written by `omnidiffusion-text train` (weights, tokenizer.json, classifier/,
+        run_config.json); `config` replaces the stored run config (the CLI passes it with --set applied).
 
         `device`: auto | cpu | cuda | cuda:N, checked before anything is read (a missing GPU is a ValueError).
         """
-        device = resolve_device(device)
-        directory = Path(directory)
-        if not directory.is_dir():
-            what = "is a file" if directory.exists() else "no such directory"
-            raise FileNotFoundError(f"{directory}: {what} (expected a Diffusion-LM checkpoint written by `train`)")
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{directory}: holds no config.json (expected a Diffusion-LM checkpoint written by `train`)"
-            )
-        meta = read_pretrained_config(directory).get("metadata", {})
-        net = load_pretrained(directory)
-        if not isinstance(net, DiffusionLMNet):
-            raise ValueError(f"{directory}: holds a {type(net).__name__}, expected a DiffusionLMNet")
-        schedule = make_schedule(meta.get("schedule", "sqrt"), int(meta.get("T", 2000)))
+        what = "a Diffusion-LM checkpoint written by `train`"
+        stored = has_run_config(directory)
+        pre = open_pretrained(
+            directory, DiffusionLMNet, config_cls=TextConfig if stored and config is None else None, device=device,
+            what=what,
+        )
+        config = config or pre.config
+        if not stored:  # written before run_config.json: the schedule is in the weights' metadata
+            config = legacy_config(config or TextConfig(), pre.metadata, masked=False)
         classifier = None
-        if (directory / "classifier" / "config.json").is_file():
-            classifier = load_pretrained(directory / "classifier")
-        return cls(net, load_tokenizer(directory), schedule, classifier, device)
+        if (pre.directory / "classifier" / "config.json").is_file():
+            classifier = open_pretrained(
+                directory, AttributeClassifier, subfolder="classifier", device=pre.device, what=what
+            ).model
+        return cls(pre.model, load_tokenizer(directory), config, classifier, pre.device)
 
     # ------------------------------------------------------------------------------------------------------------
     def to_text(self, x: Tensor) -> list[str]:
@@ -168,32 +139,46 @@ class DiffusionLM:
         self,
         n: int,
         *,
-        steps: int | None = DEFAULT_STEPS,
-        method: str = "ddpm",
+        steps: int | None = None,
+        method: str | None = None,
         grid: str | None = None,
         control: Control | Sequence[Control] | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         clamp: bool = True,
-        guidance_steps: int = 3,
-        guidance_lr: float = 0.1,
-        fluency: float = 0.01,
-        batch_size: int = 128,
+        guidance_steps: int | None = None,
+        guidance_lr: float | None = None,
+        fluency: float | None = None,
+        batch_size: int | None = None,
         progress: bool = False,
     ) -> list[str]:
-        """n sentences; `control` is one dict for all samples or a list of n ({field: value} and/or "length")."""
-        n, steps, seed = positive_int(n, "n"), _steps(steps), _seed(seed)
+        """n sentences; `control` is one dict for all samples or a list of n ({field: value} and/or "length").
+
+        None takes the run config's sampler value; `fluency` None is sampler.semantic_fluency when a sample aims
+        at a field=value and sampler.length_fluency when the controls are lengths only.
+        """
+        s = self.config.sampler
+        n = positive_int(n, "n")
+        steps = positive_int(s.steps if steps is None else steps, "steps")
+        seed = _seed(s.seed if seed is None else seed)
+        method = s.method if method is None else method
         if method not in METHODS:
             raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
-        if grid is not None and grid not in GRIDS:
-            raise ValueError(f"grid: expected one of {list(GRIDS)} or None, got {grid!r}")
+        grid = s.grid if grid is None else grid
+        if grid != "auto" and grid not in GRIDS:
+            raise ValueError(f"grid: expected one of {['auto', *GRIDS]}, got {grid!r}")
         clamp = _flag(clamp, "clamp")
+        guidance_steps = s.guidance_steps if guidance_steps is None else guidance_steps
         guidance_steps = non_negative_int(guidance_steps, "guidance_steps")
+        guidance_lr = s.guidance_lr if guidance_lr is None else guidance_lr
         guidance_lr = real_number(guidance_lr, "guidance_lr", low=0.0, low_open=True)
-        fluency = real_number(fluency, "fluency", low=0.0)
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = positive_int(s.batch_size if batch_size is None else batch_size, "batch_size")
         parsed = [self._parse(c) for c in expand_controls(control, n)]
-        grid = grid or ("logsnr" if method.startswith("dpm") else "time-uniform")
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        if fluency is None:
+            fluency = s.semantic_fluency if any(label >= 0 for label, _ in parsed) else s.length_fluency
+        fluency = real_number(fluency, "fluency", low=0.0)
+        if grid == "auto":
+            grid = "logsnr" if method.startswith("dpm") else "time-uniform"
+        gen = torch.Generator().manual_seed(seed)  # on the CPU: core.sample moves its draws, same samples anywhere
         out: list[str] = []
         for lo in range(0, n, batch_size):
             part = parsed[lo : lo + batch_size]
@@ -240,12 +225,13 @@ class DiffusionLM:
         template: str | Sequence[str | None],
         n: int = 1,
         *,
-        steps: int | None = DEFAULT_STEPS,
-        resample: int = 1,
-        seed: int = 0,
+        steps: int | None = None,
+        resample: int | None = None,
+        seed: int | None = None,
         clamp: bool = True,
     ) -> list[str]:
-        """n fillings of the `_` blanks, given words kept exactly (core.repaint; resample = RePaint jump_n_sample)."""
+        """n fillings of the `_` blanks, given words kept exactly (core.repaint; resample = RePaint jump_n_sample,
+        None: sampler.infill_resample)."""
         n = positive_int(n, "n")
         self.parse_template(template)  # one error for a bad template, before n copies are made
         return self.infill_many([template] * n, steps=steps, resample=resample, seed=seed, clamp=clamp)
@@ -255,20 +241,22 @@ class DiffusionLM:
         self,
         templates: Sequence[str | Sequence[str | None]],
         *,
-        steps: int | None = DEFAULT_STEPS,
-        resample: int = 1,
-        seed: int = 0,
+        steps: int | None = None,
+        resample: int | None = None,
+        seed: int | None = None,
         clamp: bool = True,
-        batch_size: int = 128,
+        batch_size: int | None = None,
     ) -> list[str]:
         """One filling per template, batched: known START/words/END/PAD positions are kept by core.repaint."""
         if isinstance(templates, str) or not isinstance(templates, Sequence):
             raise ValueError(f"templates: expected a list of templates, got {templates!r} (use infill for one)")
         if not templates:
             raise ValueError("templates: expected at least one template, got an empty list")
-        steps, seed = _steps(steps), _seed(seed)
-        resample = positive_int(resample, "resample")
-        batch_size = positive_int(batch_size, "batch_size")
+        s = self.config.sampler
+        steps = positive_int(s.steps if steps is None else steps, "steps")
+        seed = _seed(s.seed if seed is None else seed)
+        resample = positive_int(s.infill_resample if resample is None else resample, "resample")
+        batch_size = positive_int(s.batch_size if batch_size is None else batch_size, "batch_size")
         clamp = _flag(clamp, "clamp")
         parsed = [self.parse_template(t) for t in templates]
         L = self.seq_len
@@ -281,7 +269,7 @@ class DiffusionLM:
                     known[i, j] = False
                 else:
                     ids[i, j] = self.tokenizer.token_to_id(w)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        gen = torch.Generator(device=self.device).manual_seed(seed)  # core.repaint draws on the data's device
         denoiser = make_denoiser(self.net, self.schedule, clamp)
         out: list[str] = []
         for lo in range(0, len(parsed), batch_size):

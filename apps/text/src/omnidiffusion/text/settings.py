@@ -1,25 +1,28 @@
-"""The text app's configuration: dataclasses read from TOML (configs/*.toml) with `--set a.b=value` overrides.
+"""The text app's config tree: dataclasses read from TOML (configs/*.toml) with `--set a.b=value` overrides.
 
 `default` trains on the bundled corpus on a 2-core CPU in minutes; `paper` holds Diffusion-LM's E2E
 hyper-parameters (Li et al. 2022, App. and README of the released code: BERT-base sizes, d = 16, L = 64, sqrt
 schedule with T = 2000, AdamW lr 1e-4, batch 64, 200k steps, dropout 0.1, EMA 0.9999; 200 sampling steps;
-3 Adagrad steps of 0.1 per step, fluency lambda 0.01 for semantic content and length).
+3 Adagrad steps of 0.1 per step, fluency lambda 0.01 for semantic content and length); `tiny` is the smoke config.
 
-Every section checks its values when built (from TOML, `--set` or Python), so a bad value is refused at once with
-its dotted name: `sample.steps: expected an integer >= 1, got 0`.
+Tables: [data], [model], [schedule] (the continuous model's discrete VP table, core ScheduleConfig), [masked]
+(the masked model, model.kind = masked), [train], [classifier], [teacher], [sampler] (core SamplerConfig plus
+guidance, fluency and infilling keys). Every table checks its values when built (from TOML, `--set` or Python),
+so a bad value is refused at once with its dotted name: `sampler.steps: expected an integer >= 1, got 0`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
-from omnidiffusion.core import METHODS
+from omnidiffusion.core import GRIDS, METHODS
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.discrete import DISCRETE_SCHEDULES
+from omnidiffusion.core.settings import SamplerConfig, ScheduleConfig
 from omnidiffusion.core.training import TrainConfig
 
 from .data import FORMATS
-from .diffusion import SCHEDULES
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes seeds up to 2**64 - 1 (and wraps negatives silently)
 
@@ -80,16 +83,6 @@ class ModelConfig:
 
 
 @dataclass
-class DiffusionConfig:
-    schedule: str = "sqrt"
-    T: int = 2000
-
-    def __post_init__(self) -> None:
-        _one_of(self.schedule, "diffusion.schedule", SCHEDULES)
-        positive_int(self.T, "diffusion.T")
-
-
-@dataclass
 class MaskedConfig:
     """The masked model (model.kind = "masked"): absorbing kernel of core.discrete."""
 
@@ -146,34 +139,51 @@ class TeacherConfig:
 
 
 @dataclass
-class SampleConfig:
+class TextScheduleConfig(ScheduleConfig):
+    """Diffusion-LM's table: sqrt, abar(s) = 1 - sqrt(s + 1e-4), T = 2000 (Li et al. 2022 sec. 4.2)."""
+
+    name: str = "sqrt"
+    timesteps: int = 2000
+
+
+@dataclass
+class TextSamplerConfig(SamplerConfig):
+    """How generate / infill / evaluate sample: core.sample's method, steps and grid, plus control and infilling.
+
+    grid "auto" is logsnr for the DPM-Solvers and time-uniform otherwise. The masked model samples with
+    core.discrete's ancestral steps (method ddpm only) and uses steps, seed, batch_size and guidance_scale.
+    """
+
     method: str = "ddpm"  # the paper's ancestral sampler; "dpm++2m" for few steps
     steps: int = 200
+    grid: str = "auto"
+    seed: int = 0
+    batch_size: int = 128
     guidance_steps: int = 3
     guidance_lr: float = 0.1
     semantic_fluency: float = 0.01
     length_fluency: float = 0.01
     infill_resample: int = 1  # RePaint jump_n_sample (1 = plain known-value replacement)
     guidance_scale: float = 2.0  # masked model: classifier-free guidance weight (1 = plain conditional)
-    seed: int = 0
-    batch_size: int = 128
 
     def __post_init__(self) -> None:
-        _one_of(self.method, "sample.method", METHODS)
-        _positive(self, "sample", ("steps", "infill_resample", "batch_size"))
-        non_negative_int(self.guidance_steps, "sample.guidance_steps")
-        real_number(self.guidance_lr, "sample.guidance_lr", low=0.0, low_open=True)
-        real_number(self.semantic_fluency, "sample.semantic_fluency", low=0.0)
-        real_number(self.length_fluency, "sample.length_fluency", low=0.0)
-        real_number(self.guidance_scale, "sample.guidance_scale", low=0.0)
-        non_negative_int(self.seed, "sample.seed", maximum=SEED_MAX)
+        non_negative_int(self.seed, "sampler.seed", maximum=SEED_MAX)
+        super().__post_init__()
+        _one_of(self.method, "sampler.method", METHODS)
+        _one_of(self.grid, "sampler.grid", ("auto", *GRIDS))
+        positive_int(self.infill_resample, "sampler.infill_resample")
+        non_negative_int(self.guidance_steps, "sampler.guidance_steps")
+        real_number(self.guidance_lr, "sampler.guidance_lr", low=0.0, low_open=True)
+        real_number(self.semantic_fluency, "sampler.semantic_fluency", low=0.0)
+        real_number(self.length_fluency, "sampler.length_fluency", low=0.0)
+        real_number(self.guidance_scale, "sampler.guidance_scale", low=0.0)
 
 
 @dataclass
 class TextConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    schedule: TextScheduleConfig = field(default_factory=TextScheduleConfig)
     masked: MaskedConfig = field(default_factory=MaskedConfig)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
@@ -182,4 +192,18 @@ class TextConfig:
     )
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    sampler: TextSamplerConfig = field(default_factory=TextSamplerConfig)
+
+
+def legacy_config(config: TextConfig, metadata: Mapping, *, masked: bool) -> TextConfig:
+    """The run config of a checkpoint written before run_config.json existed: `config` (the default, or the
+    CLI's --config/--set) with the schedule, model kind and masked schedule that the old config.json metadata
+    recorded ({"schedule", "T"} for Diffusion-LM, {"masked_schedule"} for the masked model)."""
+    schedule = replace(
+        config.schedule,
+        name=str(metadata.get("schedule", config.schedule.name)),
+        timesteps=int(metadata.get("T", config.schedule.timesteps)),
+    )
+    masked_config = replace(config.masked, schedule=str(metadata.get("masked_schedule", config.masked.schedule)))
+    model = replace(config.model, kind="masked" if masked else "continuous")
+    return replace(config, schedule=schedule, model=model, masked=masked_config)

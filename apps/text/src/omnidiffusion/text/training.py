@@ -1,18 +1,22 @@
-"""Training a Diffusion-LM checkpoint directory: tokenizer, denoiser, attribute classifier, teacher LM.
+"""`train(config, out_dir, *, resume)`: tokenizer, denoiser, attribute classifier, teacher LM into one directory.
 
 out/
   config.json, model.safetensors, tokenizer.json   the Diffusion-LM (EMA weights) + its vocabulary
+  run_config.json                                  the resolved TextConfig (from_pretrained and --checkpoint
+                                                   commands start from it)
   train_texts.txt                                  the training sentences (memorisation rate)
   checkpoint/, log.csv, raw/                       core.training.fit's resumable state
   classifier/                                      time-aware attribute classifier (corpora with MRs)
   teacher/                                         the small GPT-2 that scores fluency
 
-Every stage is one `core.training.fit` run (checkpoint, exact resume, DDP under torchrun); a rerun of a finished
-stage returns at once, so `train` after a kill picks up where it stopped.
+With model.kind = masked the main model is a conditional MaskedDiffusionNet and there is no classifier/. Every
+stage is one `core.training.fit` run (checkpoint, exact resume, DDP under torchrun); a rerun of a finished stage
+returns at once, so `train` after a kill picks up where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +29,13 @@ from torch import Tensor, nn
 from omnidiffusion.core import ForwardProcess
 from omnidiffusion.core.io import load_pretrained
 from omnidiffusion.core.losses import sample_t
-from omnidiffusion.core.training import fit
+from omnidiffusion.core.training import TrainResult, fit, is_main_process, seed_everything
 
 from .checker import normalise_value
-from .config import TextConfig
 from .corpus import Example, demo_splits
 from .data import (
     TOKENIZER_FILE,
+    TRAIN_TEXTS,
     TokenDataset,
     encode,
     load_tokenizer,
@@ -40,11 +44,10 @@ from .data import (
     save_tokenizer,
     train_tokenizer,
 )
-from .diffusion import e2e_loss, make_schedule
+from .diffusion import e2e_loss
 from .masked import make_process, masked_loss
 from .models import AttributeClassifier, DiffusionLMNet, MaskedDiffusionNet, TeacherLM
-
-TRAIN_TEXTS = "train_texts.txt"
+from .settings import TextConfig
 
 
 def load_examples(config: TextConfig) -> dict[str, list[Example]]:
@@ -93,34 +96,46 @@ def _fitting(examples: list[Example], tok: Tokenizer, seq_len: int) -> list[Exam
 
 
 @dataclass
-class TrainedPaths:
-    model: Path
-    classifier: Path | None
-    teacher: Path | None
+class TextTrainResult(TrainResult):
+    """What `train` returns: core's TrainResult of the main model (the Diffusion-LM or the masked model, in
+    out_dir) plus those of the later stages (None when not trained)."""
+
+    classifier: TrainResult | None = None
+    teacher: TrainResult | None = None
+
+    @classmethod
+    def of(cls, main: TrainResult, classifier: TrainResult | None, teacher: TrainResult | None) -> TextTrainResult:
+        fields = {f.name: getattr(main, f.name) for f in dataclasses.fields(TrainResult)}
+        return cls(**fields, classifier=classifier, teacher=teacher)
 
 
-def train_text(config: TextConfig, out_dir: str | Path, *, progress: bool = True) -> TrainedPaths:
-    """Run every stage into `out_dir` (resuming finished or interrupted stages); returns their directories.
+def train(config: TextConfig, out_dir: str | Path, *, resume: bool | None = None) -> TextTrainResult:
+    """Run every stage into `out_dir` (see the module docstring) and store the run config beside the weights.
 
+    resume: None continues every stage from its checkpoint when there is one; True requires a checkpoint of the
+    main model (the later stages continue from theirs when they have one); False requires that there is none.
     Under `torchrun` one process group serves all stages (each `fit` then runs DistributedDataParallel on it);
     rank 0 writes the tokenizer and the training sentences, the other ranks read them after a barrier.
     """
+    if not isinstance(config, TextConfig):
+        raise ValueError(f"config: expected a TextConfig, got {type(config).__name__}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     owns_group = world > 1 and not dist.is_initialized()
     if owns_group:
         cuda = config.train.device != "cpu" and torch.cuda.is_available()
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     try:
-        return _train_stages(config, Path(out_dir), progress, world > 1 and dist.get_rank() != 0)
+        return _train_stages(config, Path(out_dir), resume)
     finally:
         if owns_group:
             dist.destroy_process_group()
 
 
-def _train_stages(config: TextConfig, out: Path, progress: bool, follower: bool) -> TrainedPaths:
+def _train_stages(config: TextConfig, out: Path, resume: bool | None) -> TextTrainResult:
+    main = is_main_process()
     splits = load_examples(config)
     train = splits["train"]
-    if not follower:
+    if main:
         if (out / TOKENIZER_FILE).is_file():
             tok = load_tokenizer(out)  # a resumed run keeps its vocabulary
         else:
@@ -129,19 +144,22 @@ def _train_stages(config: TextConfig, out: Path, progress: bool, follower: bool)
     seq_len = config.data.seq_len
     if dist.is_initialized():
         dist.barrier()
-    if follower:
+    if not main:
         tok = load_tokenizer(out)
     train = _fitting(train, tok, seq_len)
-    if not follower:
+    if main:
         (out / TRAIN_TEXTS).write_text("\n".join(ex.text for ex in train) + "\n", encoding="utf-8")
     ids = encode(tok, [ex.text for ex in train], seq_len)
+    later = None if resume is True else resume  # the classifier and teacher stages
 
     if config.model.kind == "masked":
-        return _train_masked(config, out, ids, train, tok, progress)
+        model = _train_masked(config, out, ids, train, tok, resume)
+        return TextTrainResult.of(model, None, _train_teacher(config, out, ids, tok, later))
 
     # 1. Diffusion-LM
-    schedule = make_schedule(config.diffusion.schedule, config.diffusion.T)
+    schedule = config.schedule.build()
     m = config.model
+    seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
     net = DiffusionLMNet(
         tok.get_vocab_size(),
         m.embed_dim,
@@ -153,38 +171,48 @@ def _train_stages(config: TextConfig, out: Path, progress: bool, follower: bool)
         m.dropout,
         m.time_channels,
     )
-    meta = {"schedule": config.diffusion.schedule, "T": config.diffusion.T, "seq_len": seq_len}
-    tcfg = _with_progress(config.train, progress)
-    fit(net, lambda model, batch: e2e_loss(model, batch, schedule)[0], TokenDataset(ids), tcfg, out, metadata=meta)
-    diffusion = load_pretrained(out)
+    meta = {"kind": "diffusion-lm", "seq_len": seq_len}
+    model = fit(
+        net,
+        lambda model, batch: e2e_loss(model, batch, schedule)[0],
+        TokenDataset(ids),
+        config.train,
+        out,
+        resume=resume,
+        metadata=meta,
+        run_config=config,
+    )
+    diffusion = load_pretrained(out)  # the saved (EMA) weights, the same on every rank
 
     # 2. Attribute classifier on noised latents (needs MRs).
-    cls_dir = None
+    classifier = None
     labels = label_names(train)
     if config.classifier.enabled and labels:
-        cls_dir = out / "classifier"
-        train_classifier(diffusion, schedule, ids, multi_hot(train, labels), labels, config, cls_dir, progress)
+        y = multi_hot(train, labels)
+        classifier = train_classifier(diffusion, schedule, ids, y, labels, config, out / "classifier", resume=later)
 
     # 3. Teacher LM for perplexity.
-    return TrainedPaths(out, cls_dir, _train_teacher(config, out, ids, tok, progress))
+    return TextTrainResult.of(model, classifier, _train_teacher(config, out, ids, tok, later))
 
 
-def _train_teacher(config: TextConfig, out: Path, ids: Tensor, tok: Tokenizer, progress: bool) -> Path | None:
+def _train_teacher(
+    config: TextConfig, out: Path, ids: Tensor, tok: Tokenizer, resume: bool | None
+) -> TrainResult | None:
     if not config.teacher.enabled:
         return None
-    teacher_dir = out / "teacher"
     tc = config.teacher
+    seed_everything(tc.train.seed)
     teacher = TeacherLM(tok.get_vocab_size(), config.data.seq_len, tc.n_embd, tc.n_layer, tc.n_head)
-    fit(teacher, teacher_loss, TokenDataset(ids), _with_progress(tc.train, progress), teacher_dir)
-    return teacher_dir
+    return fit(teacher, teacher_loss, TokenDataset(ids), tc.train, out / "teacher", resume=resume)
 
 
 def _train_masked(
-    config: TextConfig, out: Path, ids: Tensor, train: list[Example], tok: Tokenizer, progress: bool
-) -> TrainedPaths:
-    """model.kind = masked: one conditional MaskedDiffusionNet (no separate classifier), then the teacher LM."""
+    config: TextConfig, out: Path, ids: Tensor, train: list[Example], tok: Tokenizer, resume: bool | None
+) -> TrainResult:
+    """model.kind = masked: one conditional MaskedDiffusionNet (no separate classifier)."""
     m, mk = config.model, config.masked
     labels = label_names(train) if mk.conditional else []
+    seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
     net = MaskedDiffusionNet(
         tok.get_vocab_size(),
         config.data.seq_len,
@@ -199,15 +227,8 @@ def _train_masked(
     process = make_process(net, mk.schedule)
     loss = masked_loss(process, mk.loss, mk.d3pm_steps, mk.d3pm_hybrid, mk.cond_dropout)
     data = TokenDataset(ids, multi_hot(train, labels)) if labels else TokenDataset(ids)
-    meta = {"kind": "masked", "masked_schedule": mk.schedule, "seq_len": config.data.seq_len}
-    fit(net, loss, data, _with_progress(config.train, progress), out, metadata=meta)
-    return TrainedPaths(out, None, _train_teacher(config, out, ids, tok, progress))
-
-
-def _with_progress(cfg, progress: bool):
-    from dataclasses import replace
-
-    return replace(cfg, progress=cfg.progress and progress)
+    meta = {"kind": "masked", "seq_len": config.data.seq_len}
+    return fit(net, loss, data, config.train, out, resume=resume, metadata=meta, run_config=config)
 
 
 def teacher_loss(model: nn.Module, ids: Tensor) -> Tensor:
@@ -241,13 +262,14 @@ def train_classifier(
     labels: list[str],
     config: TextConfig,
     out_dir: Path,
-    progress: bool = True,
-) -> Path:
+    *,
+    resume: bool | None = None,
+) -> TrainResult:
     """Fit the time-aware attribute classifier on the (frozen) word vectors of the trained diffusion model."""
     c = config.classifier
+    seed_everything(c.train.seed)
     model = AttributeClassifier(
         labels, config.model.embed_dim, config.data.seq_len, c.hidden_size, c.num_layers, c.kernel_size
     )
     table = diffusion.embedding.weight.detach().clone()
-    fit(model, classifier_loss(table, schedule), TokenDataset(ids, y), _with_progress(c.train, progress), out_dir)
-    return out_dir
+    return fit(model, classifier_loss(table, schedule), TokenDataset(ids, y), c.train, out_dir, resume=resume)
