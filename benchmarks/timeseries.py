@@ -32,27 +32,29 @@ import torch
 
 from omnidiffusion.timeseries.data import Scaler, as_array, load_bundled, make_windows, time_split
 from omnidiffusion.timeseries.estimator import CSDIEstimator
-from omnidiffusion.timeseries.evaluation import _Naive, score_imputation
-from omnidiffusion.timeseries.forecasting import gluonts_scores, rolling_dataset, table_to_dataset
+from omnidiffusion.timeseries.evaluation import score_imputation
+from omnidiffusion.timeseries.forecasting import SeasonalNaive, gluonts_scores, rolling_dataset, table_to_dataset
 from omnidiffusion.timeseries.panel import PANEL, load_panel
-from omnidiffusion.timeseries.pipeline import Imputer, load_settings, train_imputer
+from omnidiffusion.timeseries.pipeline import Imputer
+from omnidiffusion.timeseries.settings import load_timeseries_config
+from omnidiffusion.timeseries.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (0.1, 0.5, 0.9)
 
 
 def imputation(args, work: Path) -> dict:
-    settings = load_settings("default", args.set)
+    config = load_timeseries_config("default", args.set)
     t0 = time.perf_counter()
-    result = train_imputer(settings, work / "imputer", resume=False)
+    result = train(config, work / "imputer", resume=False)
     train_s = time.perf_counter() - t0
     imputer = Imputer.from_pretrained(work / "imputer")
     frame = load_bundled("macrodata")
     values, observed = as_array(frame)
-    split = time_split(len(frame), settings.data.train_fraction)
+    split = time_split(len(frame), config.data.train_fraction)
     scaler = Scaler.fit(values[:split], observed[:split])
     z = scaler.transform(values, observed)
-    test = make_windows(z[split:], observed[split:], settings.data.window, args.test_stride)
+    test = make_windows(z[split:], observed[split:], config.data.window, args.test_stride)
     sweep = (("ddpm", 50), *(("dpm++2m", s) for s in args.dpm_steps))  # first seed: every step count
     rows, t1 = [], time.perf_counter()
     for rate in RATES:
@@ -71,7 +73,7 @@ def imputation(args, work: Path) -> dict:
         "test_windows": int(test["values"].shape[0]),
         "train_rows": split,
         "rows": rows,
-        "settings": {"model": vars(settings.model), "data": vars(settings.data), "train_steps": settings.train.steps},
+        "settings": {"model": vars(config.model), "data": vars(config.data), "train_steps": config.train.steps},
     }
 
 
@@ -83,16 +85,16 @@ def panel(args, work: Path, results: Path) -> dict:
     for name in names:
         t0, c0 = time.perf_counter(), time.process_time()
         frame = load_bundled("macrodata") if name == "macrodata" else load_panel(name)
-        settings = load_settings("default", args.set)
-        settings.train.progress = False
-        result = train_imputer(settings, work / name, table=frame, resume=False)
+        config = load_timeseries_config("default", args.set)
+        config.train.progress = False
+        result = train(config, work / name, table=frame, resume=False)
         train_s, train_c = time.perf_counter() - t0, time.process_time() - c0
         imputer = Imputer.from_pretrained(work / name)
         values, observed = as_array(frame)
-        split = time_split(len(frame), settings.data.train_fraction)
+        split = time_split(len(frame), config.data.train_fraction)
         scaler = Scaler.fit(values[:split], observed[:split])
         z = scaler.transform(values, observed)
-        L = settings.data.window
+        L = config.data.window
         start = split - L // 2  # official CSDI protocol: test windows from t_train - L/2, stride 1
         test = make_windows(z[start:], observed[start:], L, 1)
         rows = []
@@ -116,7 +118,7 @@ def panel(args, work: Path, results: Path) -> dict:
         }
         path.write_text(json.dumps({"panel": out, "partial": True}, indent=2, default=float) + "\n")
         print(name, summarise(rows).round(3).to_string(), flush=True)
-    out["settings"] = {"model": vars(load_settings("default", args.set).model)}
+    out["settings"] = {"model": vars(load_timeseries_config("default", args.set).model)}
     return out
 
 
@@ -193,16 +195,16 @@ def panel_markdown(record: dict) -> str:
 
 
 def forecasting(args, work: Path) -> dict:
-    settings = load_settings("forecast", args.set_forecast)
+    config = load_timeseries_config("forecast", args.set_forecast)
     frame = load_bundled("macrodata")
     values, observed = as_array(frame)
-    split = time_split(len(frame), settings.data.train_fraction)
+    split = time_split(len(frame), config.data.train_fraction)
     scaler = Scaler.fit(values[:split], observed[:split])
     zframe = pd.DataFrame(scaler.transform(values), index=frame.index, columns=frame.columns)
-    train_ds, _ = table_to_dataset(zframe, settings.data.train_fraction)
-    H = settings.task.horizon
+    train_ds, _ = table_to_dataset(zframe, config.data.train_fraction)
+    H = config.task.horizon
     t0 = time.perf_counter()
-    predictor = CSDIEstimator(H, settings.data.window - H, settings, out_dir=work / "forecaster").train(train_ds)
+    predictor = CSDIEstimator(H, config.data.window - H, config, out_dir=work / "forecaster").train(train_ds)
     train_s = time.perf_counter() - t0
     ends = list(range(split + H, len(frame) + 1, H))  # every forecast window lies in the test part
     test_ds = rolling_dataset(zframe, ends)
@@ -211,17 +213,17 @@ def forecasting(args, work: Path) -> dict:
     out = {}
     t1 = time.perf_counter()
     for method, steps in (("ddpm", 50), ("dpm++2m", 10)):
-        predictor.settings.sampler.method, predictor.settings.sampler.steps = method, steps
+        predictor.config.sampler.method, predictor.config.sampler.steps = method, steps
         fc, ts = make_evaluation_predictions(test_ds, predictor, num_samples=args.samples)
         out[f"csdi {method} {steps}"] = gluonts_scores(list(fc), list(ts), True)
-    fc, ts = make_evaluation_predictions(test_ds, _Naive(H, 4), num_samples=1)
+    fc, ts = make_evaluation_predictions(test_ds, SeasonalNaive(H, 4), num_samples=1)
     out["seasonal naive (4)"] = gluonts_scores(list(fc), list(ts), True)
     return {
         "train_seconds": train_s,
         "sample_seconds": time.perf_counter() - t1,
         "origins": len(ends),
         "horizon": H,
-        "context": settings.data.window - H,
+        "context": config.data.window - H,
         "scores": out,
     }
 
@@ -286,15 +288,15 @@ def markdown(report: dict) -> str:
 def gpu_paper_scale(args) -> None:
     """Train the paper-scale config for --seconds on the device, then time one sampling batch."""
     device = torch.device(args.device if args.device != "cuda" or torch.cuda.is_available() else "cpu")
-    settings = load_settings("paper")
+    config = load_timeseries_config("paper")
     frame = load_bundled("macrodata")
     values, observed = as_array(frame)
     scaler = Scaler.fit(values, observed)
-    windows = make_windows(scaler.transform(values, observed), observed, settings.data.window, 1)
-    net = settings.build_net(values.shape[1]).to(device)
-    task = settings.build_task()
-    opt = torch.optim.Adam(net.parameters(), lr=settings.train.lr, weight_decay=1e-6)
-    B = settings.train.batch_size
+    windows = make_windows(scaler.transform(values, observed), observed, config.data.window, 1)
+    net = config.build_net(values.shape[1]).to(device)
+    task = config.build_task()
+    opt = torch.optim.Adam(net.parameters(), lr=config.train.lr, weight_decay=1e-6)
+    B = config.train.batch_size
     n = windows["values"].shape[0]
     steps, t0 = 0, time.perf_counter()
     if device.type == "cuda":
@@ -312,7 +314,7 @@ def gpu_paper_scale(args) -> None:
         torch.cuda.synchronize(device)
     train_s = time.perf_counter() - t0
     net.eval()
-    n_samples = settings.sampler.n_samples
+    n_samples = config.sampler.samples
     if device.type == "cpu":  # the CPU check only exercises the code path
         B, n_samples = 2, 4
     values_b = windows["values"][:B].to(device)
@@ -327,7 +329,7 @@ def gpu_paper_scale(args) -> None:
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "params": sum(p.numel() for p in net.parameters()),
-        "batch_size": settings.train.batch_size,
+        "batch_size": config.train.batch_size,
         "train_steps": steps,
         "train_steps_per_s": steps / train_s,
         "samples_per_s": rates,
@@ -335,7 +337,7 @@ def gpu_paper_scale(args) -> None:
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "amp": "bf16" if device.type == "cuda" else "none",
         "config": "paper",
-        "settings": {"model": vars(settings.model), "diffusion": vars(settings.diffusion)},
+        "settings": {"model": vars(config.model), "schedule": vars(config.schedule)},
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

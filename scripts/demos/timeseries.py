@@ -18,8 +18,10 @@ from demos.section import SectionResult, torch_threads
 from omnidiffusion.timeseries.data import Scaler, as_array, load_bundled, make_windows, time_split
 from omnidiffusion.timeseries.evaluation import score_imputation
 from omnidiffusion.timeseries.masks import fixed_rate_mask
-from omnidiffusion.timeseries.pipeline import Imputer, load_settings, train_imputer
+from omnidiffusion.timeseries.pipeline import Imputer
 from omnidiffusion.timeseries.plots import fan_chart
+from omnidiffusion.timeseries.settings import load_timeseries_config
+from omnidiffusion.timeseries.training import train
 
 TITLE = "Time series: CSDI imputation of macro-economic series"
 DESCRIPTION = """
@@ -41,9 +43,9 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     t0 = time.perf_counter()
     overrides = ["train.progress=false"] + (["train.steps=6", "data.stride=4"] if quick else ["train.steps=700"])
-    settings = load_settings("tiny" if quick else "default", overrides)
-    settings.data.window = 16
-    trained = train_imputer(settings, out_dir / "train", resume=None)
+    config = load_timeseries_config("tiny" if quick else "default", overrides)
+    config.data.window = 16
+    trained = train(config, out_dir / "train", resume=None)
     imputer = Imputer.from_pretrained(out_dir / "train")
     train_time = time.perf_counter() - t0
 

@@ -2,7 +2,8 @@
 
 The models are tiny untrained CSDINets saved once per module (no training): every case here is refused before
 or instead of sampling, except the controls, which check that the valid neighbours of the refused values still
-run (None still means the checkpoint's setting, 1 is still a valid count).
+run (None still means the checkpoint's setting, 1 is still a valid count). Sampler values are `--set sampler.*`
+on the command line (the stored run config + --set), never flags of their own.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import pandas as pd
 import pytest
 import torch
 
-from omnidiffusion.core.config import to_dict
-from omnidiffusion.core.io import save_pretrained
-from omnidiffusion.timeseries.cli import build_cli
+from omnidiffusion.core.io import save_pretrained, save_run_config
+from omnidiffusion.timeseries.cli import cli as timeseries_cli
 from omnidiffusion.timeseries.data import Scaler
 from omnidiffusion.timeseries.estimator import CSDIEstimator, CSDIPredictor
 from omnidiffusion.timeseries.evaluation import evaluate_forecast, evaluate_imputation
-from omnidiffusion.timeseries.pipeline import Imputer, load_settings
+from omnidiffusion.timeseries.pipeline import Imputer
+from omnidiffusion.timeseries.settings import load_timeseries_config
 
 K, T, H = 3, 24, 2  # features, rows of the test table, forecast horizon (tiny config: window 8)
 
@@ -40,14 +41,12 @@ def env(tmp_path_factory):
     values = frame.to_numpy()
     scaler = Scaler.fit(values, np.ones_like(values, dtype=bool))
     torch.manual_seed(0)
-    imp_settings = load_settings("tiny")
-    save_pretrained(
-        imp_settings.build_net(K),
-        root / "imp",
-        metadata={"kind": "csdi-imputer", "scaler": scaler.to_dict(), "settings": to_dict(imp_settings)},
-    )
-    fc_settings = load_settings("tiny", ["task.task=forecast", f"task.horizon={H}"])
-    CSDIPredictor(fc_settings.build_net(K), scaler, H, 8 - H, fc_settings).save_pretrained(root / "fc")
+    imp_config = load_timeseries_config("tiny")
+    meta = {"kind": "csdi-imputer", "scaler": scaler.to_dict()}
+    save_pretrained(imp_config.build_net(K), root / "imp", metadata=meta)
+    save_run_config(root / "imp", imp_config)
+    fc_config = load_timeseries_config("tiny", ["task.task=forecast", f"task.horizon={H}"])
+    CSDIPredictor(fc_config.build_net(K), scaler, H, 8 - H, fc_config).save_pretrained(root / "fc")
     csv = {"good": frame}
     csv["allnan"] = frame.assign(b=np.nan)
     csv["inf"] = frame.assign(a=frame["a"].where(frame.index != frame.index[3], np.inf))
@@ -64,7 +63,7 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cli():
-    return build_cli()
+    return timeseries_cli
 
 
 def _evaluate(env, *extra):
@@ -72,7 +71,7 @@ def _evaluate(env, *extra):
 
 
 def _evaluate_forecast(env, *extra):
-    return ["evaluate", "--checkpoint", env / "fc", "--csv", env / "good.csv", "--task", "forecast", *extra]
+    return ["evaluate", "--checkpoint", env / "fc", "--csv", env / "good.csv", *extra]
 
 
 CLI_CASES = [
@@ -82,18 +81,29 @@ CLI_CASES = [
         for r in ("0", "1", "1.5", "-0.1", "nan")
     ],
     *[(f"stride {s}", lambda e, s=s: _evaluate(e, "--stride", s), ("--stride", "integer >= 1")) for s in ("0", "-1")],
-    ("seed -1", lambda e: _evaluate(e, "--seed", "-1"), ("--seed", "integer >= 0")),
+    ("seed -1", lambda e: _evaluate(e, "--set", "sampler.seed=-1"), ("sampler.seed", "integer >= 0")),
+    ("seed flag", lambda e: _evaluate(e, "--seed", "1"), ("unrecognized arguments: --seed",)),
+    ("steps flag", lambda e: _evaluate(e, "--steps", "1"), ("unrecognized arguments: --steps",)),
     *[
         (f"windows {w}", lambda e, w=w: _evaluate_forecast(e, "--windows", w), ("--windows", "integer >= 1"))
         for w in ("0", "-1")
     ],
     ("windows too many", lambda e: _evaluate_forecast(e, "--windows", "50"), ("--windows", f"more than {50 * H} rows")),
     ("season 0", lambda e: _evaluate_forecast(e, "--season", "0"), ("--season", "integer >= 1")),
-    ("horizon mismatch", lambda e: _evaluate_forecast(e, "--horizon", "3"), ("--horizon", f"prediction length {H}")),
+    (
+        "horizon mismatch",
+        lambda e: _evaluate_forecast(e, "--set", "task.horizon=3"),
+        ("task.horizon", f"prediction length {H}"),
+    ),
+    (
+        "config beside checkpoint",
+        lambda e: _evaluate(e, "--config", "tiny"),
+        ("--config", "not used with --checkpoint"),
+    ),
     ("device gpu", lambda e: _evaluate(e, "--device", "gpu"), ("--device", "auto, cpu, cuda or cuda:N", "'gpu'")),
     *[
         (f"sampler.{k}=0", lambda e, k=k: _evaluate(e, "--set", f"sampler.{k}=0"), (f"sampler.{k}", "integer >= 1"))
-        for k in ("steps", "n_samples", "batch_size")
+        for k in ("steps", "samples", "batch_size")
     ],
     ("sampler.method", lambda e: _evaluate(e, "--set", "sampler.method=bogus"), ("sampler.method", "ddpm", "bogus")),
     ("csv missing", lambda e: _evaluate(e)[:3] + ["--csv", e / "nope.csv"], ("--csv", "no such file", "nope.csv")),
@@ -125,9 +135,9 @@ CLI_CASES = [
         ("--checkpoint", "forecaster", "use `forecast`"),
     ),
     (
-        "evaluate a forecaster",
-        lambda e: _evaluate(e)[:1] + ["--checkpoint", e / "fc"] + _evaluate(e)[3:],
-        ("--checkpoint",),
+        "forecast with an imputer",
+        lambda e: ["forecast", "--checkpoint", e / "imp", "--csv", e / "good.csv", "--out", e / "o.csv"],
+        ("--checkpoint", "imputer", "use `impute`"),
     ),
     (
         "out folder missing",
@@ -204,10 +214,10 @@ def test_cli_good_neighbours_still_run(cli, env, capsys):
                     "0.1",
                     "--stride",
                     "1",
-                    "--seed",
-                    "0",
                     "--set",
-                    "sampler.n_samples=1",
+                    "sampler.seed=0",
+                    "--set",
+                    "sampler.samples=1",
                     "--device",
                     "cpu",
                 )
@@ -215,7 +225,8 @@ def test_cli_good_neighbours_still_run(cli, env, capsys):
         )
         == 0
     )
-    argv = _evaluate_forecast(env, "--windows", "1", "--season", "1", "--horizon", str(H), "--set", "sampler.steps=1")
+    sets = ["--set", f"task.horizon={H}", "--set", "sampler.steps=1"]
+    argv = _evaluate_forecast(env, "--windows", "1", "--season", "1", *sets)
     assert cli.main([str(a) for a in argv]) == 0
     out = env / "filled.csv"
     argv = ["impute", "--checkpoint", env / "imp", "--csv", env / "allnan.csv", "--out", out, "--device", "cpu"]
@@ -286,10 +297,10 @@ def test_impute_refuses_bad_tables(imputer, data, fragments):
 
 def test_impute_none_means_the_checkpoint_setting(imputer):
     frame = _gappy()
-    s = imputer.settings.sampler
+    s = imputer.config.sampler
     result = imputer.impute(frame)
-    assert result.samples.shape == (s.n_samples, T, K)
-    again = imputer.impute(frame, n_samples=s.n_samples, steps=s.steps, seed=s.seed, method=s.method)
+    assert result.samples.shape == (s.samples, T, K)
+    again = imputer.impute(frame, n_samples=s.samples, steps=s.steps, seed=s.seed, method=s.method)
     np.testing.assert_array_equal(result.samples, again.samples)
     assert imputer.impute(frame, n_samples=1, steps=1, seed=0).samples.shape == (1, T, K)
 
@@ -320,8 +331,8 @@ def _entry(target) -> dict:
         (lambda p: p.predict([_entry(np.zeros((K + 1, 12)))]), ("dataset", f"trained on {K} features")),
         (lambda p: p.predict([_entry(np.zeros((1, K, 12)))]), ("dataset", "(T,) or (K, T)")),
         (lambda p: p.predict([{"target": np.zeros((K, 12))}]), ("dataset", "'start'")),
-        (lambda p: CSDIPredictor(p.net, p.scaler, H, 6, p.settings, batch_entries=0), ("batch_entries",)),
-        (lambda p: CSDIPredictor(p.net, p.scaler, 0, 6, p.settings), ("prediction_length", "integer >= 1")),
+        (lambda p: CSDIPredictor(p.net, p.scaler, H, 6, p.config, batch_entries=0), ("batch_entries",)),
+        (lambda p: CSDIPredictor(p.net, p.scaler, 0, 6, p.config), ("prediction_length", "integer >= 1")),
         (lambda p: CSDIEstimator(True), ("prediction_length", "True")),
         (lambda p: CSDIEstimator(2, context_length=2.5), ("context_length", "2.5")),
         (lambda p: CSDIEstimator(2, stride=0), ("stride", "integer >= 1")),
@@ -373,9 +384,9 @@ def test_evaluate_imputation_refuses_bad_arguments(imputer, kwargs, fragments):
 
 @pytest.mark.parametrize("cls", [Imputer, CSDIPredictor])
 def test_from_pretrained_on_a_missing_or_empty_folder(cls, tmp_path):
-    with pytest.raises(FileNotFoundError, match="directory: no such folder"):
+    with pytest.raises(FileNotFoundError, match="nope: no such directory"):
         cls.from_pretrained(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="config.json: no such file"):
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
         cls.from_pretrained(tmp_path)
 
 
@@ -388,18 +399,22 @@ def test_from_pretrained_on_a_missing_or_empty_folder(cls, tmp_path):
         ("data.window=1", ("data.window", "integer >= 2")),
         ("data.train_fraction=0", ("data.train_fraction", "(0, 1]")),
         ("task.forecast_share=1.5", ("task.forecast_share", "[0, 1]")),
-        ("diffusion.beta_end=2", ("diffusion.beta_end", "(0, 1]")),
+        ("schedule.beta_end=2", ("schedule.beta_end", "(0, 1]")),
+        ("schedule.timesteps=0", ("schedule.timesteps", "integer >= 1")),
+        ("sampler.samples=0", ("sampler.samples", "integer >= 1")),
+        ("diffusion.n_steps=5", ("diffusion",)),
+        ("sampler.n_samples=5", ("n_samples",)),
         ("model.time_dim=1", ("model.time_dim", "integer >= 2")),
     ],
 )
-def test_settings_refuse_bad_values(override, fragments):
+def test_config_refuses_bad_values(override, fragments):
     with pytest.raises(ValueError) as e:
-        load_settings("tiny", [override])
+        load_timeseries_config("tiny", [override])
     assert all(f in str(e.value) for f in fragments), str(e.value)
 
 
-def test_settings_check_heads_against_channels_at_build_time_not_per_override():
-    settings = load_settings("tiny", ["model.heads=3", "model.channels=6"])  # 8 % 3 != 0 only halfway
-    assert settings.build_net(K).n_features == K
+def test_config_checks_heads_against_channels_at_build_time_not_per_override():
+    config = load_timeseries_config("tiny", ["model.heads=3", "model.channels=6"])  # 8 % 3 != 0 only halfway
+    assert config.build_net(K).n_features == K
     with pytest.raises(ValueError, match=r"model.heads: expected a divisor of model.channels = 8, got 3"):
-        load_settings("tiny", ["model.heads=3"]).build_net(K)
+        load_timeseries_config("tiny", ["model.heads=3"]).build_net(K)

@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omnidiffusion.timeseries.cli import main
+from omnidiffusion.core.io import load_run_config
+from omnidiffusion.timeseries.cli import cli
 from omnidiffusion.timeseries.data import as_array, load_bundled, make_windows, read_csv
-from omnidiffusion.timeseries.pipeline import Imputer, load_settings, train_imputer
+from omnidiffusion.timeseries.pipeline import Imputer
+from omnidiffusion.timeseries.settings import TimeseriesConfig, load_timeseries_config
+from omnidiffusion.timeseries.training import train
+
+main = cli.main
 
 
 def test_bundled_tables():
@@ -48,6 +53,10 @@ def test_cli_train_writes_a_loadable_checkpoint_and_resumes(imputer_dir, capsys)
     assert (imputer_dir / "checkpoint" / "latest.json").is_file()
     imputer = Imputer.from_pretrained(imputer_dir)
     assert imputer.window == 8
+    stored, tiny = load_run_config(imputer_dir, TimeseriesConfig), load_timeseries_config("tiny")
+    assert stored == imputer.config and stored.train.device == "cpu"  # --device auto, resolved on this machine
+    assert (stored.schedule, stored.sampler, stored.model, stored.data) == (tiny.schedule, tiny.sampler, tiny.model,
+                                                                             tiny.data)  # fmt: skip
     # A second call with more steps resumes from the checkpoint instead of starting over.
     assert main(["train", "--config", "tiny", "--set", "train.steps=6", "--out", str(imputer_dir)]) == 0
     log = (imputer_dir / "log.csv").read_text().splitlines()
@@ -106,10 +115,10 @@ def test_cli_impute_and_evaluate(imputer_dir, tmp_path, capsys):
                 str(csv),
                 "--missing-rate",
                 "0.5",
-                "--seed",
-                "3",
                 "--set",
-                "sampler.n_samples=4",
+                "sampler.seed=3",
+                "--set",
+                "sampler.samples=4",
             ]
         )
         == 0
@@ -118,7 +127,8 @@ def test_cli_impute_and_evaluate(imputer_dir, tmp_path, capsys):
     assert set(report) == {"model", "baselines", "protocol"}
     assert {"linear interpolation", "mean imputation"} <= set(report["baselines"])
     assert report["baselines"]["mean imputation"]["crps"] == pytest.approx(1.0, abs=0.6)
-    assert report["protocol"]["missing_rate"] == 0.5 and report["protocol"]["n_samples"] == 4
+    assert report["protocol"]["missing_rate"] == 0.5 and report["protocol"]["samples"] == 4
+    assert report["protocol"]["seed"] == 3
     assert main(["evaluate", "--checkpoint", str(imputer_dir), "--csv", str(tmp_path / "nope.csv")]) == 2
 
 
@@ -143,14 +153,10 @@ def test_cli_forecast_train_forecast_and_evaluate(tmp_path, capsys):
                 str(out),
                 "--csv",
                 str(csv),
-                "--task",
-                "forecast",
-                "--horizon",
-                "2",
                 "--windows",
                 "3",
                 "--set",
-                "sampler.n_samples=4",
+                "sampler.samples=4",
             ]
         )
         == 0
@@ -159,9 +165,47 @@ def test_cli_forecast_train_forecast_and_evaluate(tmp_path, capsys):
     assert "crps_sum" in report["model"] and "seasonal naive (4)" in report["baselines"]
 
 
-def test_settings_reject_unknown_keys():
+def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="bogus"):
-        load_settings("tiny", ["model.bogus=1"])
+        load_timeseries_config("tiny", ["model.bogus=1"])
     with pytest.raises(FileNotFoundError):
-        load_settings("no-such-config")
-    assert train_imputer is not None
+        load_timeseries_config("no-such-config")
+    assert train is not None
+
+
+def test_a_checkpoint_from_before_run_config_still_loads(imputer_dir, tmp_path, capsys):
+    """Older checkpoints kept their settings in config.json's metadata, under the old key names."""
+    import shutil
+
+    from omnidiffusion.core.config import to_dict
+    from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained
+
+    old = tmp_path / "old"
+    shutil.copytree(imputer_dir, old)
+    (old / "run_config.json").unlink()
+    config = load_run_config(imputer_dir, TimeseriesConfig)
+    settings = to_dict(config)
+    schedule = settings.pop("schedule")
+    settings["diffusion"] = {"n_steps": schedule["timesteps"], "beta_start": schedule["beta_start"],
+                             "beta_end": schedule["beta_end"]}  # fmt: skip
+    settings["sampler"]["n_samples"] = settings["sampler"].pop("samples")
+    meta = {**read_pretrained_config(imputer_dir)["metadata"], "settings": settings}
+    save_pretrained(load_pretrained(imputer_dir), old, metadata=meta)
+    assert Imputer.from_pretrained(old).config == config
+    frame = load_bundled("macrodata").iloc[:16]
+    gappy = frame.mask(np.random.default_rng(0).random(frame.shape) < 0.3)
+    a = Imputer.from_pretrained(old).impute(gappy, n_samples=2).samples
+    np.testing.assert_array_equal(a, Imputer.from_pretrained(imputer_dir).impute(gappy, n_samples=2).samples)
+    csv = tmp_path / "gappy.csv"
+    gappy.to_csv(csv)
+    for ckpt in (old, imputer_dir):  # the CLI starts from the stored settings, then --set
+        argv = ["impute", "--checkpoint", str(ckpt), "--csv", str(csv), "--out", str(tmp_path / f"{ckpt.name}.csv"),
+                "--set", "sampler.samples=2"]  # fmt: skip
+        assert main(argv) == 0
+    assert (tmp_path / "old.csv").read_text() == (tmp_path / f"{imputer_dir.name}.csv").read_text()
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help(command, capsys):
+    assert cli.main([command, "--help"]) == 0
+    assert "--set" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from gluonts.model.forecast import SampleForecast
 
 from omnidiffusion.timeseries import metrics
 from omnidiffusion.timeseries.estimator import CSDIEstimator, CSDIPredictor
-from omnidiffusion.timeseries.pipeline import load_settings
+from omnidiffusion.timeseries.settings import load_timeseries_config
 
 Q19 = metrics.QUANTILES
 
@@ -22,9 +22,9 @@ def trained(tmp_path_factory):
     t = np.arange(60)
     target = np.stack([np.sin(t / 3) + 0.1 * rng.normal(size=60), np.cos(t / 3) + 5.0])  # (K=2, T)
     ds = ListDataset([{"start": "2020-01-01", "target": target}], freq="D", one_dim_target=False)
-    settings = load_settings("tiny", ["train.steps=6", "sampler.n_samples=8"])
+    config = load_timeseries_config("tiny", ["train.steps=6", "sampler.samples=8"])
     out = tmp_path_factory.mktemp("csdi")
-    predictor = CSDIEstimator(prediction_length=3, context_length=6, settings=settings, out_dir=out).train(ds)
+    predictor = CSDIEstimator(prediction_length=3, context_length=6, config=config, out_dir=out).train(ds)
     return predictor, ds, out
 
 
@@ -50,8 +50,8 @@ def test_univariate_gluonts_artificial_dataset_and_evaluator():
     from omnidiffusion.timeseries.forecasting import artificial
 
     train, ds = artificial(num_series=3, prediction_length=2, length=(30, 40))
-    settings = load_settings("tiny", ["train.steps=3", "sampler.n_samples=5"])
-    predictor = CSDIEstimator(prediction_length=2, context_length=4, settings=settings).train(train)
+    config = load_timeseries_config("tiny", ["train.steps=3", "sampler.samples=5"])
+    predictor = CSDIEstimator(prediction_length=2, context_length=4, config=config).train(train)
     forecasts, tss = make_evaluation_predictions(ds, predictor, num_samples=5)
     forecasts = list(forecasts)
     assert [f.samples.shape for f in forecasts] == [(5, 2)] * 3
@@ -83,6 +83,6 @@ def test_save_load_round_trip_gives_identical_forecasts(trained, tmp_path):
 def test_estimator_rejects_bad_input():
     with pytest.raises(ValueError, match="prediction_length"):
         CSDIEstimator(prediction_length=0)
-    est = CSDIEstimator(prediction_length=2, settings=load_settings("tiny"))
+    est = CSDIEstimator(prediction_length=2, config=load_timeseries_config("tiny"))
     with pytest.raises(ValueError, match="same number of features"):
         est.train([{"start": "2020", "target": np.zeros((2, 30))}, {"start": "2020", "target": np.zeros((3, 30))}])

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from omnidiffusion.timeseries import masks, metrics
-from omnidiffusion.timeseries.pipeline import Imputer, load_settings, train_imputer, validation_message
+from omnidiffusion.timeseries.pipeline import Imputer
 from omnidiffusion.timeseries.selection import RATES, choose, validation_starts
+from omnidiffusion.timeseries.settings import load_timeseries_config
 from omnidiffusion.timeseries.task import calibrate
+from omnidiffusion.timeseries.training import train, validation_message
 
 TINY = ["train.steps=12", "train.ckpt_every=6", "train.log_every=6", "data.window=8", "data.stride=1"]
 
@@ -65,8 +67,8 @@ def _lines(T=60, K=3, seed=0):
 @pytest.fixture(scope="module")
 def selected(tmp_path_factory):
     out = tmp_path_factory.mktemp("sel")
-    settings = load_settings("tiny", [*TINY, "data.val_fraction=0.25", "sampler.n_samples=8"])
-    result = train_imputer(settings, out, table=_lines())
+    config = load_timeseries_config("tiny", [*TINY, "data.val_fraction=0.25", "sampler.samples=8"])
+    result = train(config, out, table=_lines())
     return out, result
 
 
@@ -79,7 +81,7 @@ def test_train_selects_on_validation_and_reports_it(selected):
     history = (out / "validation.json").read_text()
     assert '"step": 6' in history and '"step": 12' in history
     imputer = Imputer.from_pretrained(out)
-    assert (imputer.settings.sampler.median_share, imputer.settings.sampler.spread) == (v["median_share"], v["spread"])
+    assert (imputer.config.sampler.median_share, imputer.config.sampler.spread) == (v["median_share"], v["spread"])
     message = validation_message(v)
     assert ("beats linear interpolation" in message) == v["beats_linear"]
     if not v["beats_linear"]:
@@ -104,14 +106,14 @@ def test_median_is_exact_where_linear_interpolation_is(selected):
 
 
 def test_cli_train_prints_the_validation_summary(tmp_path, capsys):
-    from omnidiffusion.timeseries.cli import main
+    from omnidiffusion.timeseries.cli import cli
 
     csv = tmp_path / "lines.csv"
     _lines().to_csv(csv, index=False)
     args = ["train", "--config", "tiny", "--out", str(tmp_path / "run"), "--set", f"data.source={csv}"]
-    for s in [*TINY, "data.val_fraction=0.25", "sampler.n_samples=4"]:
+    for s in [*TINY, "data.val_fraction=0.25", "sampler.samples=4"]:
         args += ["--set", s]
-    assert main(args) == 0
+    assert cli.main(args) == 0
     text = capsys.readouterr().out
     assert "validation rows 32-41: selected step" in text and "CRPS ours vs linear interpolation" in text
 
@@ -126,8 +128,8 @@ def test_gluonts_serde_round_trip_and_backtest(tmp_path):
     rng = np.random.default_rng(0)
     t = np.arange(40)
     uni = ListDataset([{"start": "2020-01-01", "target": np.sin(t / 3) + 0.1 * rng.normal(size=40) + 2.0}], freq="D")
-    settings = load_settings("tiny", ["train.steps=4", "sampler.n_samples=6"])
-    predictor = CSDIEstimator(prediction_length=3, context_length=5, settings=settings).train(uni)
+    config = load_timeseries_config("tiny", ["train.steps=4", "sampler.samples=6"])
+    predictor = CSDIEstimator(prediction_length=3, context_length=5, config=config).train(uni)
     path = tmp_path / "serde"
     path.mkdir()
     predictor.serialize(path)
@@ -147,7 +149,7 @@ def test_gluonts_serde_round_trip_and_backtest(tmp_path):
         freq="D",
         one_dim_target=False,
     )
-    mp = CSDIEstimator(prediction_length=3, context_length=5, settings=settings).train(multi)
+    mp = CSDIEstimator(prediction_length=3, context_length=5, config=config).train(multi)
     (tmp_path / "m").mkdir()
     mp.serialize(tmp_path / "m")
     reloaded = Predictor.deserialize(tmp_path / "m", device="cpu")

@@ -3,5 +3,6 @@
 Submodules: data (CSV/DataFrame, windows, normalisation, bundled demo data), masks (training and evaluation
 masks), models (the CSDI network), task (conditioning, loss, sampling through core), metrics (CRPS, CRPS-sum,
 MAE, RMSE, coverage), baselines, estimator (gluonts CSDIEstimator / CSDIPredictor), selection (validation
-inside `train`), panel (the evaluation tables), pipeline (Imputer), cli.
+inside `train`), panel (the evaluation tables), settings (the config tree, TimeseriesConfig), training
+(`train`), evaluation, pipeline (Imputer, load_model), cli.
 """

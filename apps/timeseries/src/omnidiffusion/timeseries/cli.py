@@ -4,143 +4,83 @@
     omnidiffusion-timeseries train --config forecast --out runs/fc                    # forecaster (gluonts)
     omnidiffusion-timeseries impute --checkpoint runs/macro --csv gaps.csv --out filled.csv --plot fan.png
     omnidiffusion-timeseries forecast --checkpoint runs/fc --csv history.csv --out next.csv --plot fan.png
-    omnidiffusion-timeseries evaluate --checkpoint runs/macro --csv table.csv --missing-rate 0.5 --seed 0
-    omnidiffusion-timeseries evaluate --checkpoint runs/fc --csv table.csv --task forecast --horizon 4
+    omnidiffusion-timeseries evaluate --checkpoint runs/macro --csv table.csv --missing-rate 0.5
+    omnidiffusion-timeseries evaluate --checkpoint runs/fc --csv table.csv --windows 8 --set sampler.seed=1
 
-`impute`, `forecast` and `evaluate` take their sampler settings from the checkpoint; `--set sampler.x=...`
-(or a TOML file with a [sampler] table) overrides them. They run on `--device` (auto: cuda when available).
+`impute`, `forecast` and `evaluate` start from the config `train` stored in the checkpoint (run_config.json);
+`--set sampler.steps=50` (or any other key) changes it for one run. `evaluate` scores the kind of model the
+checkpoint holds (task.task) and seeds its mask with sampler.seed (the samples with sampler.seed + 1).
 Bad input ends a command with one line `omnidiffusion-timeseries CMD: error: ...` on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from omnidiffusion.core.cli import AppCLI, add_device_argument, as_flags, count_arg, number_arg, output_file, print_json
-from omnidiffusion.core.io import read_pretrained_config
+from omnidiffusion.core.cli import AppCLI, as_flags, count_arg, number_arg, output_file, print_json
+from omnidiffusion.core.io import has_run_config
+from omnidiffusion.core.training import is_main_process
 
+from .data import read_csv
+from .estimator import CSDIPredictor
 from .evaluation import evaluate_forecast, evaluate_imputation
-from .settings import SamplerConfig, check_sampler_value
-
-PACKAGE = "omnidiffusion.timeseries"
-
-
-@dataclass
-class SamplerOverrides:
-    """Sampler settings to override; None keeps the checkpoint's value."""
-
-    n_samples: int | None = None
-    method: str | None = None
-    steps: int | None = None
-    grid: str | None = None
-    batch_size: int | None = None
-    seed: int | None = None
-    median_share: float | None = None
-    spread: float | None = None
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) is not None:
-                check_sampler_value(f.name, getattr(self, f.name))
-
-
-@dataclass
-class UseConfig:
-    """Config of the commands that use a trained checkpoint: only sampler overrides."""
-
-    sampler: SamplerOverrides = field(default_factory=SamplerOverrides)
-
-
-def _sampler(checkpoint_sampler: SamplerConfig, overrides: SamplerOverrides) -> SamplerConfig:
-    changes = {k: v for k, v in asdict(overrides).items() if v is not None}
-    return replace(checkpoint_sampler, **changes)
-
+from .pipeline import Imputer, load_model
+from .plots import fan_chart
+from .settings import PACKAGE, TimeseriesConfig
+from .training import train, validation_message
 
 # The Python API names its own parameters; on the command line the same mistake is reported under the flag.
-_FLAGS = {
+FLAGS = {
     "data": "--csv",
     "frame": "--csv",
     "imputer": "--checkpoint",
     "predictor": "--checkpoint",
     "missing_rate": "--missing-rate",
-    "seed": "--seed",
+    "seed": "sampler.seed",
     "stride": "--stride",
-    "horizon": "--horizon",
+    "horizon": "task.horizon",
     "season_length": "--season",
     "windows": "--windows",
 }
 
 
-def run_train(args: argparse.Namespace, settings) -> None:
-    from .estimator import CSDIEstimator
-    from .forecasting import table_to_dataset
-    from .pipeline import train_imputer, validation_message
-
-    if settings.task.task == "forecast":
-        from .data import load_table
-
-        H, L = settings.task.horizon, settings.data.window
-        if H >= L:  # the window is context + horizon; the context needs one step at least
-            raise ValueError(f"task.horizon: expected fewer steps than data.window = {L}, got {H}")
-        table = load_table(settings.data.source, "data.source")
-        dataset, _ = table_to_dataset(table, settings.data.train_fraction)
-        estimator = CSDIEstimator(
-            settings.task.horizon,
-            settings.data.window - settings.task.horizon,
-            settings,
-            out_dir=args.out,
-            stride=settings.data.stride,
-        )
-        estimator.train(dataset)
-        summary = None
-    else:
-        summary = train_imputer(settings, args.out).validation
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-        if settings.task.task != "forecast":
+def run_train(args: argparse.Namespace, config: TimeseriesConfig) -> None:
+    if config.train.device == "auto":  # --set train.device=... stays as given
+        config.train.device = str(args.device)
+    summary = train(config, args.out, resume=args.resume).validation
+    if is_main_process():  # under torchrun only rank 0 reports
+        if config.task.task != "forecast":
             print(validation_message(summary))
         print(f"wrote {args.out}")
 
 
-def _load_model(checkpoint: str, config: UseConfig, device: torch.device):
-    from .estimator import CSDIPredictor
-    from .pipeline import Imputer
+def _load_model(args: argparse.Namespace, config: TimeseriesConfig) -> Imputer | CSDIPredictor:
+    """The checkpoint's imputer or forecaster (by the kind it records) with the run config `config` on --device.
 
-    if not Path(checkpoint).is_dir():
-        raise FileNotFoundError(f"--checkpoint: no such folder {checkpoint} (expected one written by `train`)")
+    A checkpoint from before run_config.json starts from the settings its config.json holds, then --set."""
+    stored = has_run_config(args.checkpoint)
     try:
-        kind = read_pretrained_config(checkpoint)["metadata"].get("kind", "")
-        if kind == "csdi-imputer":
-            model = Imputer.from_pretrained(checkpoint, device=device)
-        elif kind == "csdi-forecaster":
-            model = CSDIPredictor.from_pretrained(checkpoint, device=device)
-        else:
-            raise ValueError(f"{checkpoint}: not a CSDI checkpoint (metadata kind {kind!r})")
-    except FileNotFoundError as e:  # config.json or model.safetensors missing
-        raise FileNotFoundError(f"--checkpoint: {e}") from None
-    except ValueError as e:
-        raise ValueError(f"--checkpoint: {e}") from None
-    model.settings.sampler = _sampler(model.settings.sampler, config.sampler)
-    return model
+        return load_model(
+            args.checkpoint,
+            device=args.device,
+            config=config if stored else None,
+            overrides=() if stored else args.overrides,
+        )
+    except (FileNotFoundError, ValueError) as e:  # config.json, model.safetensors or run_config.json
+        raise type(e)(f"--checkpoint: {e}") from None
 
 
-def run_impute(args: argparse.Namespace, config: UseConfig) -> None:
-    from .data import read_csv
-    from .pipeline import Imputer
-    from .plots import fan_chart
-
+def run_impute(args: argparse.Namespace, config: TimeseriesConfig) -> None:
     output_file(args.out, "--out")
     output_file(args.plot, "--plot")
-    imputer = _load_model(args.checkpoint, config, args.device)
+    imputer = _load_model(args, config)
     if not isinstance(imputer, Imputer):
         raise ValueError(f"--checkpoint: {args.checkpoint} holds a forecaster; use `forecast` (or `evaluate`)")
     frame = read_csv(args.csv, "--csv")
-    with as_flags(**_FLAGS):
+    with as_flags(**FLAGS):
         result = imputer.impute(frame)
     out = Path(args.out)
     result.median.to_csv(out)
@@ -159,20 +99,15 @@ def run_impute(args: argparse.Namespace, config: UseConfig) -> None:
     print(f"wrote {out}")
 
 
-def run_forecast(args: argparse.Namespace, config: UseConfig) -> None:
-    from .data import read_csv
-    from .estimator import CSDIPredictor
-    from .forecasting import forecast_table
-    from .plots import fan_chart
-
+def run_forecast(args: argparse.Namespace, config: TimeseriesConfig) -> None:
     output_file(args.out, "--out")
     output_file(args.plot, "--plot")
-    predictor = _load_model(args.checkpoint, config, args.device)
+    predictor = _load_model(args, config)
     if not isinstance(predictor, CSDIPredictor):
         raise ValueError(f"--checkpoint: {args.checkpoint} holds an imputer; use `impute` (or `evaluate`)")
     frame = read_csv(args.csv, "--csv")
-    with as_flags(**_FLAGS):
-        table, samples = forecast_table(predictor, frame)
+    with as_flags(**FLAGS):
+        table, samples = predictor.forecast_table(frame)
     table.to_csv(args.out)
     if args.plot:
         values = frame.to_numpy(dtype=np.float64)
@@ -190,64 +125,69 @@ def run_forecast(args: argparse.Namespace, config: UseConfig) -> None:
     print(f"wrote {args.out}")
 
 
-def run_evaluate(args: argparse.Namespace, config: UseConfig) -> None:
-    from .data import read_csv
-
-    model = _load_model(args.checkpoint, config, args.device)
+def run_evaluate(args: argparse.Namespace, config: TimeseriesConfig) -> None:
+    model = _load_model(args, config)
     frame = read_csv(args.csv, "--csv")
-    with as_flags(**_FLAGS):
-        if args.task == "forecast":
+    seed = model.config.sampler.seed
+    with as_flags(**FLAGS):
+        if isinstance(model, CSDIPredictor):
             report = evaluate_forecast(
-                model, frame, horizon=args.horizon, season_length=args.season, windows=args.windows, seed=args.seed
+                model, frame, horizon=model.config.task.horizon, season_length=args.season, windows=args.windows,
+                seed=seed,
             )
         else:
-            report = evaluate_imputation(
-                model, frame, missing_rate=args.missing_rate, seed=args.seed, stride=args.stride
-            )
+            report = evaluate_imputation(model, frame, missing_rate=args.missing_rate, seed=seed, stride=args.stride)
     print_json(report)
 
 
-def build_cli() -> AppCLI:
-    from .pipeline import Settings
-
-    cli = AppCLI(
-        "omnidiffusion-timeseries", "CSDI probabilistic imputation and forecasting of time series.", package=PACKAGE
-    )
-    train = cli.add_command(
-        "train", run_train, Settings, help="train an imputer or a forecaster", default_config="default"
-    )
-    train.add_argument("--out", default="runs/timeseries", help="output directory (checkpoints, final weights)")
-    impute = cli.add_command("impute", run_impute, UseConfig, help="fill the NaNs of a wide CSV")
-    forecast = cli.add_command("forecast", run_forecast, UseConfig, help="forecast the steps after a wide CSV")
-    evaluate = cli.add_command(
-        "evaluate", run_evaluate, UseConfig, help="model vs baselines on a wide CSV; prints one JSON object"
-    )
-    for sub in (impute, forecast, evaluate):
-        sub.add_argument("--checkpoint", required=True, help="directory written by `train`")
-        sub.add_argument("--csv", required=True, help="wide CSV: rows are time steps, columns features, NaN = missing")
-        add_device_argument(sub)
-    for sub in (impute, forecast):
-        sub.add_argument("--out", required=True, help="output CSV")
-        sub.add_argument("--plot", default=None, help="fan-chart PNG path")
-    evaluate.add_argument("--task", choices=("impute", "forecast"), default="impute")
-    rate = number_arg(0.0, 1.0, low_open=True, high_open=True)
-    evaluate.add_argument("--missing-rate", type=rate, default=0.5, help="share of observed entries hidden, in (0, 1)")
-    evaluate.add_argument(
-        "--seed", type=count_arg(minimum=0), default=0, help="seed of the evaluation mask and of the sampler"
-    )
-    evaluate.add_argument("--stride", type=count_arg(), default=None, help="window stride (default: the window length)")
-    evaluate.add_argument("--horizon", type=count_arg(), default=None, help="forecast: must equal the model's horizon")
-    evaluate.add_argument("--season", type=count_arg(), default=None, help="forecast: seasonal-naive season length")
-    evaluate.add_argument(
-        "--windows", type=count_arg(), default=8, help="forecast: rolling forecast origins at the end"
-    )
-    return cli
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console script entry point; the AppCLI turns bad input into one stderr line and exit code 2."""
-    return build_cli().main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+cli = AppCLI(
+    "omnidiffusion-timeseries", "CSDI probabilistic imputation and forecasting of time series.", package=PACKAGE
+)
+cli.add_command(
+    "train",
+    run_train,
+    TimeseriesConfig,
+    help="train an imputer or a forecaster (task.task)",
+    default_config="default",
+    out=("runs/timeseries", "output directory (checkpoints, final weights, run_config.json)"),
+    resume=True,
+)
+_impute = cli.add_command(
+    "impute",
+    run_impute,
+    TimeseriesConfig,
+    help="fill the NaNs of a wide CSV",
+    checkpoint="required",
+    out=("imputed.csv", "output CSV of the sample median; the 5%% and 95%% quantiles go beside it (<name>_q05, _q95)"),
+)
+_forecast = cli.add_command(
+    "forecast",
+    run_forecast,
+    TimeseriesConfig,
+    help="forecast the steps after a wide CSV",
+    checkpoint="required",
+    out=("forecast.csv", "output CSV: one row per future step, <column>, <column>_q05, <column>_q95"),
+)
+_evaluate = cli.add_command(
+    "evaluate",
+    run_evaluate,
+    TimeseriesConfig,
+    help="model vs baselines on a wide CSV; prints one JSON object",
+    checkpoint="required",
+)
+for _sub in (_impute, _forecast, _evaluate):
+    _sub.add_argument("--csv", required=True, help="wide CSV: rows are time steps, columns features, NaN = missing")
+for _sub in (_impute, _forecast):
+    _sub.add_argument("--plot", default=None, help="fan-chart PNG path")
+_evaluate.add_argument(
+    "--missing-rate",
+    type=number_arg(0.0, 1.0, low_open=True, high_open=True),
+    default=0.5,
+    help="imputer: share of observed entries hidden, in (0, 1)",
+)
+_evaluate.add_argument(
+    "--stride", type=count_arg(), default=None, help="imputer: stride of the evaluation windows (default: the window)"
+)
+_evaluate.add_argument("--season", type=count_arg(), default=None, help="forecaster: seasonal-naive season length")
+_evaluate.add_argument("--windows", type=count_arg(), default=8, help="forecaster: rolling forecast origins at the end")
+main = cli.run

@@ -7,7 +7,7 @@
 
 Bundled demo data (nothing is downloaded): statsmodels `macrodata` (quarterly US macro, 12 series), `co2`
 (weekly Mauna Loa CO2 with 59 genuine gaps), `elnino` (monthly sea-surface temperature, one series), and the
-gluonts artificial `ComplexSeasonalTimeSeries` for the gluonts pipeline.
+gluonts artificial `ComplexSeasonalTimeSeries` for the gluonts pipeline. gluonts entries: `entry_target`.
 """
 
 from __future__ import annotations
@@ -157,6 +157,34 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"values": self.values[i], "observed": self.observed[i]}
+
+
+def entry_target(entry: dict, name: str = "dataset") -> np.ndarray:
+    """A gluonts entry's target as (K, T) float64 (univariate targets become K = 1); NaN = missing, inf refused."""
+    if not isinstance(entry, dict) or "target" not in entry:
+        got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise ValueError(f"{name}: every entry needs a 'target' field, got {got}")
+    target = np.asarray(entry["target"])
+    if target.dtype.kind not in "fiub":
+        raise ValueError(f"{name}: expected a numeric target (NaN = missing), got dtype {target.dtype}")
+    target = target.astype(np.float64)
+    if target.ndim == 1:
+        target = target[None]
+    if target.ndim != 2 or target.shape[1] < 1:
+        raise ValueError(f"{name}: expected a target of shape (T,) or (K, T), got {target.shape}")
+    if np.isinf(target).any():
+        raise ValueError(f"{name}: the target contains inf; use NaN for missing values")
+    return target
+
+
+def last_window(target: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last `length` steps of a (K, T) target, front-padded with missing entries: (values, observed) (K, L)."""
+    K, T = target.shape
+    out = np.full((K, length), np.nan)
+    take = min(T, length)
+    out[:, length - take :] = target[:, T - take :]
+    observed = ~np.isnan(out)
+    return np.where(observed, out, 0.0), observed
 
 
 def load_bundled(name: str) -> pd.DataFrame:

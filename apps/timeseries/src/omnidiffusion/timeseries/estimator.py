@@ -1,81 +1,50 @@
 """gluonts integration without lightning: `CSDIEstimator(...).train(dataset) -> CSDIPredictor`.
 
-    estimator = CSDIEstimator(prediction_length=4, context_length=12, settings=load_settings("forecast"))
-    predictor = estimator.train(train_ds)                  # core's fit: EMA, checkpoints, progress bar
+    estimator = CSDIEstimator(prediction_length=4, context_length=12, config=load_timeseries_config("forecast"))
+    predictor = estimator.train(train_ds)                  # training.train_forecaster: core's fit
     forecasts, tss = make_evaluation_predictions(test_ds, predictor, num_samples=100)
     predictor.save_pretrained("runs/csdi"); CSDIPredictor.from_pretrained("runs/csdi")
+    table, samples = predictor.forecast_table(frame)       # the steps after a wide table
 
 Each entry's target is (T,) or, for multivariate data (`one_dim_target=False`), (K, T); NaN = missing. A
 forecast window is the last `context_length` steps plus `prediction_length` hidden steps (CSDI's "test"
 pattern); the predictor yields gluonts `SampleForecast`s with samples (S, H) or (S, H, K), so gluonts'
-`Evaluator` and `MultivariateEvaluator` apply unchanged. Weights and settings are saved through core's io
-(safetensors + JSON); gluonts' own serialize/deserialize go through the same files.
+`Evaluator` and `MultivariateEvaluator` apply unchanged. Weights, scaler and run config are saved through
+core's io (safetensors + JSON); gluonts' own serialize/deserialize go through the same files.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from gluonts.dataset.common import Dataset
+from gluonts.dataset.common import Dataset, ListDataset
 from gluonts.model.estimator import Estimator
 from gluonts.model.forecast import SampleForecast
 from gluonts.model.predictor import Predictor
 from torch import nn
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, resolve_device
-from omnidiffusion.core.config import from_dict, to_dict
-from omnidiffusion.core.io import load_pretrained, read_pretrained_config, save_pretrained
-from omnidiffusion.core.training import fit
+from omnidiffusion.core.io import has_run_config, open_pretrained, save_pretrained, save_run_config
 
-from .data import Scaler, WindowDataset, make_windows
+from .data import Scaler, entry_target, last_window, validate_frame
+from .forecasting import start_and_freq, table_entry
 from .masks import forecast_mask
-from .settings import Settings
-
-
-def _target(entry: dict, name: str = "dataset") -> np.ndarray:
-    """An entry's target as (K, T) float64 (univariate targets become K = 1); NaN = missing, inf refused."""
-    if not isinstance(entry, dict) or "target" not in entry:
-        got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-        raise ValueError(f"{name}: every entry needs a 'target' field, got {got}")
-    target = np.asarray(entry["target"])
-    if target.dtype.kind not in "fiub":
-        raise ValueError(f"{name}: expected a numeric target (NaN = missing), got dtype {target.dtype}")
-    target = target.astype(np.float64)
-    if target.ndim == 1:
-        target = target[None]
-    if target.ndim != 2 or target.shape[1] < 1:
-        raise ValueError(f"{name}: expected a target of shape (T,) or (K, T), got {target.shape}")
-    if np.isinf(target).any():
-        raise ValueError(f"{name}: the target contains inf; use NaN for missing values")
-    return target
-
-
-def _window(target: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The last `length` steps of a (K, T) target, front-padded with missing entries: (values, observed) (K, L)."""
-    K, T = target.shape
-    out = np.full((K, length), np.nan)
-    take = min(T, length)
-    out[:, length - take :] = target[:, T - take :]
-    observed = ~np.isnan(out)
-    return np.where(observed, out, 0.0), observed
-
-
-def _metadata(scaler: Scaler, settings: Settings, prediction_length: int, context_length: int) -> dict:
-    return {
-        "kind": "csdi-forecaster",
-        "scaler": scaler.to_dict(),
-        "settings": to_dict(settings),
-        "prediction_length": prediction_length,
-        "context_length": context_length,
-    }
+from .models import CSDINet
+from .settings import TimeseriesConfig, legacy_config, load_timeseries_config
+from .training import train_forecaster
 
 
 class CSDIPredictor(Predictor):
-    """A trained CSDI forecaster as a gluonts Predictor (samples (S, H) for K = 1, else (S, H, K))."""
+    """A trained CSDI forecaster as a gluonts Predictor (samples (S, H) for K = 1, else (S, H, K)).
+
+    `config.sampler` sets how forecasts are drawn (method, steps, samples, seed, batch_size).
+    """
 
     def __init__(
         self,
@@ -83,7 +52,7 @@ class CSDIPredictor(Predictor):
         scaler: Scaler,
         prediction_length: int,
         context_length: int,
-        settings: Settings,
+        config: TimeseriesConfig,
         *,
         batch_entries: int = 32,
         device: str | torch.device = "cpu",
@@ -92,11 +61,12 @@ class CSDIPredictor(Predictor):
         self.device = resolve_device(device)
         self.net, self.scaler = net.eval().to(self.device), scaler
         self.context_length = positive_int(context_length, "context_length")
-        self.settings, self.task = settings, settings.build_task()
+        self.config, self.task = config, config.build_task()
         self.batch_entries = positive_int(batch_entries, "batch_entries")
 
     def predict(self, dataset: Dataset, num_samples: int | None = None, **kwargs) -> Iterator[SampleForecast]:
-        """Forecast the `prediction_length` steps after each entry's target; `num_samples` per forecast."""
+        """Forecast the `prediction_length` steps after each entry's target; `num_samples` per forecast
+        (None: sampler.samples)."""
         if num_samples is not None:
             num_samples = positive_int(num_samples, "num_samples")
         batch: list[dict] = []
@@ -109,13 +79,13 @@ class CSDIPredictor(Predictor):
             yield from self._predict_batch(batch, num_samples)
 
     def _predict_batch(self, entries: list[dict], num_samples: int | None) -> Iterable[SampleForecast]:
-        s = self.settings.sampler
-        n = s.n_samples if num_samples is None else num_samples
+        s = self.config.sampler
+        n = s.samples if num_samples is None else num_samples
         H, L = self.prediction_length, self.context_length + self.prediction_length
         K = self.scaler.mean.size
         vals, obs = [], []
         for entry in entries:
-            target = _target(entry)
+            target = entry_target(entry)
             if target.shape[0] != K:
                 raise ValueError(
                     f"dataset: the model was trained on {K} features, got a target of shape {target.shape}"
@@ -124,12 +94,11 @@ class CSDIPredictor(Predictor):
                 raise ValueError(f"dataset: a target has no observed value (all {target.size} entries NaN)")
             if "start" not in entry:
                 raise ValueError(f"dataset: every entry needs a 'start' field, got {sorted(entry)}")
-            v, o = _window(np.concatenate([target, np.full((K, H), np.nan)], axis=1), L)
+            v, o = last_window(np.concatenate([target, np.full((K, H), np.nan)], axis=1), L)
             vals.append(self.scaler.transform(v.T, o.T).T)
             obs.append(o)
         values = torch.as_tensor(np.stack(vals), dtype=torch.float32)  # (B, K, L)
         cond = forecast_mask(torch.as_tensor(np.stack(obs)), H)
-        gen = torch.Generator(self.device).manual_seed(non_negative_int(s.seed, "sampler.seed"))
         z = self.task.impute(
             self.net,
             values.to(self.device),
@@ -138,7 +107,7 @@ class CSDIPredictor(Predictor):
             method=s.method,
             steps=s.steps,
             grid=s.grid,
-            generator=gen,
+            generator=torch.Generator().manual_seed(non_negative_int(s.seed, "sampler.seed")),
             batch_size=s.batch_size,
         )  # (S, B, K, L)
         future = z[..., L - H :].cpu().numpy().astype(np.float64)  # (S, B, K, H)
@@ -147,26 +116,67 @@ class CSDIPredictor(Predictor):
             samples = future[:, i].transpose(0, 2, 1)  # (S, H, K)
             if np.asarray(entry["target"]).ndim == 1:
                 samples = samples[..., 0]
-            start = entry["start"] + _target(entry).shape[1]
+            start = entry["start"] + entry_target(entry).shape[1]
             yield SampleForecast(samples=samples.astype(np.float32), start_date=start, item_id=entry.get("item_id"))
 
-    # ---- save / load through core's io (safetensors + config.json), never pickle
+    def forecast_table(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The `prediction_length` steps after a wide table: (median, q05, q95 per column), samples (S, H, K)."""
+        frame = validate_frame(frame, "frame")
+        if frame.shape[1] != self.scaler.mean.size:
+            raise ValueError(f"frame: the model was trained on {self.scaler.mean.size} columns, got {frame.shape[1]}")
+        values = frame.to_numpy(dtype=np.float64)
+        start, freq = start_and_freq(frame)
+        dataset = ListDataset([table_entry(values, start)], freq=freq, one_dim_target=values.shape[1] == 1)
+        forecast = next(iter(self.predict(dataset)))
+        samples = forecast.samples if forecast.samples.ndim == 3 else forecast.samples[..., None]
+        index = pd.period_range(forecast.start_date, periods=samples.shape[1], freq=forecast.start_date.freq)
+        cols = {}
+        for k, name in enumerate(frame.columns):
+            cols[str(name)] = np.median(samples[..., k], axis=0)
+            cols[f"{name}_q05"] = np.quantile(samples[..., k], 0.05, axis=0)
+            cols[f"{name}_q95"] = np.quantile(samples[..., k], 0.95, axis=0)
+        return pd.DataFrame(cols, index=index), samples.astype(np.float64)
+
+    # ---- save / load through core's io (safetensors + config.json + run_config.json), never pickle
     def save_pretrained(self, directory: str | Path) -> Path:
-        meta = _metadata(self.scaler, self.settings, self.prediction_length, self.context_length)
-        return save_pretrained(self.net, directory, metadata=meta)
+        meta = {
+            "kind": "csdi-forecaster",
+            "scaler": self.scaler.to_dict(),
+            "prediction_length": self.prediction_length,
+            "context_length": self.context_length,
+        }
+        path = save_pretrained(self.net, directory, metadata=meta)
+        save_run_config(directory, self.config)
+        return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, **kwargs) -> CSDIPredictor:
-        """Load a saved forecaster; kwargs (batch_entries, device) go to the constructor."""
-        if not Path(directory).is_dir():
-            raise FileNotFoundError(f"directory: no such folder {directory} (expected one written by save_pretrained)")
-        meta = read_pretrained_config(directory)["metadata"]
-        if meta.get("kind") != "csdi-forecaster":
-            raise ValueError(f"{directory}: not a CSDI forecaster (metadata kind {meta.get('kind')!r})")
-        net = load_pretrained(directory)
-        settings = from_dict(Settings, meta["settings"])
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        batch_entries: int = 32,
+        config: TimeseriesConfig | None = None,
+    ) -> CSDIPredictor:
+        """Load what `train` (task.task = forecast) or `save_pretrained` wrote; `config` replaces the stored run
+        config (the CLI passes it with the --set overrides applied)."""
+        stored = has_run_config(directory)
+        pre = open_pretrained(
+            directory, CSDINet, config_cls=TimeseriesConfig if stored else None, device=device,
+            what="a CSDI forecaster",
+        )
+        if pre.metadata.get("kind") != "csdi-forecaster":
+            raise ValueError(f"{directory}: not a CSDI forecaster (metadata kind {pre.metadata.get('kind')!r})")
+        if config is None:  # a checkpoint from before run_config.json keeps its settings in the metadata
+            config = pre.config if stored else legacy_config(pre.metadata)
         return cls(
-            net, Scaler.from_dict(meta["scaler"]), meta["prediction_length"], meta["context_length"], settings, **kwargs
+            pre.model,
+            Scaler.from_dict(pre.metadata["scaler"]),
+            pre.metadata["prediction_length"],
+            pre.metadata["context_length"],
+            config,
+            batch_entries=batch_entries,
+            device=pre.device,
         )
 
     def serialize(self, path: Path) -> None:
@@ -178,27 +188,27 @@ class CSDIPredictor(Predictor):
 
     @classmethod
     def deserialize(cls, path: Path, **kwargs) -> CSDIPredictor:
-        """Load what `serialize` wrote; kwargs gluonts passes (device, batch_entries) go to the constructor."""
+        """Load what `serialize` wrote; kwargs gluonts passes (device, batch_entries) go to from_pretrained."""
         known = {k: v for k, v in kwargs.items() if k in ("device", "batch_entries")}
         return cls.from_pretrained(Path(path), **known)
 
 
 class CSDIEstimator(Estimator):
-    """Trains CSDI on a gluonts dataset with core's `fit`; returns a CSDIPredictor.
+    """Trains CSDI on a gluonts dataset with core's `fit` (training.train_forecaster); returns a CSDIPredictor.
 
     Args:
-        prediction_length: H, the steps to forecast.
-        context_length: steps of history each window sees (default 3 H).
-        settings: model, diffusion, sampler and training settings (`load_settings("forecast")` by default).
-        out_dir: where fit writes checkpoints and final weights (default: a temporary directory).
-        stride: step between training windows cut from each series.
+        prediction_length: H, the steps to forecast (stored as task.horizon).
+        context_length: steps of history each window sees (default 3 H; data.window = context + H).
+        config: model, schedule, sampler and training settings (`load_timeseries_config("forecast")` by default).
+        out_dir: where fit writes checkpoints, final weights and run config (default: a temporary directory).
+        stride: step between training windows cut from each series (stored as data.stride).
     """
 
     def __init__(
         self,
         prediction_length: int,
         context_length: int | None = None,
-        settings: Settings | None = None,
+        config: TimeseriesConfig | None = None,
         *,
         out_dir: str | Path | None = None,
         stride: int = 1,
@@ -209,46 +219,17 @@ class CSDIEstimator(Estimator):
             context_length = 3 * self.prediction_length
         self.context_length = positive_int(context_length, "context_length")
         stride = positive_int(stride, "stride")
-        if settings is None:
-            from .pipeline import load_settings
-
-            settings = load_settings("forecast")
-        settings.task.task, settings.task.horizon = "forecast", prediction_length
-        self.settings, self.out_dir, self.stride = settings, out_dir, stride
+        config = load_timeseries_config("forecast") if config is None else config
+        self.config = replace(
+            config,
+            task=replace(config.task, task="forecast", horizon=self.prediction_length),
+            data=replace(config.data, window=self.context_length + self.prediction_length, stride=stride),
+        )
+        self.out_dir = out_dir
 
     def train(self, training_data: Dataset, validation_data: Dataset | None = None, **kwargs) -> CSDIPredictor:
-        targets = [_target(e, "training_data") for e in training_data]
-        if not targets:
-            raise ValueError("training_data: the dataset is empty")
-        K = targets[0].shape[0]
-        if any(t.shape[0] != K for t in targets):
-            raise ValueError(
-                f"training_data: all targets need the same number of features, got "
-                f"{sorted({t.shape[0] for t in targets})}"
-            )
-        L = self.context_length + self.prediction_length
-        stacked = np.concatenate(targets, axis=1).T  # (sum T, K)
-        observed = ~np.isnan(stacked)
-        empty = np.flatnonzero(~observed.any(0))
-        if empty.size:
-            raise ValueError(f"training_data: features {empty.tolist()} have no observed value in any entry")
-        scaler = Scaler.fit(np.where(observed, stacked, 0.0), observed)
-        parts = []
-        for t in targets:
-            if t.shape[1] < L:  # a short series gives one front-padded window
-                v, o = _window(t, L)
-                z = scaler.transform(v.T, o.T).T
-                parts.append(
-                    {"values": torch.as_tensor(z[None], dtype=torch.float32), "observed": torch.as_tensor(o[None])}
-                )
-                continue
-            obs = ~np.isnan(t.T)
-            parts.append(make_windows(scaler.transform(np.where(obs, t.T, 0.0), obs), obs, L, self.stride))
-        windows = {k: torch.cat([p[k] for p in parts]) for k in ("values", "observed")}
-        net = self.settings.build_net(K)
-        task = self.settings.build_task()
         out_dir = self.out_dir if self.out_dir is not None else tempfile.mkdtemp(prefix="csdi-")
-        meta = _metadata(scaler, self.settings, self.prediction_length, self.context_length)
-        result = fit(net, task.loss, WindowDataset(windows), self.settings.train, out_dir, metadata=meta)
-        model = result.ema_model if result.ema_model is not None else result.model
-        return CSDIPredictor(model.cpu(), scaler, self.prediction_length, self.context_length, self.settings)
+        result = train_forecaster(self.config, training_data, out_dir)
+        return CSDIPredictor(
+            result.final_model.cpu(), result.scaler, self.prediction_length, self.context_length, self.config
+        )

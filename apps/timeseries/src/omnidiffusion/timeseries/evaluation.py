@@ -22,7 +22,7 @@ from omnidiffusion.core.checks import non_negative_int, positive_int, real_numbe
 from . import baselines, metrics
 from .data import as_array, make_windows, validate_frame
 from .estimator import CSDIPredictor
-from .forecasting import gluonts_scores, rolling_dataset, seasonal_naive, start_and_freq
+from .forecasting import SeasonalNaive, gluonts_scores, rolling_dataset, start_and_freq
 from .forecasting import season_length as default_season
 from .masks import fixed_rate_mask
 from .pipeline import Imputer
@@ -38,10 +38,10 @@ def score_imputation(
     n_samples: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of the model (one entry per (method, steps)) and of the baselines on z-scored windows."""
-    s = imputer.settings.sampler
+    s = imputer.config.sampler
     rate = real_number(rate, "missing_rate", low=0.0, high=1.0, low_open=True, high_open=True)
     seed = non_negative_int(seed, "seed")
-    n_samples = s.n_samples if n_samples is None else positive_int(n_samples, "n_samples")
+    n_samples = s.samples if n_samples is None else positive_int(n_samples, "n_samples")
     samplers = samplers or ((s.method, s.steps),)
     cond = fixed_rate_mask(windows["observed"], rate, torch.Generator().manual_seed(seed))
     target = (windows["observed"] & ~cond).numpy()
@@ -69,7 +69,7 @@ def evaluate_imputation(
     if not isinstance(imputer, Imputer):
         raise ValueError(
             f"imputer: expected an Imputer (an imputer checkpoint), got {type(imputer).__name__}; "
-            "a forecaster is scored by evaluate_forecast (--task forecast)"
+            "a forecaster is scored by evaluate_forecast"
         )
     missing_rate = real_number(missing_rate, "missing_rate", low=0.0, high=1.0, low_open=True, high_open=True)
     seed = non_negative_int(seed, "seed")
@@ -82,7 +82,7 @@ def evaluate_imputation(
         raise ValueError(f"frame: expected at least the model's window of {L} rows, got {values.shape[0]}")
     windows = make_windows(imputer.scaler.transform(values, observed), observed, L, stride)
     scores = score_imputation(imputer, windows, missing_rate, seed)
-    s = imputer.settings.sampler
+    s = imputer.config.sampler
     model = scores.pop(f"csdi {s.method} {s.steps}")
     return {
         "model": model,
@@ -99,7 +99,7 @@ def evaluate_imputation(
             "units": "z-scores with the checkpoint's training statistics",
             "sampler": s.method,
             "steps": s.steps,
-            "n_samples": s.n_samples,
+            "samples": s.samples,
             "metrics": "CRPS over 19 quantiles / sum|y| (CSDI), MAE and RMSE of the median, 5-95% coverage",
         },
     }
@@ -122,7 +122,7 @@ def evaluate_forecast(
     if not isinstance(predictor, CSDIPredictor):
         raise ValueError(
             f"predictor: expected a CSDIPredictor (a forecaster checkpoint), got {type(predictor).__name__}; "
-            "an imputer is scored by evaluate_imputation (--task impute)"
+            "an imputer is scored by evaluate_imputation"
         )
     H = predictor.prediction_length
     if horizon is not None and positive_int(horizon, "horizon") != H:
@@ -141,16 +141,16 @@ def evaluate_forecast(
         raise ValueError(
             f"windows: {windows} origins of {H} steps need more than {windows * H} rows, the table has {T}"
         )
-    predictor.settings.sampler.seed = seed
+    predictor.config.sampler.seed = seed
     dataset = rolling_dataset(frame, ends)
     multivariate = frame.shape[1] > 1
-    forecasts, tss = make_evaluation_predictions(dataset, predictor, num_samples=predictor.settings.sampler.n_samples)
+    forecasts, tss = make_evaluation_predictions(dataset, predictor, num_samples=predictor.config.sampler.samples)
     model = gluonts_scores(list(forecasts), list(tss), multivariate)
     _, freq = start_and_freq(frame)
     season = default_season(freq) if season_length is None else season_length
-    naive_fc, naive_ts = make_evaluation_predictions(dataset, _Naive(H, season), num_samples=1)
+    naive_fc, naive_ts = make_evaluation_predictions(dataset, SeasonalNaive(H, season), num_samples=1)
     naive = gluonts_scores(list(naive_fc), list(naive_ts), multivariate)
-    s = predictor.settings.sampler
+    s = predictor.config.sampler
     return {
         "model": model,
         "baselines": {f"seasonal naive ({season})": naive},
@@ -162,19 +162,10 @@ def evaluate_forecast(
             "seed": seed,
             "sampler": s.method,
             "steps": s.steps,
-            "n_samples": s.n_samples,
+            "samples": s.samples,
             "units": "the table's own",
             "metrics": "gluonts (Multivariate)Evaluator, quantiles 0.05..0.95: crps = mean_wQuantileLoss, "
             "crps_sum = m_sum_mean_wQuantileLoss",
         },
     }
 
-
-class _Naive:
-    """Seasonal naive with the Predictor interface make_evaluation_predictions uses (multivariate stacked)."""
-
-    def __init__(self, prediction_length: int, season: int) -> None:
-        self.prediction_length, self.lead_time, self.season = prediction_length, 0, season
-
-    def predict(self, dataset, **kwargs):
-        return iter(seasonal_naive(dataset, self.prediction_length, self.season))

@@ -17,7 +17,6 @@ from gluonts.model.forecast import SampleForecast
 from gluonts.model.seasonal_naive import SeasonalNaivePredictor
 
 from .data import time_split, validate_frame
-from .estimator import CSDIPredictor
 from .metrics import QUANTILES
 
 SEASONS = {"Q": 4, "M": 12, "W": 52, "D": 7, "H": 24, "h": 24}
@@ -41,7 +40,7 @@ def season_length(freq: str) -> int:
     return SEASONS.get(base, 1)
 
 
-def _entry(values: np.ndarray, start: pd.Period) -> dict:
+def table_entry(values: np.ndarray, start: pd.Period) -> dict:
     target = values.T if values.shape[1] > 1 else values[:, 0]  # (K, T) or (T,)
     return {"start": start, "target": target}
 
@@ -52,7 +51,7 @@ def table_to_dataset(frame: pd.DataFrame, train_fraction: float = 1.0) -> tuple[
     values = frame.to_numpy(dtype=np.float64)
     end = values.shape[0] if train_fraction >= 1.0 else time_split(values.shape[0], train_fraction)
     start, freq = start_and_freq(frame)
-    dataset = ListDataset([_entry(values[:end], start)], freq=freq, one_dim_target=values.shape[1] == 1)
+    dataset = ListDataset([table_entry(values[:end], start)], freq=freq, one_dim_target=values.shape[1] == 1)
     return dataset, freq
 
 
@@ -62,7 +61,7 @@ def rolling_dataset(frame: pd.DataFrame, ends: Sequence[int]) -> ListDataset:
     frame = validate_frame(frame)
     values = frame.to_numpy(dtype=np.float64)
     start, freq = start_and_freq(frame)
-    return ListDataset([_entry(values[:e], start) for e in ends], freq=freq, one_dim_target=values.shape[1] == 1)
+    return ListDataset([table_entry(values[:e], start) for e in ends], freq=freq, one_dim_target=values.shape[1] == 1)
 
 
 def seasonal_naive(dataset, prediction_length: int, season: int) -> list[SampleForecast]:
@@ -78,6 +77,16 @@ def seasonal_naive(dataset, prediction_length: int, season: int) -> list[SampleF
         start = entry["start"] + target.shape[1]
         out.append(SampleForecast(samples=np.stack(parts, axis=-1), start_date=start, item_id=entry.get("item_id")))
     return out
+
+
+class SeasonalNaive:
+    """`seasonal_naive` with the Predictor interface make_evaluation_predictions uses (multivariate stacked)."""
+
+    def __init__(self, prediction_length: int, season: int) -> None:
+        self.prediction_length, self.lead_time, self.season = prediction_length, 0, season
+
+    def predict(self, dataset, **kwargs):
+        return iter(seasonal_naive(dataset, self.prediction_length, self.season))
 
 
 def gluonts_scores(
@@ -97,25 +106,6 @@ def gluonts_scores(
     evaluator = Evaluator(quantiles=QUANTILES, num_workers=None)
     agg, _ = evaluator(tss, forecasts, num_series=len(forecasts))
     return {"crps": float(agg["mean_wQuantileLoss"]), "nd": float(agg["ND"]), "nrmse": float(agg["NRMSE"])}
-
-
-def forecast_table(predictor: CSDIPredictor, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Forecast the `prediction_length` steps after the table: (median, q05, q95 per column), samples (S, H, K)."""
-    frame = validate_frame(frame, "frame")
-    if frame.shape[1] != predictor.scaler.mean.size:
-        raise ValueError(f"frame: the model was trained on {predictor.scaler.mean.size} columns, got {frame.shape[1]}")
-    values = frame.to_numpy(dtype=np.float64)
-    start, freq = start_and_freq(frame)
-    dataset = ListDataset([_entry(values, start)], freq=freq, one_dim_target=values.shape[1] == 1)
-    forecast = next(iter(predictor.predict(dataset)))
-    samples = forecast.samples if forecast.samples.ndim == 3 else forecast.samples[..., None]
-    index = pd.period_range(forecast.start_date, periods=samples.shape[1], freq=forecast.start_date.freq)
-    cols = {}
-    for k, name in enumerate(frame.columns):
-        cols[str(name)] = np.median(samples[..., k], axis=0)
-        cols[f"{name}_q05"] = np.quantile(samples[..., k], 0.05, axis=0)
-        cols[f"{name}_q95"] = np.quantile(samples[..., k], 0.95, axis=0)
-    return pd.DataFrame(cols, index=index), samples.astype(np.float64)
 
 
 def artificial(

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from omnidiffusion.core.tensors import rand
+
 STRATEGIES = ("random", "historical", "mix", "forecast")
 
 
@@ -29,7 +31,7 @@ def hide_count(observed: Tensor, counts: Tensor, generator: torch.Generator | No
     """Hide exactly counts[b] of sample b's observed entries, uniformly at random; returns the cond mask."""
     observed = _check_observed(observed)
     B = observed.shape[0]
-    scores = torch.rand(observed.shape, generator=generator, device=observed.device)
+    scores = rand(observed.shape, generator, device=observed.device)
     scores = scores.masked_fill(~observed, 2.0).reshape(B, -1)  # unobserved entries sort last, never hidden
     ranks = scores.argsort(dim=1).argsort(dim=1)  # rank of each entry in its sample, (B, KL)
     hidden = ranks < counts.reshape(B, 1).to(ranks.device)
@@ -40,7 +42,7 @@ def random_mask(observed: Tensor, generator: torch.Generator | None = None) -> T
     """CSDI `get_randmask`: ratio r ~ U(0, 1) per sample, hide round(r * #observed) observed entries."""
     observed = _check_observed(observed)
     n_obs = observed.flatten(1).sum(1).double()
-    ratio = torch.rand(observed.shape[0], generator=generator, dtype=torch.float64, device=observed.device)
+    ratio = rand(observed.shape[0], generator, device=observed.device, dtype=torch.float64)
     return hide_count(observed, torch.round(ratio * n_obs).long(), generator)
 
 
@@ -90,15 +92,15 @@ def training_mask(
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {STRATEGIES}, got {strategy!r}")
     observed = _check_observed(observed)
-    rand = random_mask(observed, generator)
+    rnd = random_mask(observed, generator)
     if strategy == "random":
-        return rand
+        return rnd
     if strategy == "forecast":
         fc = forecast_mask(observed, horizon)
-        pick = torch.rand(observed.shape[0], generator=generator, device=observed.device) < forecast_share
-        return torch.where(pick[:, None, None], fc, rand)
+        pick = rand(observed.shape[0], generator, device=observed.device) < forecast_share
+        return torch.where(pick[:, None, None], fc, rnd)
     hist = historical_mask(observed)
     if strategy == "historical":
         return hist
-    coin = torch.rand(observed.shape[0], generator=generator, device=observed.device) < 0.5
-    return torch.where(coin[:, None, None], rand, hist)
+    coin = rand(observed.shape[0], generator, device=observed.device) < 0.5
+    return torch.where(coin[:, None, None], rnd, hist)

@@ -18,7 +18,6 @@ are untouched).
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from omnidiffusion.core.io import load_tensors, read_json, save_tensors, write_json
+from omnidiffusion.core.training import is_main_process
 
 from . import baselines, metrics
 from .masks import fixed_rate_mask
@@ -152,10 +152,9 @@ class SelectingLoss:
         self.history: list[dict] = []
         if self.path.is_file():
             self.history = [_decode(e) for e in read_json(self.path, "validation history")["history"]]
-        self.main = os.environ.get("RANK", "0") == "0"
 
     def __call__(self, net: nn.Module, batch) -> Tensor:
-        if self.main:
+        if is_main_process():  # inside fit, whose process group tells the ranks apart
             self.check()
         return self.loss(net, batch)
 

@@ -1,47 +1,37 @@
-"""Configs as dataclasses (TOML files under configs/, `--set a.b=value` overrides through core.config).
+"""The config tree (TOML files under configs/, `--set a.b=value` overrides through core.config).
 
 `default` is the small CPU config (trains on macrodata in minutes); `paper` has CSDI's hyper-parameters
 (Tashiro et al. 2021, appendix E: 4 layers, 64 channels, 8 heads, 50 steps, quadratic 1e-4 to 0.5, Adam 1e-3,
 batch 16, 100 samples); `forecast` trains with the forecasting mask; `tiny` is the smoke-test config.
+
+    config = load_timeseries_config("default", ["train.steps=2000", "sampler.samples=100"])
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from omnidiffusion.core import GRIDS, METHODS
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+from omnidiffusion.core.config import apply_override, from_dict, load_config
+from omnidiffusion.core.settings import SamplerConfig, ScheduleConfig
 from omnidiffusion.core.training import TrainConfig
 
 from .masks import STRATEGIES
 from .models import CSDINet
 from .task import PREDICTIONS, CSDITask
 
+PACKAGE = "omnidiffusion.timeseries"
+
 
 def _one_of(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
     return value
-
-
-def check_sampler_value(key: str, value: Any) -> Any:
-    """One [sampler] value checked by key; errors name it `sampler.<key>`."""
-    name = f"sampler.{key}"
-    if key in ("n_samples", "steps", "batch_size"):
-        return positive_int(value, name)
-    if key == "seed":
-        return non_negative_int(value, name)
-    if key == "method":
-        return _one_of(value, name, tuple(sorted(METHODS)))
-    if key == "grid":
-        return _one_of(value, name, ("auto", *GRIDS))
-    if key == "median_share":
-        return real_number(value, name, low=0.0, high=1.0)
-    if key == "spread":
-        return real_number(value, name, low=0.0, high=10.0, low_open=True)
-    raise ValueError(f"sampler: unknown key {key!r}")
 
 
 @dataclass
@@ -63,36 +53,35 @@ class ModelConfig:
 
 
 @dataclass
-class DiffusionConfig:
-    """The quadratic DiscreteVP schedule: T steps, beta from beta_start to beta_end (CSDI: 50, 1e-4, 0.5)."""
+class CSDIScheduleConfig(ScheduleConfig):
+    """CSDI's table: quadratic, T = 50 steps, beta from 1e-4 to 0.5."""
 
-    n_steps: int = 50
+    name: str = "quadratic"
+    timesteps: int = 50
     beta_start: float = 1e-4
     beta_end: float = 0.5
 
-    def __post_init__(self) -> None:
-        positive_int(self.n_steps, "diffusion.n_steps")
-        real_number(self.beta_start, "diffusion.beta_start", low=0.0, high=1.0, low_open=True)
-        real_number(self.beta_end, "diffusion.beta_end", low=0.0, high=1.0, low_open=True)
-
 
 @dataclass
-class SamplerConfig:
+class CSDISamplerConfig(SamplerConfig):
     """How samples are drawn: the paper chain is ddpm over all 50 steps; dpm++2m is the few-step option."""
 
-    n_samples: int = 100
     method: str = "ddpm"
     steps: int = 50
     grid: str = "auto"  # time-uniform for ddpm, logsnr for the others (see CSDITask.impute)
     batch_size: int = 2048  # (window, sample) pairs per network call
-    seed: int = 0
+    samples: int = 100  # samples per window
     # Recalibration around the interpolation (task.calibrate); `train` sets both from its validation part.
     median_share: float = 1.0  # 0: the median is the linear interpolation; 1: the model's own median
     spread: float = 1.0  # factor on the samples' deviations from their median
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            check_sampler_value(f.name, getattr(self, f.name))
+        super().__post_init__()
+        _one_of(self.method, "sampler.method", tuple(sorted(METHODS)))
+        _one_of(self.grid, "sampler.grid", ("auto", *GRIDS))
+        positive_int(self.samples, "sampler.samples")
+        real_number(self.median_share, "sampler.median_share", low=0.0, high=1.0)
+        real_number(self.spread, "sampler.spread", low=0.0, high=10.0, low_open=True)
 
 
 @dataclass
@@ -140,12 +129,12 @@ class TaskConfig:
 
 
 @dataclass
-class Settings:
-    """Everything one `train` run needs."""
+class TimeseriesConfig:
+    """Everything one `train` run needs; stored with its weights (run_config.json) for the inference commands."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    schedule: CSDIScheduleConfig = field(default_factory=CSDIScheduleConfig)
+    sampler: CSDISamplerConfig = field(default_factory=CSDISamplerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=16, lr=1e-3))
@@ -156,14 +145,12 @@ class Settings:
             raise ValueError(
                 f"model.heads: expected a divisor of model.channels = {self.model.channels}, got {self.model.heads}"
             )
-        return CSDINet(n_features, n_steps=self.diffusion.n_steps, **asdict(self.model))
+        return CSDINet(n_features, n_steps=self.schedule.timesteps, **asdict(self.model))
 
     def build_task(self) -> CSDITask:
         forecast = self.task.task == "forecast"
         return CSDITask(
-            n_steps=self.diffusion.n_steps,
-            beta_start=self.diffusion.beta_start,
-            beta_end=self.diffusion.beta_end,
+            schedule=self.schedule.build(),
             strategy="forecast" if forecast else self.task.strategy,
             horizon=self.task.horizon if forecast else 0,
             forecast_share=self.task.forecast_share,
@@ -171,3 +158,32 @@ class Settings:
             scale_min_known=self.task.scale_min_known,
             prediction=self.task.prediction,
         )
+
+
+def load_timeseries_config(
+    name_or_path: str | Path | None = "default", overrides: Sequence[str] = ()
+) -> TimeseriesConfig:
+    """A bundled config name (default, paper, forecast, tiny) or a TOML file, with 'a.b=value' overrides."""
+    return load_config(TimeseriesConfig, name_or_path, overrides, package=PACKAGE)
+
+
+def legacy_config(metadata: Mapping[str, Any], overrides: Sequence[str] = ()) -> TimeseriesConfig:
+    """The config of a checkpoint written before run_config.json existed, from the "settings" its config.json
+    metadata holds (old key names: [diffusion] n_steps, beta_start, beta_end -> [schedule] timesteps, ...;
+    sampler.n_samples -> sampler.samples), with `overrides` ('a.b=value') applied."""
+    settings = metadata.get("settings")
+    if not isinstance(settings, Mapping):
+        raise ValueError("config.json: holds neither a run_config.json beside it nor the old \"settings\" metadata")
+    tables = {k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.items()}
+    diffusion = tables.pop("diffusion", None) or {}
+    tables["schedule"] = {
+        "name": "quadratic",
+        **{("timesteps" if k == "n_steps" else k): v for k, v in diffusion.items()},
+    }
+    sampler = tables.get("sampler") or {}
+    if "n_samples" in sampler:
+        sampler["samples"] = sampler.pop("n_samples")
+    config = from_dict(TimeseriesConfig, tables)
+    for override in overrides:
+        config = apply_override(config, override)
+    return config

@@ -15,7 +15,7 @@ observed values are put back exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -95,11 +95,9 @@ def calibrate(residual: Tensor, median_share: float = 1.0, spread: float = 1.0) 
 
 @dataclass
 class CSDITask:
-    """The schedule (quadratic, T steps, beta 1e-4 to 0.5 as CSDI) and the training-mask strategy."""
+    """The schedule (CSDI's: quadratic, T = 50, beta 1e-4 to 0.5; `[schedule]` builds it) and the training masks."""
 
-    n_steps: int = 50
-    beta_start: float = 1e-4
-    beta_end: float = 0.5
+    schedule: DiscreteVP = field(default_factory=DiscreteVP.quadratic)
     strategy: str = "random"
     horizon: int = 0
     forecast_share: float = 1.0
@@ -110,7 +108,6 @@ class CSDITask:
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"task.prediction: expected one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
-        self.schedule = DiscreteVP.quadratic(self.n_steps, beta_start=self.beta_start, beta_end=self.beta_end)
 
     def denoiser(self, net: nn.Module) -> Denoiser:
         return Denoiser(net, self.schedule, prediction=self.prediction)
