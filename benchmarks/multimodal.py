@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         cmp += ["data.train_size=1000", "train.ckpt_every=10", "autoencoder.train.ckpt_every=10"]
     compare = {}
     for space, folder in (("latent", cmp_latent), ("pixel", cmp_pixel)):
-        cfg = config_with([*cmp, f"diffusion.space={space}"])
+        cfg = config_with([*cmp, f"unet.space={space}"])
         with clock(f"train_{space}_compare"):
             row = timed_train(cfg, folder)
         cp = TextToImage.from_pretrained(folder)

@@ -146,26 +146,27 @@ def test_cfg_formula_and_w0_is_the_unconditional_path():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mm") / "run"
-    code = mm_cli.main(["train", "--config", "tiny", "--out", str(out)])
+    code = mm_cli.cli.main(["train", "--config", "tiny", "--out", str(out)])
     assert code == 0
     return out
 
 
 def test_cli_train_generate_evaluate(tiny_run, tmp_path, capsys):
-    for part in ("multimodal.json", "tokenizer.json", "latent.json", "autoencoder/model.safetensors",
+    for part in ("run_config.json", "tokenizer.json", "latent.json", "autoencoder/model.safetensors",
                  "denoiser/model.safetensors", "denoiser/checkpoint/latest.json"):
         assert (tiny_run / part).is_file(), part
     png = tmp_path / "grid.png"
-    assert mm_cli.main(["generate", "--checkpoint", str(tiny_run), "--prompt", "a small red circle",
-                        "--prompt", "a large blue square left of a small green triangle", "--n", "3",
-                        "--out", str(png)]) == 0
+    assert mm_cli.cli.main(["generate", "--checkpoint", str(tiny_run), "--prompt", "a small red circle",
+                            "--prompt", "a large blue square left of a small green triangle",
+                            "--set", "sampler.samples=3", "--out", str(png)]) == 0
     from PIL import Image
 
     assert Image.open(png).size == (96, 64)
     capsys.readouterr()
-    assert mm_cli.main(["evaluate", "--checkpoint", str(tiny_run), "--prompts", "3", "--n", "2",
-                        "--reference", "8", "--classifier-steps", "2"]) == 0
+    assert mm_cli.cli.main(["evaluate", "--checkpoint", str(tiny_run), "--prompts", "3", "--set", "sampler.samples=2",
+                            "--set", "sampler.seed=1", "--reference", "8", "--classifier-steps", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["protocol"]["n_per_prompt"] == 2 and report["protocol"]["seed"] == 1
     assert set(report) == {"model", "baselines", "protocol"}
     assert {"unguided_w0", "conditional_w1", "real_images"} <= set(report["baselines"])
     assert {"all_correct", "frechet", "diversity", "colour"} <= set(report["model"])
@@ -182,9 +183,76 @@ def test_pipeline_round_trip_and_resume(tiny_run):
     images = pipe(["a small red circle"], n_per_prompt=1)
     assert images[0].size == (32, 32) and images[0].mode == "RGB"
     # a finished run resumes as a no-op: same final weights
-    assert mm_cli.main(["train", "--config", "tiny", "--out", str(tiny_run)]) == 0
+    assert mm_cli.cli.main(["train", "--config", "tiny", "--out", str(tiny_run)]) == 0
     c = TextToImage.from_pretrained(tiny_run).generate_tensor(["a small red circle"], n_per_prompt=2, seed=3)
     torch.testing.assert_close(a, c)
+
+
+def test_run_config_is_the_starting_point(tiny_run, capsys):
+    from omnidiffusion.core.io import load_run_config
+    from omnidiffusion.multimodal.pipeline import TextToImage
+    from omnidiffusion.multimodal.settings import MultimodalConfig
+
+    stored = load_run_config(tiny_run, MultimodalConfig)
+    assert stored.sampler.guidance_scale == 2.0 and stored.sampler.steps == 3  # tiny.toml
+    assert mm_cli.cli.main(["generate", "--checkpoint", str(tiny_run), "--prompt", "a circle", "--out", "x.png",
+                            "--set", "sampler.steps=7", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["sampler"]["steps"] == 7 and printed["sampler"]["guidance_scale"] == 2.0
+    pipe = TextToImage.from_pretrained(tiny_run)
+    assert pipe.config == stored
+    # the Python API and the sampler settings of the run config draw the same images
+    torch.testing.assert_close(pipe.generate_tensor(["a small red circle"]),
+                               pipe.generate_tensor(["a small red circle"], n_per_prompt=4, guidance_scale=2.0,
+                                                    method="dpm++2m", steps=3, seed=0))
+
+
+def test_a_run_from_before_run_config_still_loads(tiny_run, tmp_path, capsys):
+    """Older runs kept their config in multimodal.json, with a [diffusion] table (space, betas, T)."""
+    import shutil
+
+    from omnidiffusion.core.config import to_dict
+    from omnidiffusion.core.io import load_run_config, write_json
+    from omnidiffusion.multimodal.pipeline import TextToImage
+    from omnidiffusion.multimodal.settings import MultimodalConfig
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    (old / "run_config.json").unlink()
+    config = load_run_config(tiny_run, MultimodalConfig)
+    tables = to_dict(config)
+    schedule = tables.pop("schedule")
+    space = tables["unet"].pop("space")
+    tables["diffusion"] = {"space": space, "betas": schedule["name"], "T": schedule["timesteps"]}
+    write_json(old / "multimodal.json", tables)
+    pipe = TextToImage.from_pretrained(old)
+    assert pipe.config == config
+    torch.testing.assert_close(pipe.generate_tensor(["a small red circle"], n_per_prompt=2),
+                               TextToImage.from_pretrained(tiny_run).generate_tensor(["a small red circle"],
+                                                                                     n_per_prompt=2))
+    pngs = []
+    for run in (old, tiny_run):  # the command starts from the stored sampler, then --set
+        pngs.append(tmp_path / f"{run.name}.png")
+        assert mm_cli.cli.main(["generate", "--checkpoint", str(run), "--prompt", "a small red circle",
+                                "--set", "sampler.samples=2", "--out", str(pngs[-1])]) == 0
+    assert pngs[0].read_bytes() == pngs[1].read_bytes()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("command", sorted(mm_cli.cli.commands))
+def test_every_command_has_help(command, capsys):
+    assert mm_cli.cli.main([command, "--help"]) == 0
+    assert "--set" in capsys.readouterr().out
+
+
+def test_schedule_tables():
+    from omnidiffusion.core import DiscreteVP
+    from omnidiffusion.multimodal.settings import LatentScheduleConfig
+
+    ldm = LatentScheduleConfig().build()
+    np.testing.assert_array_equal(ldm.betas, latent_schedule("scaled-linear", 1000).betas)
+    lin = LatentScheduleConfig(name="linear", timesteps=50, beta_end=0.05).build()
+    np.testing.assert_array_equal(lin.betas, DiscreteVP.linear(50, beta_end=0.05).betas)
 
 
 def test_overfit_loss_falls(tmp_path):
@@ -193,7 +261,7 @@ def test_overfit_loss_falls(tmp_path):
     from omnidiffusion.multimodal.training import train
 
     cfg = load_config(MultimodalConfig, "tiny", package="omnidiffusion.multimodal")
-    for o in ("diffusion.space=pixel", "data.train_size=16", "train.steps=40", "train.lr=3e-3",
+    for o in ("unet.space=pixel", "data.train_size=16", "train.steps=40", "train.lr=3e-3",
               "train.log_every=5", "train.ckpt_every=40", "unet.attention_resolutions=8"):
         cfg = apply_override(cfg, o)
     train(cfg, tmp_path / "px")

@@ -8,12 +8,12 @@ import torch
 from omnidiffusion.multimodal import cli as mm_cli
 from omnidiffusion.multimodal.data import load_folder, parse_caption
 from omnidiffusion.multimodal.metrics import diversity, faithfulness, frechet_distance
-from omnidiffusion.multimodal.settings import MultimodalConfig, SamplerConfig
+from omnidiffusion.multimodal.settings import GuidedSamplerConfig, LatentScheduleConfig, MultimodalConfig
 
 
 @pytest.fixture(scope="module")
 def cli():
-    return mm_cli.build_cli()
+    return mm_cli.cli
 
 
 @pytest.mark.parametrize(
@@ -21,13 +21,16 @@ def cli():
     [
         (["train", "--set", "text.heads=3"], ["text.heads", "divisor"]),
         (["train", "--set", "nope.x=1"], ["nope"]),
-        (["train", "--set", "diffusion.space=voxel"], ["diffusion.space", "latent, pixel"]),
+        (["train", "--set", "unet.space=voxel"], ["unet.space", "latent, pixel"]),
+        (["train", "--set", "schedule.name=sqrt"], ["schedule.name", "scaled-linear"]),
+        (["train", "--set", "schedule.timesteps=1"], ["schedule.timesteps"]),
         (["train", "--set", "text.caption_dropout=1.5"], ["text.caption_dropout"]),
         (["train", "--config", "no-such-config"], ["no-such-config"]),
         (["generate", "--checkpoint", "/nonexistent/run", "--prompt", "a small red circle", "--out", "x.png"],
          ["--checkpoint", "/nonexistent/run"]),
-        (["generate", "--checkpoint", ".", "--prompt", "a small red circle", "--out", "x.png", "--n", "0"],
-         ["--n", "[1, 64]"]),
+        (["generate", "--checkpoint", ".", "--prompt", "a small red circle", "--out", "x.png",
+          "--set", "sampler.samples=0"], ["sampler.samples"]),
+        (["generate", "--checkpoint", ".", "--prompt", "a small red circle"], ["--out"]),
         (["generate", "--checkpoint", ".", "--prompt", "  ", "--out", "x.png"], ["--prompt"]),
         (["generate", "--checkpoint", ".", "--prompt", "a big purple blob", "--out", "x.png", "--strict"],
          ["caption", "purple"]),
@@ -36,7 +39,8 @@ def cli():
         (["generate", "--checkpoint", ".", "--prompt", "a small red circle", "--out", "x.txt"], ["--out", ".png"]),
         (["evaluate", "--checkpoint", ".", "--set", "sampler.guidance_scale=-1"], ["sampler.guidance_scale"]),
         (["evaluate", "--checkpoint", ".", "--set", "sampler.method=euler-x"], ["sampler.method"]),
-        (["evaluate", "--checkpoint", ".", "--n", "1"], ["--n"]),
+        (["evaluate", "--checkpoint", ".", "--set", "sampler.samples=1"], ["sampler.samples", ">= 2"]),
+        (["evaluate", "--checkpoint", ".", "--seed", "1"], ["--seed"]),
         (["evaluate", "--checkpoint", ".", "--split", "train"], ["--split"]),
         (["evaluate", "--checkpoint", "/nonexistent/run"], ["--checkpoint"]),
     ],
@@ -48,7 +52,7 @@ def test_cli_bad_input(cli, cli_error, argv, fragments, tmp_path, monkeypatch):
 
 def test_cli_checkpoint_that_is_not_a_run(cli, cli_error, tmp_path):
     (tmp_path / "run").mkdir()
-    cli_error(cli, ["evaluate", "--checkpoint", tmp_path / "run"], "--checkpoint", "multimodal.json")
+    cli_error(cli, ["evaluate", "--checkpoint", tmp_path / "run"], "--checkpoint", "denoiser", "config.json")
 
 
 def test_cli_folder_with_unreadable_image(cli, cli_error, tmp_path):
@@ -74,7 +78,11 @@ def test_api_bad_input(tmp_path):
     with pytest.raises(ValueError, match="groups"):
         diversity(torch.zeros(4, 2), [0, 1, 2, 3])
     with pytest.raises(ValueError, match="sampler.steps"):
-        SamplerConfig(steps=0)
+        GuidedSamplerConfig(steps=0)
+    with pytest.raises(ValueError, match="sampler.grid"):
+        GuidedSamplerConfig(grid="leading")
+    with pytest.raises(ValueError, match="schedule.name"):
+        LatentScheduleConfig(name="quadratic")
     with pytest.raises(ValueError, match="config: expected a MultimodalConfig"):
         from omnidiffusion.multimodal.training import train
 

@@ -62,29 +62,31 @@ def evaluate(
     captions: list[str],
     *,
     n_prompts: int = 64,
-    n_per_prompt: int = 4,
+    n_per_prompt: int | None = None,
     guidance_scale: float | None = None,
     method: str | None = None,
     steps: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     baselines: bool = True,
 ) -> dict[str, Any]:
     """{"model": metrics, "baselines": {name: metrics}, "protocol": {...}} for the first `n_prompts` distinct
-    captions; the Frechet reference is all of `images`."""
+    captions; the Frechet reference is all of `images`. None = the pipeline's `[sampler]` value (n_per_prompt:
+    sampler.samples)."""
     if images.ndim != 4 or images.shape[0] != len(captions):
         raise ValueError(f"images, captions: expected (N, 3, 32, 32) and N captions, got {tuple(images.shape)} and "
                          f"{len(captions)}")
     prompt_labels(captions)  # refuse captions outside the grammar before any sampling
     prompts = list(dict.fromkeys(captions))[: positive_int(n_prompts, "n_prompts")]
-    n_per_prompt = positive_int(n_per_prompt, "n_per_prompt")
+    s = pipe.config.sampler
+    n_per_prompt = s.samples if n_per_prompt is None else positive_int(n_per_prompt, "n_per_prompt")
+    seed = s.seed if seed is None else seed
     expanded = [p for p in prompts for _ in range(n_per_prompt)]
     groups = torch.arange(len(prompts)).repeat_interleave(n_per_prompt)
-    s = pipe.config.sampler
     w = s.guidance_scale if guidance_scale is None else guidance_scale
     protocol = {
         "prompts": len(prompts), "n_per_prompt": n_per_prompt, "reference_images": int(images.shape[0]),
         "method": method or s.method, "steps": steps or s.steps, "guidance_scale": w, "seed": seed,
-        "space": pipe.config.diffusion.space,
+        "space": pipe.config.unet.space,
     }
 
     def run(scale: float) -> dict[str, float]:

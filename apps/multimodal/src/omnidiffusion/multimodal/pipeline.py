@@ -4,29 +4,28 @@
     images = pipe(["a small red circle left of a large blue square"], n_per_prompt=4, guidance_scale=3.0)
     x = pipe.generate_tensor(prompts, method="ddpm", steps=250)      # (N, 3, 32, 32) in [-1, 1]
 
-Sampling goes through `omnidiffusion.core.sample` (via `LatentDenoiser.generate` in latent space) with
-classifier-free guidance from core (`ClassifierFreeGuidance`, null condition = the empty caption).
+Sampling follows the checkpoint's `[sampler]` (run_config.json) unless a call says otherwise. It goes through
+`omnidiffusion.core.sample` (via `LatentDenoiser.generate` in latent space) with classifier-free guidance from core
+(`ClassifierFreeGuidance`, null condition = the empty caption).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from omnidiffusion.core import ClassifierFreeGuidance, Denoiser, sample
-from omnidiffusion.core.checks import positive_int, real_number, resolve_device
-from omnidiffusion.core.config import from_dict
-from omnidiffusion.core.io import load_pretrained, read_json
-from omnidiffusion.core.latent import AutoencoderKL, LatentDenoiser, latent_schedule, read_latent_config
+from omnidiffusion.core.io import has_run_config, load_pretrained, open_pretrained
+from omnidiffusion.core.latent import AutoencoderKL, LatentDenoiser, read_latent_config
 
 from .data import to_uint8
 from .models import TextToImageNet
-from .settings import MultimodalConfig, check_sampler_value
+from .settings import MultimodalConfig, legacy_config
 from .text import encode_captions, load_tokenizer
-from .training import SETTINGS_NAME
 
 RESOLUTION = 32
 
@@ -39,25 +38,28 @@ class TextToImage:
         self.net = net.eval()
         self.tokenizer = tokenizer
         self.config = config
-        schedule = latent_schedule(config.diffusion.betas, config.diffusion.T)
-        self.denoiser = Denoiser(net, schedule, "eps")
+        self.denoiser = Denoiser(net, config.schedule.build(), "eps")
         self.latent = None if autoencoder is None else LatentDenoiser(self.denoiser, autoencoder.eval(), scale_factor)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TextToImage:
-        """Load a directory written by `training.train` (multimodal.json, tokenizer.json, denoiser/, ...)."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{directory}: no such directory (expected one written by `train`)")
-        device = resolve_device(device)
-        config = from_dict(MultimodalConfig, read_json(directory / SETTINGS_NAME, "the multimodal training config"))
-        tok = load_tokenizer(directory)
-        net = load_pretrained(directory / "denoiser", cls=TextToImageNet, map_location=device)
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", config: MultimodalConfig | None = None
+    ) -> TextToImage:
+        """Load a directory written by `training.train` (run_config.json, tokenizer.json, denoiser/, ...);
+        `config` replaces the stored run config's `[sampler]` (the CLI passes it with the --set overrides applied;
+        the networks' own settings always come from the checkpoint)."""
+        has_config = has_run_config(directory)
+        pre = open_pretrained(directory, TextToImageNet, config_cls=MultimodalConfig if has_config else None,
+                              device=device, subfolder="denoiser", what="a text-to-image run written by `train`")
+        stored = pre.config if has_config else legacy_config(pre.directory)  # an older run: multimodal.json
+        if config is not None:
+            stored = replace(stored, sampler=config.sampler)
+        tok = load_tokenizer(pre.directory)
         ae, scale = None, 1.0
-        if config.diffusion.space == "latent":
-            scale = float(read_latent_config(directory)["scale_factor"])
-            ae = load_pretrained(directory / "autoencoder", cls=AutoencoderKL, map_location=device)
-        return cls(net, tok, config, ae, scale)
+        if stored.unet.space == "latent":
+            scale = float(read_latent_config(pre.directory)["scale_factor"])
+            ae = load_pretrained(pre.directory / "autoencoder", cls=AutoencoderKL, map_location=pre.device)
+        return cls(pre.model, tok, stored, ae, scale)
 
     @property
     def device(self) -> torch.device:
@@ -80,7 +82,7 @@ class TextToImage:
         self,
         prompts: Sequence[str],
         *,
-        n_per_prompt: int = 1,
+        n_per_prompt: int | None = None,
         guidance_scale: float | None = None,
         method: str | None = None,
         steps: int | None = None,
@@ -89,22 +91,19 @@ class TextToImage:
         batch_size: int | None = None,
         progress: bool = False,
     ) -> Tensor:
-        """Images (len(prompts) * n_per_prompt, 3, 32, 32) in [-1, 1], prompt-major; None = the config's value.
+        """Images (len(prompts) * n_per_prompt, 3, 32, 32) in [-1, 1], prompt-major; None = the config's
+        `[sampler]` value (n_per_prompt: sampler.samples).
 
         guidance_scale w: eps_u + w (eps_c - eps_u) (w = 0 unconditional, 1 conditional, > 1 guided).
         """
         if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"prompts: expected a non-empty list of strings, got {prompts!r}")
-        n_per_prompt = positive_int(n_per_prompt, "n_per_prompt")
-        s = self.config.sampler
-        w = s.guidance_scale if guidance_scale is None else real_number(guidance_scale, "guidance_scale", low=0.0)
-        method = s.method if method is None else check_sampler_value("method", method)
-        steps = s.steps if steps is None else positive_int(steps, "steps")
-        grid = s.grid if grid is None else check_sampler_value("grid", grid)
-        seed = s.seed if seed is None else positive_int(seed, "seed", minimum=0)
-        batch_size = s.batch_size if batch_size is None else positive_int(batch_size, "batch_size")
+        given = {"samples": n_per_prompt, "guidance_scale": guidance_scale, "method": method, "steps": steps,
+                 "grid": grid, "seed": seed, "batch_size": batch_size}
+        s = replace(self.config.sampler, **{k: v for k, v in given.items() if v is not None})  # checked there
+        n_per_prompt, w, batch_size = s.samples, s.guidance_scale, s.batch_size
         expanded = [p for p in prompts for _ in range(n_per_prompt)]
-        gen = torch.Generator(self.device).manual_seed(seed)
+        gen = torch.Generator().manual_seed(s.seed)
         out = []
         for i in range(0, len(expanded), batch_size):
             chunk = expanded[i : i + batch_size]
@@ -112,7 +111,7 @@ class TextToImage:
             cond = {"context": context, "context_mask": mask}
             guide = None if w == 1.0 else w  # w = 1 is the conditional model: one network pass per step
             null = self.null_cond(len(chunk))
-            opts = {"method": method, "steps": steps, "grid": grid, "generator": gen, "progress": progress}
+            opts = {**s.sample_kwargs(), "generator": gen, "progress": progress}
             if self.latent is not None:
                 x = self.latent.generate(len(chunk), RESOLUTION, RESOLUTION, guidance_scale=guide, null_cond=null,
                                          **opts, **cond)

@@ -7,12 +7,17 @@ LDM-style hyper-parameters at 32x32 (Rombach et al. 2022: KL-f4 autoencoder, 4 l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from omnidiffusion.core import GRIDS, METHODS
+from omnidiffusion.core import GRIDS, METHODS, DiscreteVP
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
-from omnidiffusion.core.latent import BETAS
+from omnidiffusion.core.config import apply_override, from_dict
+from omnidiffusion.core.io import read_json
+from omnidiffusion.core.latent import BETAS, latent_schedule
+from omnidiffusion.core.settings import SamplerConfig, ScheduleConfig
 from omnidiffusion.core.training import TrainConfig
 
 SPACES = ("latent", "pixel")
@@ -89,8 +94,10 @@ class AutoencoderConfig:
 
 @dataclass
 class UNetConfig:
-    """The denoiser (CrossAttnUNet) sizes; attention_resolutions are feature-map sides."""
+    """The denoiser (CrossAttnUNet): where it runs (`space`: the autoencoder's latents or pixels) and its sizes;
+    attention_resolutions are feature-map sides."""
 
+    space: str = "latent"
     base_channels: int = 32
     channel_mults: list[int] = field(default_factory=lambda: [1, 2])
     num_res_blocks: int = 1
@@ -100,6 +107,7 @@ class UNetConfig:
     norm_groups: int = 8
 
     def __post_init__(self) -> None:
+        _one_of(self.space, "unet.space", SPACES)
         positive_int(self.base_channels, "unet.base_channels")
         _ints(self.channel_mults, "unet.channel_mults")
         positive_int(self.num_res_blocks, "unet.num_res_blocks")
@@ -114,50 +122,43 @@ class UNetConfig:
 
 
 @dataclass
-class DiffusionConfig:
-    """Where the diffusion runs and its discrete VP schedule (LDM: scaled-linear, 1000 steps, eps)."""
+class LatentScheduleConfig(ScheduleConfig):
+    """The discrete VP table (LDM: "scaled-linear", sqrt-beta linear from 0.00085 to 0.012, T = 1000).
 
-    space: str = "latent"
-    betas: str = "scaled-linear"
-    T: int = 1000
+    Names: the tables of `core.latent.latent_schedule` (scaled-linear, linear, cosine), which latent.json
+    records; beta_start and beta_end apply to "linear" only (scaled-linear is LDM's fixed table)."""
+
+    name: str = "scaled-linear"
 
     def __post_init__(self) -> None:
-        _one_of(self.space, "diffusion.space", SPACES)
-        _one_of(self.betas, "diffusion.betas", BETAS)
-        positive_int(self.T, "diffusion.T", minimum=2)
+        _one_of(self.name, "schedule.name", BETAS)
+        if self.name != "scaled-linear":
+            super().__post_init__()
+        positive_int(self.timesteps, "schedule.timesteps", minimum=2)
 
-
-def check_sampler_value(key: str, value: Any) -> Any:
-    """One [sampler] value checked by key; errors name it `sampler.<key>`."""
-    name = f"sampler.{key}"
-    if key in ("steps", "batch_size"):
-        return positive_int(value, name)
-    if key == "seed":
-        return non_negative_int(value, name)
-    if key == "method":
-        return _one_of(value, name, tuple(sorted(METHODS)))
-    if key == "grid":
-        return _one_of(value, name, GRIDS)
-    if key == "guidance_scale":
-        return real_number(value, name, low=0.0)
-    raise ValueError(f"sampler: unknown key {key!r}")
+    def build(self) -> DiscreteVP:
+        if self.name == "scaled-linear":
+            return latent_schedule(self.name, self.timesteps)
+        return super().build()
 
 
 @dataclass
-class SamplerConfig:
+class GuidedSamplerConfig(SamplerConfig):
     """How images are drawn: dpm++2m 20 steps with guidance w (core convention: w = 0 unconditional, 1 plain
-    conditional, > 1 guided); DDPM with 250 steps is the paper-style chain."""
+    conditional, > 1 guided), `samples` images per prompt; DDPM with 250 steps is the paper-style chain."""
 
-    method: str = "dpm++2m"
     steps: int = 20
     grid: str = "time-uniform"
-    guidance_scale: float = 3.0
     batch_size: int = 256
-    seed: int = 0
+    guidance_scale: float = 3.0
+    samples: int = 4
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            check_sampler_value(f.name, getattr(self, f.name))
+        super().__post_init__()
+        _one_of(self.method, "sampler.method", tuple(sorted(METHODS)))
+        _one_of(self.grid, "sampler.grid", GRIDS)
+        real_number(self.guidance_scale, "sampler.guidance_scale", low=0.0)
+        positive_int(self.samples, "sampler.samples")
 
 
 @dataclass
@@ -168,7 +169,30 @@ class MultimodalConfig:
     text: TextConfig = field(default_factory=TextConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    schedule: LatentScheduleConfig = field(default_factory=LatentScheduleConfig)
+    sampler: GuidedSamplerConfig = field(default_factory=GuidedSamplerConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=32, lr=1e-3, min_lr=1e-4,
                                                                    ema_decay=0.999, log_every=50, ckpt_every=250))
+
+
+LEGACY_CONFIG = "multimodal.json"  # where `train` kept the config before run_config.json
+
+
+def legacy_config(directory: str | Path, overrides: Sequence[str] = ()) -> MultimodalConfig:
+    """The config of a run written before run_config.json existed: DIR/multimodal.json, whose [diffusion] table
+    (space, betas, T) is now unet.space and [schedule] name, timesteps; then `overrides` ('a.b=value')."""
+    stored = read_json(Path(directory) / LEGACY_CONFIG, "the config of a multimodal run (or a run_config.json)")
+    if not isinstance(stored, dict):
+        raise ValueError(f"{Path(directory) / LEGACY_CONFIG}: expected a JSON object")
+    tables = dict(stored)
+    diffusion = dict(tables.pop("diffusion", None) or {})
+    unet = dict(tables.get("unet") or {})
+    if "space" in diffusion:
+        unet["space"] = diffusion["space"]
+    tables["unet"] = unet
+    schedule = {"betas": "name", "T": "timesteps"}
+    tables["schedule"] = {schedule.get(k, k): v for k, v in diffusion.items() if k != "space"}
+    config = from_dict(MultimodalConfig, tables)
+    for override in overrides:
+        config = apply_override(config, override)
+    return config

@@ -6,12 +6,14 @@ on the eps-prediction denoising loss (out_dir/denoiser/); 10% of the captions ar
 network is the unconditional model that classifier-free guidance needs (Ho & Salimans 2022, GLIDE sec. 2.3).
 
 out_dir/
-  multimodal.json         the resolved MultimodalConfig (TextToImage.from_pretrained reads it)
+  run_config.json         the resolved MultimodalConfig, written at the end (TextToImage.from_pretrained and
+                          the --checkpoint commands start from it)
   tokenizer.json          the word-level tokenizer
   latent.json             scale factor, prediction type, schedule (core.latent)
   autoencoder/            fit run of the autoencoder (latent space only)
   denoiser/               fit run of TextToImageNet: config.json + model.safetensors + checkpoint/
-Both stages resume from their checkpoints after a kill; under torchrun rank 0 writes the files.
+Both stages resume from their checkpoints after a kill; under torchrun rank 0 writes the files. Initial weights
+are seeded (autoencoder.train.seed, train.seed), so a run is reproducible from a fresh process.
 """
 
 from __future__ import annotations
@@ -24,23 +26,14 @@ import torch
 import torch.distributed as dist
 
 from omnidiffusion.core import Denoiser, denoising_loss
-from omnidiffusion.core.config import to_dict
-from omnidiffusion.core.io import load_pretrained, write_json
-from omnidiffusion.core.latent import (
-    AutoencoderKL,
-    estimate_scale_factor,
-    fit_autoencoder,
-    latent_schedule,
-    write_latent_config,
-)
-from omnidiffusion.core.training import TrainResult, fit
+from omnidiffusion.core.io import load_pretrained, save_run_config
+from omnidiffusion.core.latent import AutoencoderKL, estimate_scale_factor, fit_autoencoder, write_latent_config
+from omnidiffusion.core.training import TrainResult, fit, is_main_process, seed_everything
 
 from .data import CaptionedImages, collate, load_folder, make_split
 from .models import TextToImageNet
 from .settings import MultimodalConfig
 from .text import bert_config, encode_captions, load_pretrained_encoder, save_tokenizer, train_tokenizer
-
-SETTINGS_NAME = "multimodal.json"
 
 
 def training_data(config: MultimodalConfig) -> tuple[torch.Tensor, list[str]]:
@@ -53,7 +46,7 @@ def training_data(config: MultimodalConfig) -> tuple[torch.Tensor, list[str]]:
 
 def build_net(config: MultimodalConfig, vocab_size: int, text_config: dict[str, Any] | None = None) -> TextToImageNet:
     """TextToImageNet for `config`: latent (4 x 8 x 8) or pixel (3 x 32 x 32) input, a fresh or given encoder."""
-    latent = config.diffusion.space == "latent"
+    latent = config.unet.space == "latent"
     factor = 2 ** (len(config.autoencoder.channels) - 1)
     channels = config.autoencoder.latent_channels if latent else 3
     u = config.unet
@@ -70,10 +63,6 @@ def build_net(config: MultimodalConfig, vocab_size: int, text_config: dict[str, 
     if text_config is None:
         text_config = bert_config(vocab_size, t.hidden, t.layers, t.heads, t.max_length)
     return TextToImageNet(unet, text_config)
-
-
-def _rank0() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def _barrier() -> None:
@@ -106,26 +95,26 @@ def train(config: MultimodalConfig, out_dir: str | Path, *, resume: bool | None 
     if not isinstance(config, MultimodalConfig):
         raise ValueError(f"config: expected a MultimodalConfig, got {type(config).__name__}")
     out = Path(out_dir)
-    latent = config.diffusion.space == "latent"
+    latent = config.unet.space == "latent"
     images, captions = training_data(config)
 
     if config.text.pretrained is not None:
         encoder, text_config, tok = load_pretrained_encoder(config.text.pretrained)
     else:
         encoder, text_config, tok = None, None, train_tokenizer(captions)
-    if _rank0():
+    if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         save_tokenizer(tok, out)
-        write_json(out / SETTINGS_NAME, to_dict(config))
 
     stage2 = out / "denoiser" / "checkpoint"
     if resume is True and not (out / "autoencoder" / "checkpoint").exists() and not stage2.exists():
         raise FileNotFoundError(f"train(resume=True): no checkpoint under {out}")
-    schedule = latent_schedule(config.diffusion.betas, config.diffusion.T)
+    schedule = config.schedule.build()
     scale, encode = 1.0, None
     dataset = CaptionedImages(images, captions)
     if latent:
         a = config.autoencoder
+        seed_everything(a.train.seed)  # the initial weights (fit seeds only its own loop)
         ae = AutoencoderKL(3, a.latent_channels, list(a.channels), a.num_res_blocks, a.norm_groups)
         fit_autoencoder(ae, dataset, a.train, out / "autoencoder", kl_weight=a.kl_weight, collate_fn=collate,
                         images=lambda b: b[0], resume=None if resume is not False else False)
@@ -143,13 +132,14 @@ def train(config: MultimodalConfig, out_dir: str | Path, *, resume: bool | None 
             with torch.no_grad():
                 return ae.encode(x).sample() * scale  # a posterior sample per step, as LDM trains
 
+    seed_everything(config.train.seed)
     net = build_net(config, tok.get_vocab_size(), text_config)
     if encoder is not None:
         net.text_encoder.load_state_dict(encoder.state_dict())
     if not config.text.train_encoder:
         net.text_encoder.requires_grad_(False)
-    if _rank0() and latent:
-        write_latent_config(out, scale, "eps", {"betas": config.diffusion.betas, "T": config.diffusion.T})
+    if is_main_process() and latent:
+        write_latent_config(out, scale, "eps", {"betas": config.schedule.name, "T": config.schedule.timesteps})
     result = fit(
         net,
         caption_loss(lambda m: Denoiser(m, schedule, "eps"), tok, config, encode),
@@ -158,6 +148,8 @@ def train(config: MultimodalConfig, out_dir: str | Path, *, resume: bool | None 
         out / "denoiser",
         collate_fn=collate,
         resume=None if resume is not False else False,
-        metadata={"kind": "text-to-image", "space": config.diffusion.space, "train": asdict(config.train)},
+        metadata={"kind": "text-to-image", "space": config.unet.space, "train": asdict(config.train)},
     )
+    if is_main_process():
+        save_run_config(out, config)
     return result
