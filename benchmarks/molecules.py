@@ -28,13 +28,14 @@ from pathlib import Path
 import torch
 
 from omnidiffusion.core.config import load_config
-from omnidiffusion.molecules.config import MoleculesConfig
 from omnidiffusion.molecules.data import ConformerDataset, bundled_smiles, collate, graph_batch, reference_ensembles
+from omnidiffusion.molecules.evaluation import evaluate_model
 from omnidiffusion.molecules.models import GeoDiffNet
 from omnidiffusion.molecules.pipeline import ConformerGenerator
 from omnidiffusion.molecules.sampling import sample_positions
-from omnidiffusion.molecules.task import build_schedule, geodiff_loss
-from omnidiffusion.molecules.training import bundled_split, evaluate_model, train
+from omnidiffusion.molecules.settings import PACKAGE, MoleculesConfig
+from omnidiffusion.molecules.task import geodiff_loss
+from omnidiffusion.molecules.training import bundled_split, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -96,7 +97,7 @@ def write_markdown(result: dict, path: Path) -> None:
 def run_cpu(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    config = load_config(MoleculesConfig, args.config, args.set, package="omnidiffusion.molecules")
+    config = load_config(MoleculesConfig, args.config, args.set, package=PACKAGE)
     train_mols, test_mols = bundled_split(config.data, progress=True)
     test_mols = test_mols[: args.molecules]
     out = Path(args.work) / "run"
@@ -113,9 +114,9 @@ def run_cpu(args: argparse.Namespace) -> dict:
             "final_loss": result.loss,
         }
         stats_file.write_text(json.dumps(training, indent=2) + "\n")
-    gen = ConformerGenerator.from_pretrained(out)
-    gen.sampler = config.sampler  # the benchmark's config decides the sampler settings
-    T = config.diffusion.num_steps
+    gen = ConformerGenerator.from_pretrained(out)  # the schedule the run was trained with (run_config.json)
+    gen.config.sampler = config.sampler  # the benchmark's config decides the sampler settings
+    T = config.schedule.timesteps
     samplers = [
         ("geodiff-ld", T),
         ("dpm++2m", T // 10),
@@ -145,11 +146,11 @@ def run_cpu(args: argparse.Namespace) -> dict:
 def run_gpu(args: argparse.Namespace) -> dict:
     """Paper-scale config for `--seconds` of training on the device, then one timed sampling batch."""
     device = torch.device(args.device if args.device != "cuda" or torch.cuda.is_available() else "cpu")
-    config = load_config(MoleculesConfig, "paper", args.set, package="omnidiffusion.molecules")
+    config = load_config(MoleculesConfig, "paper", args.set, package=PACKAGE)
     smiles = bundled_smiles()
     mols = reference_ensembles(smiles[: len(smiles) - config.data.test_molecules], config.data.n_confs, 42)
     data = ConformerDataset(mols)
-    schedule = build_schedule(config.diffusion)
+    schedule = config.schedule.build()
     torch.manual_seed(0)
     net = GeoDiffNet(**asdict(config.model)).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.train.lr, betas=config.train.betas)
@@ -163,7 +164,7 @@ def run_gpu(args: argparse.Namespace) -> dict:
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-                loss = geodiff_loss(net, batch, schedule, config.diffusion)
+                loss = geodiff_loss(net, batch, schedule, config.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), config.train.grad_clip or 1e4)
@@ -179,12 +180,12 @@ def run_gpu(args: argparse.Namespace) -> dict:
     graph = {k: v.to(device) for k, v in graph.items()}
     n_conf = int(graph["batch"].max()) + 1
     timings = {}
-    for method, n_steps in (("dpm++2m", config.diffusion.num_steps // 10), ("geodiff-ld", args.ld_steps)):
+    for method, n_steps in (("dpm++2m", config.schedule.timesteps // 10), ("geodiff-ld", args.ld_steps)):
         cfg = config.sampler.__class__(**{**asdict(config.sampler), "method": method, "steps": n_steps})
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         s0 = time.perf_counter()
-        pos = sample_positions(net, schedule, cfg, graph, generator=torch.Generator(device).manual_seed(0))
+        pos = sample_positions(net, schedule, cfg, graph, generator=torch.Generator().manual_seed(0))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         wall = time.perf_counter() - s0

@@ -22,11 +22,12 @@ from rdkit.Chem import rdMolAlign
 
 from demos.section import SectionResult, torch_threads
 from omnidiffusion.core.config import load_config
-from omnidiffusion.molecules.config import MoleculesConfig
 from omnidiffusion.molecules.data import write_sdf
+from omnidiffusion.molecules.evaluation import evaluate_model
 from omnidiffusion.molecules.metrics import evaluate_sets
 from omnidiffusion.molecules.pipeline import ConformerGenerator
-from omnidiffusion.molecules.training import bundled_split, evaluate_model, train
+from omnidiffusion.molecules.settings import PACKAGE, MoleculesConfig
+from omnidiffusion.molecules.training import bundled_split, train
 
 TITLE = "Molecules: GeoDiff conformer generation"
 DESCRIPTION = """
@@ -43,8 +44,8 @@ QUICK = [
     "model.global_layers=1",
     "model.local_layers=1",
     "model.num_rbf=8",
-    "diffusion.num_steps=50",
-    "diffusion.beta_end=0.2",
+    "schedule.timesteps=50",
+    "schedule.beta_end=0.2",
     "train.steps=4",
     "train.batch_size=4",
     "train.log_every=2",
@@ -63,7 +64,7 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
 
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = load_config(MoleculesConfig, "default", QUICK if quick else FULL, package="omnidiffusion.molecules")
+    config = load_config(MoleculesConfig, "default", QUICK if quick else FULL, package=PACKAGE)
     train_mols, test_mols = bundled_split(config.data)
     test_mols = test_mols[: 2 if quick else 8]
     result = train(config, out_dir / "train", mols=train_mols)

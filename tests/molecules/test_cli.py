@@ -8,10 +8,12 @@ import pytest
 import torch
 from rdkit.Chem import AllChem
 
+from omnidiffusion.core.io import load_run_config
 from omnidiffusion.molecules.chem import parse_smiles
-from omnidiffusion.molecules.cli import main
+from omnidiffusion.molecules.cli import cli
 from omnidiffusion.molecules.data import read_sdf, write_sdf
 from omnidiffusion.molecules.pipeline import ConformerGenerator
+from omnidiffusion.molecules.settings import MoleculesConfig
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +26,21 @@ def trained(tmp_path_factory):
         refs.append(mol)
     sdf = write_sdf(refs, root / "refs.sdf")
     run = root / "run"
-    assert main(["train", "--config", "tiny", "--out", str(run), "--set", f"data.sdf={sdf}"]) == 0
+    assert cli.main(["train", "--config", "tiny", "--out", str(run), "--set", f"data.sdf={sdf}"]) == 0
     return root, sdf, run
 
 
 def test_train_writes_a_loadable_checkpoint_and_resumes(trained, capsys):
     root, sdf, run = trained
     assert (run / "model.safetensors").is_file() and (run / "checkpoint" / "latest.json").is_file()
+    stored = load_run_config(run, MoleculesConfig)  # the whole config, which generate and evaluate start from
+    assert stored.schedule.timesteps == 50 and stored.sampler.steps == 50 and stored.data.sdf == str(sdf)
+    assert ConformerGenerator.from_pretrained(run).config == stored
     capsys.readouterr()
+    argv = ["train", "--config", "tiny", "--out", str(run), "--set", f"data.sdf={sdf}", "--no-resume"]
+    assert cli.main(argv) == 2 and "already holds a checkpoint" in capsys.readouterr().err
     assert (
-        main(["train", "--config", "tiny", "--out", str(run), "--set", f"data.sdf={sdf}", "--set", "train.steps=6"])
+        cli.main(["train", "--config", "tiny", "--out", str(run), "--set", f"data.sdf={sdf}", "--set", "train.steps=6"])
         == 0
     )
     report = json.loads(capsys.readouterr().out)
@@ -45,7 +52,7 @@ def test_generate_and_evaluate(trained, tmp_path, capsys):
     root, sdf, run = trained
     out = tmp_path / "gen.sdf"
     assert (
-        main(
+        cli.main(
             [
                 "generate",
                 "--checkpoint",
@@ -56,8 +63,8 @@ def test_generate_and_evaluate(trained, tmp_path, capsys):
                 "CNC",
                 "--n",
                 "3",
-                "--steps",
-                "10",
+                "--set",
+                "sampler.steps=10",
                 "--out",
                 str(out),
             ]
@@ -68,7 +75,7 @@ def test_generate_and_evaluate(trained, tmp_path, capsys):
     assert [m.GetNumConformers() for m in mols] == [3, 3]
     capsys.readouterr()
     assert (
-        main(
+        cli.main(
             [
                 "evaluate",
                 "--checkpoint",
@@ -77,10 +84,10 @@ def test_generate_and_evaluate(trained, tmp_path, capsys):
                 str(sdf),
                 "--threshold",
                 "0.5",
-                "--method",
-                "dpm++2m",
-                "--steps",
-                "5",
+                "--set",
+                "sampler.method=dpm++2m",
+                "--set",
+                "sampler.steps=5",
             ]
         )
         == 0
@@ -108,10 +115,10 @@ def test_pipeline_returns_a_mol_with_conformers(trained):
 
 @pytest.mark.parametrize("command", ["train", "generate", "evaluate", "convert-geom"])
 def test_help(command, capsys):
-    assert main([command, "--help"]) == 0
+    assert cli.main([command, "--help"]) == 0
     assert "--config" in capsys.readouterr().out
 
 
 def test_unknown_config_key_is_refused(capsys):
-    assert main(["train", "--config", "tiny", "--set", "model.width=3"]) == 2
+    assert cli.main(["train", "--config", "tiny", "--set", "model.width=3"]) == 2
     assert "width" in capsys.readouterr().err

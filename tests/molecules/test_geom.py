@@ -25,8 +25,8 @@ from torch_geometric.data.storage import GlobalStorage
 
 from omnidiffusion.molecules import geom
 from omnidiffusion.molecules.chem import parse_smiles
-from omnidiffusion.molecules.cli import build_cli
-from omnidiffusion.molecules.config import DataConfig
+from omnidiffusion.molecules.cli import cli
+from omnidiffusion.molecules.settings import DataConfig
 
 # (smiles, conformers in the file, uniqueconfs in the file): NCC=O's file is GeoDiff's "bad case" (5 > 3).
 MOLECULES = [
@@ -51,7 +51,7 @@ TINY = [
     "model.global_layers=1",
     "model.local_layers=1",
     "model.num_rbf=4",
-    "diffusion.num_steps=20",
+    "schedule.timesteps=20",
     "sampler.steps=4",
     "train.steps=2",
     "train.batch_size=2",
@@ -358,7 +358,6 @@ def test_malformed_files_get_one_clear_error(converted, tmp_path):
 
 def test_cli_trains_and_evaluates_the_paper_configs(rdkit_folder, split_folder, tmp_path, capsys):
     root, _ = rdkit_folder
-    cli = build_cli()
     out = tmp_path / "converted"
     argv = ["convert-geom", "--config", "qm9-paper", "--trust-pickle", "--root", root, "--out", out, *_sets(root)]
     assert cli.main([str(a) for a in argv]) == 0
@@ -367,18 +366,8 @@ def test_cli_trains_and_evaluates_the_paper_configs(rdkit_folder, split_folder, 
     argv = ["train", "--config", "qm9-paper", "--out", run, *_sets(out)[2:], "--set", f"data.root={out}"]
     assert cli.main([str(a) for a in [*argv, *[x for s in TINY for x in ("--set", s)]]]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
-    argv = [
-        "evaluate",
-        "--config",
-        "qm9-paper",
-        "--checkpoint",
-        run,
-        "--method",
-        "dpm++2m",
-        "--steps",
-        "3",
-        *_sets(out),
-    ]
+    # The run config stored by train brings data.root and the split; --set changes the sampler for this run.
+    argv = ["evaluate", "--checkpoint", run, "--set", "sampler.method=dpm++2m", "--set", "sampler.steps=3"]
     assert cli.main([str(a) for a in argv]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"COV-R", "MAT-R", "COV-P", "MAT-P", "COV-R-median"} <= set(result["model"])
@@ -398,7 +387,6 @@ def test_cli_trains_and_evaluates_the_paper_configs(rdkit_folder, split_folder, 
 def test_cli_refuses_bad_geom_input(rdkit_folder, converted, tmp_path, cli_error):
     root, _ = rdkit_folder
     out, _, _ = converted
-    cli = build_cli()
     ev = ["evaluate", "--config", "qm9-paper", "--set"]
     cli_error(cli, [*ev, f"data.root={tmp_path}/nowhere"], "data.root", "no such directory")
     cli_error(cli, [*ev, f"data.root={tmp_path}"], "data.root", "holds neither summary_qm9.json")

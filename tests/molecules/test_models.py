@@ -8,10 +8,10 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from omnidiffusion.molecules.chem import mol_to_graph, parse_smiles
-from omnidiffusion.molecules.config import DiffusionConfig, SamplerConfig
 from omnidiffusion.molecules.data import collate
 from omnidiffusion.molecules.models import GeoDiffNet
-from omnidiffusion.molecules.task import GeoDiffEps, build_schedule, geodiff_loss
+from omnidiffusion.molecules.settings import GeoDiffSamplerConfig, GeoDiffScheduleConfig, LossConfig
+from omnidiffusion.molecules.task import GeoDiffEps, geodiff_loss
 
 
 def _random_orthogonal(gen):
@@ -59,8 +59,8 @@ def test_core_eps_model_is_equivariant_too(net64):
     # GeoDiffEps adds the noise-level gating and the least-squares map to eps: still E(3)-equivariant.
     gen = torch.Generator().manual_seed(4)
     g = _graph(["CCOC", "FC1CC1"])
-    schedule = build_schedule(DiffusionConfig(num_steps=100, beta_end=0.05))
-    model = GeoDiffEps(net64, schedule, SamplerConfig(global_start_sigma=10.0))
+    schedule = GeoDiffScheduleConfig(timesteps=100, beta_end=0.05).build()
+    model = GeoDiffEps(net64, schedule, GeoDiffSamplerConfig(global_start_sigma=10.0))
     x = 0.5 * g["pos"].double()
     t = torch.full((x.shape[0],), 0.3, dtype=torch.float64)
     cond = {k: g[k] for k in ("atom_type", "edge_index", "edge_type", "batch")}
@@ -89,8 +89,8 @@ def test_tiny_overfit_loss_falls():
     torch.manual_seed(0)
     g = _graph(["CCO", "CC#N"])
     net = GeoDiffNet(hidden=16, global_layers=1, local_layers=1, num_rbf=8)
-    cfg = DiffusionConfig(num_steps=100, beta_end=0.05)
-    schedule = build_schedule(cfg)
+    cfg = LossConfig()
+    schedule = GeoDiffScheduleConfig(timesteps=100, beta_end=0.05).build()
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     gen_state = torch.get_rng_state()
 

@@ -41,9 +41,9 @@ import torch
 from rdkit import Chem, RDLogger
 
 from .chem import canonical_key, check_molecule
-from .config import DataConfig
 from .data import check_record_coordinates, write_sdf
 from .safepickle import Record, load_trusted_pickle
+from .settings import DataConfig
 
 GEOM_DATASETS = ("qm9", "drugs")
 SOURCES = ("auto", "rdkit-folder", "geodiff-split")

@@ -3,6 +3,8 @@
 gen = ConformerGenerator.from_pretrained("runs/molecules")
 mol = gen.generate("CCO", n_conformers=10)              # RDKit Mol with hydrogens and 10 conformers
 mol = gen.generate(mol, 10, method="dpm++2m", steps=50)   # core's few-step sampler instead of the paper's
+
+Sampling follows the checkpoint's `[sampler]` (run_config.json, stored by `train`) unless a call overrides it.
 """
 
 from __future__ import annotations
@@ -15,53 +17,85 @@ import torch
 from rdkit import Chem
 from torch import nn
 
-from omnidiffusion.core.checks import positive_int, resolve_device
+from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.config import from_dict
-from omnidiffusion.core.io import load_pretrained, read_pretrained_config
+from omnidiffusion.core.io import has_run_config, open_pretrained
 
 from .chem import check_molecule, parse_smiles, set_conformers
-from .config import DiffusionConfig, SamplerConfig
 from .data import graph_batch
 from .models import GeoDiffNet
-from .sampling import check_sampler, sample_positions, sampler_fields
-from .task import build_schedule
+from .sampling import sample_positions
+from .settings import GeoDiffSamplerConfig, MoleculesConfig
+
+
+def config_from_metadata(metadata: dict, where: str) -> MoleculesConfig:
+    """The run config of a checkpoint written before run_config.json existed (its config.json metadata).
+
+    Such checkpoints stored `diffusion` (num_steps, beta_start, beta_end, local_weight, global_weight: now
+    schedule.timesteps, schedule.beta_*, loss.*_weight on GeoDiff's sigmoid table) and `sampler`.
+    """
+    if "diffusion" not in metadata:
+        raise ValueError(f"{where}: holds no run_config.json and no 'diffusion' metadata (not a molecules run)")
+    old = dict(metadata["diffusion"])
+    loss = {key: old.pop(key) for key in ("local_weight", "global_weight") if key in old}
+    if "num_steps" in old:
+        old["timesteps"] = old.pop("num_steps")
+    data = {"schedule": old, "loss": loss, "sampler": dict(metadata.get("sampler", {}))}
+    return from_dict(MoleculesConfig, data, where="metadata.")
 
 
 class ConformerGenerator:
-    """A trained GeoDiffNet with its schedule and sampler settings; `generate` returns RDKit Mols."""
+    """A trained GeoDiffNet with the config it was trained with; `generate` returns RDKit Mols.
 
-    def __init__(self, net: nn.Module, diffusion: DiffusionConfig, sampler: SamplerConfig):
+    `config.schedule` is the network's diffusion table, `config.sampler` the default sampler settings.
+    """
+
+    def __init__(self, net: nn.Module, config: MoleculesConfig):
         self.net = net.eval()
-        self.diffusion = diffusion
-        self.sampler = sampler
-        self.schedule = build_schedule(diffusion)
+        self.config = config
+        self.schedule = config.schedule.build()
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> ConformerGenerator:
-        """Load a directory written by `omnidiffusion-molecules train` (config.json + model.safetensors).
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", config: MoleculesConfig | None = None
+    ) -> ConformerGenerator:
+        """Load a directory written by `omnidiffusion-molecules train` (weights and run_config.json).
 
         device: "cpu", "cuda", "cuda:N" or "auto"; a GPU that is not there is refused with a ValueError.
+        config: replaces the stored run config (the CLI passes the stored one with its --set overrides applied).
+        A checkpoint of the earlier layout (no run_config.json) takes its schedule and sampler from its metadata.
         """
-        net = load_pretrained(directory, map_location=resolve_device(device, name="device"))
-        if not isinstance(net, GeoDiffNet):
-            raise ValueError(f"{directory}: holds a {type(net).__name__}, expected a GeoDiffNet checkpoint")
-        meta = read_pretrained_config(directory).get("metadata") or {}
-        if "diffusion" not in meta:
-            raise ValueError(f"{directory}/config.json: metadata has no 'diffusion' entry (not a molecules run)")
-        diffusion = from_dict(DiffusionConfig, meta["diffusion"], where="metadata.diffusion.")
-        sampler = from_dict(SamplerConfig, meta.get("sampler", {}), where="metadata.sampler.")
-        return cls(net, diffusion, sampler)
+        stored = config is None and has_run_config(directory)
+        pre = open_pretrained(
+            directory,
+            GeoDiffNet,
+            config_cls=MoleculesConfig if stored else None,
+            device=device,
+            what="a molecules run written by train",
+        )
+        if config is None:
+            config = pre.config if stored else config_from_metadata(pre.metadata, f"{directory}/config.json")
+        return cls(pre.model, config)
 
-    def sampler_config(self, **overrides) -> SamplerConfig:
+    @property
+    def sampler(self) -> GeoDiffSamplerConfig:
+        """The default sampler settings (the run config's `[sampler]`)."""
+        return self.config.sampler
+
+    def sampler_config(self, **overrides) -> GeoDiffSamplerConfig:
         """The stored sampler settings with non-None overrides (method, steps, grid, w_global, ...), checked.
 
-        A bad override is named as given (`steps: ...`), a bad stored value as `sampler.<key>`.
+        A bad override is named as given (`steps: ...`).
         """
-        unknown = sorted(set(overrides) - set(sampler_fields()))
+        keys = [f.name for f in dataclasses.fields(GeoDiffSamplerConfig)]
+        unknown = sorted(set(overrides) - set(keys))
         if unknown:
-            raise ValueError(f"{unknown[0]}: not a sampler setting; expected one of {sampler_fields()}")
+            raise ValueError(f"{unknown[0]}: not a sampler setting; expected one of {keys}")
         given = {k: v for k, v in overrides.items() if v is not None}
-        return check_sampler(dataclasses.replace(self.sampler, **given), {k: k for k in given})
+        try:
+            return dataclasses.replace(self.sampler, **given)
+        except ValueError as e:  # the stored settings were checked when loaded: the fault is an override's
+            raise ValueError(str(e).removeprefix("sampler.")) from None
 
     def _as_mol(self, mol_or_smiles: Chem.Mol | str, name: str) -> Chem.Mol:
         mol = parse_smiles(mol_or_smiles) if isinstance(mol_or_smiles, str) else mol_or_smiles
@@ -80,7 +114,8 @@ class ConformerGenerator:
         progress: bool = False,
         **sampler_overrides,
     ) -> list[Chem.Mol]:
-        """Conformers for several molecules, batched together (at most `max_atoms` atoms per network call).
+        """Conformers for several molecules, batched together (at most sampler.batch_size conformers and
+        `max_atoms` atoms per network call).
 
         mols: a list of SMILES or RDKit Mols (explicit hydrogens); n_conformers: one count >= 1 per molecule.
         """
@@ -93,16 +128,20 @@ class ConformerGenerator:
         max_atoms = positive_int(max_atoms, "max_atoms")
         cfg = self.sampler_config(method=method, steps=steps, seed=seed, **sampler_overrides)
         parsed = [self._as_mol(m, f"mols[{k}]") for k, m in enumerate(mols)]
-        jobs = [(k, 1) for k, n in enumerate(counts) for _ in range(n)]
+        jobs = [k for k, n in enumerate(counts) for _ in range(n)]
         device = next(self.net.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: the same conformers on every device
         positions: list[list[torch.Tensor]] = [[] for _ in parsed]
         start = 0
         while start < len(jobs):
             chunk, atoms = [], 0
-            while start < len(jobs) and (not chunk or atoms + parsed[jobs[start][0]].GetNumAtoms() <= max_atoms):
-                chunk.append(jobs[start][0])
-                atoms += parsed[jobs[start][0]].GetNumAtoms()
+            while (
+                start < len(jobs)
+                and len(chunk) < cfg.batch_size
+                and (not chunk or atoms + parsed[jobs[start]].GetNumAtoms() <= max_atoms)
+            ):
+                chunk.append(jobs[start])
+                atoms += parsed[jobs[start]].GetNumAtoms()
                 start += 1
             graph = graph_batch([parsed[k] for k in chunk], [1] * len(chunk))
             graph = {k: v.to(device) for k, v in graph.items()}

@@ -13,65 +13,18 @@ task.make_denoiser (least-squares eps and the centre-of-mass projection of x0_ha
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
-from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from omnidiffusion.core import METHODS, sample
-from omnidiffusion.core.checks import positive_int, real_number
-from omnidiffusion.core.timesteps import GRIDS, make_grid
+from omnidiffusion.core import make_grid, sample
+from omnidiffusion.core.samplers.common import randn
 
-from .config import SamplerConfig
 from .graph import center_pos
+from .settings import PAPER_METHOD, GeoDiffSamplerConfig
 from .task import GeoDiffEps, make_denoiser, ve_scale
-
-PAPER_METHOD = "geodiff-ld"
-SAMPLER_METHODS = (PAPER_METHOD, *sorted(METHODS))
-
-# (low, low_open) of each float setting of SamplerConfig; every one must be finite.
-_SAMPLER_RANGES = {
-    "w_global": (0.0, False),
-    "global_start_sigma": (0.0, False),
-    "clip": (0.0, True),
-    "clip_local": (0.0, True),
-    "step_lr": (0.0, True),
-    "damping": (0.0, False),
-    "eps_scale": (0.0, True),
-}
-
-
-def check_sampler(cfg: SamplerConfig, names: Mapping[str, str] | None = None) -> SamplerConfig:
-    """Refuse a SamplerConfig that cannot sample (ValueError naming the setting); returns it unchanged.
-
-    `names` maps a field to the name the user gave it (default `sampler.<field>`, as in `--set`).
-    """
-    names = names or {}
-
-    def name(field: str) -> str:
-        return names.get(field, f"sampler.{field}")
-
-    if cfg.method not in SAMPLER_METHODS:
-        raise ValueError(f"{name('method')}: expected one of {list(SAMPLER_METHODS)}, got {cfg.method!r}")
-    positive_int(cfg.steps, name("steps"))
-    if cfg.grid not in GRIDS:
-        raise ValueError(f"{name('grid')}: expected one of {list(GRIDS)}, got {cfg.grid!r}")
-    for field, (low, low_open) in _SAMPLER_RANGES.items():
-        value = getattr(cfg, field)
-        if not (field == "clip_local" and value is None):
-            real_number(value, name(field), low=low, low_open=low_open)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, numbers.Integral):
-        raise ValueError(f"{name('seed')}: expected an integer, got {cfg.seed!r}")
-    return cfg
-
-
-def sampler_fields() -> list[str]:
-    """The settings a SamplerConfig holds (the keys `sampler.<key>` of a config)."""
-    return [f.name for f in dataclasses.fields(SamplerConfig)]
 
 
 def geodiff_ld(
@@ -99,7 +52,7 @@ def geodiff_ld(
             sig = torch.full((pos.shape[0],), sigma, dtype=pos.dtype, device=pos.device)
             g, *_ = model.chain_rule(pos, sig, graph["atom_type"], graph["edge_index"], graph["edge_type"], batch)
             step = cfg.step_lr * (sigma / 0.01) ** 2
-            noise = torch.randn(pos.shape, generator=generator, dtype=pos.dtype, device=pos.device)
+            noise = randn(pos.shape, generator, dtype=pos.dtype, device=pos.device)
             pos = pos - (step / sigma) * g + math.sqrt(2.0 * step) * noise
             if not torch.isfinite(pos).all():
                 raise FloatingPointError(
@@ -112,18 +65,17 @@ def geodiff_ld(
 def sample_positions(
     net: torch.nn.Module,
     schedule,
-    cfg: SamplerConfig,
+    cfg: GeoDiffSamplerConfig,
     graph: dict[str, Tensor],
     *,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Coordinates (N, 3) in Angstrom for a batch of molecular graphs, by cfg.method over cfg.steps."""
-    check_sampler(cfg)
     batch = graph["batch"]
     param = next(net.parameters())
     shape = (batch.shape[0], 3)
-    z = torch.randn(shape, generator=generator, dtype=param.dtype, device=param.device)
+    z = randn(shape, generator, dtype=param.dtype, device=param.device)
     z = center_pos(z, batch)  # CoM-free prior (Xu et al. 2022, Prop. 1)
     grid = make_grid(schedule, cfg.grid, cfg.steps)
     model = GeoDiffEps(net, schedule, cfg)

@@ -1,12 +1,12 @@
-"""GeoDiff as a core task: the schedule, the chain-rule training loss, and the network as a core eps-model.
+"""GeoDiff as a core task: the chain-rule training loss and the network as a core eps-model.
 
-Coordinates. Core's form is x_t = alpha x0 + sigma eps on a DiscreteVP schedule (sigmoid betas). The network
-sees VE-scaled coordinates x_t / alpha = x0 + sigma_ve eps with sigma_ve = sigma / alpha, exactly the
-`pos_perturbed` of the released GeoDiff code.
+Coordinates. Core's form is x_t = alpha x0 + sigma eps on a DiscreteVP schedule (`[schedule]`, sigmoid
+betas). The network sees VE-scaled coordinates x_t / alpha = x0 + sigma_ve eps with sigma_ve = sigma / alpha,
+exactly the `pos_perturbed` of the released GeoDiff code.
 
 Training target (GeoDiff-C, Xu et al. 2022 sec. 4.3): per edge r_ij = (d_ij(x_ve) - d_ij(x0)) / sigma_ve,
 mapped to atoms by the chain rule, g_i = sum_j r_ij (x_i - x_j)/d_ij; the squared error on g is weighted 5
-(local edges) and 2 (radius-only edges within the cutoff) and averaged over atoms.
+(local edges) and 2 (radius-only edges within the cutoff; `[loss]`) and averaged over atoms.
 
 As a core eps-model (`GeoDiffEps`) the chain-rule vectors g = J^T r (J: the distance Jacobian) are mapped to
 coordinates by damped weighted least squares, eps_hat = (J^T W J + lambda I)^-1 g, per molecule (W: 1 on
@@ -21,32 +21,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from omnidiffusion.core import Denoiser, DiscreteVP
-from omnidiffusion.core.checks import positive_int, real_number
+from omnidiffusion.core import Denoiser, DiscreteVP, unwrap_model
 from omnidiffusion.core.losses import sample_t
 
 from .chem import RADIUS_TYPE
-from .config import DiffusionConfig, SamplerConfig
 from .graph import center_pos, clip_norm, com_projection, edge_lengths, eq_transform, num_graphs
+from .settings import GeoDiffSamplerConfig, LossConfig
 
 GRAPH_KEYS = ("atom_type", "edge_index", "edge_type", "batch")
 
 
-def build_schedule(cfg: DiffusionConfig) -> DiscreteVP:
-    """GeoDiff's sigmoid beta table: sigmoid(linspace(-6, 6, T)) (end - start) + start."""
-    check_diffusion(cfg)
-    return DiscreteVP.sigmoid(cfg.num_steps, beta_start=cfg.beta_start, beta_end=cfg.beta_end)
-
-
-def check_diffusion(cfg: DiffusionConfig) -> DiffusionConfig:
-    """Refuse a DiffusionConfig with a ValueError naming the `diffusion.<key>` at fault; returns it unchanged."""
-    positive_int(cfg.num_steps, "diffusion.num_steps")
-    for key in ("beta_start", "beta_end"):
-        real_number(getattr(cfg, key), f"diffusion.{key}", low=0.0, high=1.0, low_open=True)
-    for key in ("local_weight", "global_weight"):
-        real_number(getattr(cfg, key), f"diffusion.{key}", low=0.0)
+def check_loss(cfg: LossConfig) -> LossConfig:
+    """Refuse weights that train nothing (both 0; LossConfig checks each one); returns `cfg` unchanged."""
     if cfg.local_weight == 0 and cfg.global_weight == 0:
-        raise ValueError("diffusion.local_weight, diffusion.global_weight: expected at least one > 0, got both 0")
+        raise ValueError("loss.local_weight, loss.global_weight: expected at least one > 0, got both 0")
     return cfg
 
 
@@ -56,7 +44,7 @@ def ve_scale(schedule: DiscreteVP, t: Tensor) -> tuple[Tensor, Tensor]:
     return alpha, sigma / alpha
 
 
-def geodiff_loss(model: nn.Module, batch: dict[str, Tensor], schedule: DiscreteVP, cfg: DiffusionConfig) -> Tensor:
+def geodiff_loss(model: nn.Module, batch: dict[str, Tensor], schedule: DiscreteVP, cfg: LossConfig) -> Tensor:
     """Chain-rule denoising loss of one batch (GeoDiff-C; released code `get_loss_diffusion`).
 
     batch: pos (N, 3) reference coordinates and the graph (atom_type, edge_index, edge_type, batch).
@@ -74,7 +62,7 @@ def geodiff_loss(model: nn.Module, batch: dict[str, Tensor], schedule: DiscreteV
     d0 = edge_lengths(pos0, out.edge_index)
     r = (out.length - d0) / sig[row]  # (E,)
     is_local = out.edge_type != RADIUS_TYPE
-    cutoff = getattr(model, "module", model).cutoff
+    cutoff = unwrap_model(model).cutoff
     is_global = ~is_local & (out.length <= cutoff)
     n = pos0.shape[0]
     target_l = eq_transform(r[is_local], pos_t, out.edge_index[:, is_local], out.length[is_local], n)
@@ -130,7 +118,7 @@ class GeoDiffEps(nn.Module):
     g = clip(local, clip_local) + w_global [sigma_ve < global_start_sigma] clip(global, clip).
     """
 
-    def __init__(self, net: nn.Module, schedule: DiscreteVP, sampler: SamplerConfig):
+    def __init__(self, net: nn.Module, schedule: DiscreteVP, sampler: GeoDiffSamplerConfig):
         super().__init__()
         self.net, self.schedule, self.cfg = net, schedule, sampler
 
@@ -161,6 +149,6 @@ class GeoDiffEps(nn.Module):
         return eps if self.cfg.eps_scale == 1.0 else self.cfg.eps_scale * eps
 
 
-def make_denoiser(net: nn.Module, schedule: DiscreteVP, sampler: SamplerConfig, batch: Tensor) -> Denoiser:
+def make_denoiser(net: nn.Module, schedule: DiscreteVP, sampler: GeoDiffSamplerConfig, batch: Tensor) -> Denoiser:
     """A core eps-Denoiser with the centre-of-mass projection of x0_hat as its x0 hook."""
     return Denoiser(GeoDiffEps(net, schedule, sampler), schedule, "eps", x0_hooks=[com_projection(batch)])

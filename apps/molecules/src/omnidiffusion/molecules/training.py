@@ -1,32 +1,27 @@
-"""Training and evaluation wiring shared by the CLI, the benchmark and the demo.
+"""Training: the data of a config and core's `fit` on the GeoDiff loss (shared by the CLI, benchmark and demo).
 
 `load_training_data` picks the data (an SDF, GEOM's train split under data.root, or the bundled molecules minus
-the held-out tail); `train` runs
-core's `fit` on the GeoDiff loss and stores the schedule and sampler settings as checkpoint metadata;
-`evaluate_model` scores a generator and the baselines with COV/MAT on the same reference ensembles.
+the held-out tail; `bundled_split` also gives that tail, the evaluation's default references); `train` runs
+core's `fit` on the GeoDiff loss and stores the whole config beside the weights (run_config.json), which
+`ConformerGenerator.from_pretrained` and the inference commands start from.
 """
 
 from __future__ import annotations
 
 import numbers
-import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from rdkit import Chem
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
-from omnidiffusion.core.training import TrainResult, fit
+from omnidiffusion.core.training import TrainResult, fit, seed_everything
 
-from .config import DataConfig, MoleculesConfig
 from .data import ConformerDataset, bundled_smiles, collate, read_sdf, reference_ensembles
-from .geom import COV_THRESHOLD, GEOM_DATASETS, SOURCES, load_split
-from .metrics import MAX_MATCHES, check_conformers, check_threshold, etkdg_baseline, evaluate_sets, random_baseline
+from .geom import GEOM_DATASETS, SOURCES, load_split
 from .models import GeoDiffNet
-from .pipeline import ConformerGenerator
-from .sampling import check_sampler
-from .task import build_schedule, check_diffusion, geodiff_loss
+from .settings import DataConfig, MoleculesConfig
+from .task import check_loss, geodiff_loss
 
 
 def check_data(cfg: DataConfig) -> DataConfig:
@@ -63,11 +58,6 @@ def check_data(cfg: DataConfig) -> DataConfig:
     return cfg
 
 
-def cov_threshold(cfg: DataConfig) -> float:
-    """The paper's COV threshold for the configured data: 0.5 A (QM9, and the bundled QM9-like set), 1.25 A Drugs."""
-    return COV_THRESHOLD[cfg.dataset] if cfg.root else COV_THRESHOLD["qm9"]
-
-
 def build_model(config: MoleculesConfig) -> GeoDiffNet:
     """GeoDiffNet(**config.model); a bad argument is reported as `model.<key>`."""
     try:
@@ -101,82 +91,28 @@ def load_training_data(cfg: DataConfig, *, progress: bool = False) -> list[Chem.
     return bundled_split(cfg, progress=progress)[0]
 
 
-def train(config: MoleculesConfig, out_dir: str | Path, *, mols: list[Chem.Mol] | None = None) -> TrainResult:
-    """Train GeoDiffNet on `mols` (default: config.data) with core's fit; resumes from out_dir if it holds one.
+def train(
+    config: MoleculesConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool | None = None,
+    mols: list[Chem.Mol] | None = None,
+) -> TrainResult:
+    """Train GeoDiffNet on `mols` (default: config.data) with core's fit; the config goes to run_config.json.
 
-    Every section is checked before any data is made, the sampler settings too (they are stored in the checkpoint).
+    resume: None continues from out_dir's checkpoint when there is one, True requires one, False refuses one.
+    Every section is checked before any data is made (the sampler's when the config was built). The initial
+    weights follow train.seed (fit seeds only its own loop).
     """
+    seed_everything(config.train.seed)
     net = build_model(config)
-    schedule = build_schedule(check_diffusion(config.diffusion))
-    check_sampler(config.sampler)
+    schedule = config.schedule.build()
+    check_loss(config.loss)
     check_data(config.data)
     mols = load_training_data(config.data, progress=config.train.progress) if mols is None else mols
     dataset = ConformerDataset(mols)
-    metadata = {"diffusion": asdict(config.diffusion), "sampler": asdict(config.sampler)}
 
     def loss_fn(model, batch):
-        return geodiff_loss(model, batch, schedule, config.diffusion)
+        return geodiff_loss(model, batch, schedule, config.loss)
 
-    return fit(net, loss_fn, dataset, config.train, out_dir, collate_fn=collate, metadata=metadata)
-
-
-def evaluate_model(
-    generator: ConformerGenerator | None,
-    refs: list[Chem.Mol],
-    *,
-    threshold: float = 0.5,
-    ratio: int = 2,
-    samplers: list[tuple] | None = None,
-    baselines: bool = True,
-    seed: int = 0,
-    progress: bool = False,
-    max_matches: int = MAX_MATCHES,
-) -> dict[str, Any]:
-    """COV/MAT of the model (one entry per (method, steps[, sampler overrides]) in `samplers`) and the baselines.
-
-    Each molecule gets ratio x (its reference count) conformers, as in the GeoDiff protocol.
-    Returns {"model": {name: metrics}, "baselines": {name: metrics}, "protocol": {...}}.
-    """
-    ratio = positive_int(ratio, "ratio")
-    threshold = check_threshold(threshold)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
-    if not refs:
-        raise ValueError("refs: expected at least one reference molecule, got none")
-    for k, m in enumerate(refs):
-        check_conformers(m, f"refs[{k}]")
-    counts = [ratio * m.GetNumConformers() for m in refs]
-    out: dict[str, Any] = {"model": {}, "baselines": {}}
-    if generator is not None:
-        for spec in samplers or [(generator.sampler.method, generator.sampler.steps)]:
-            method, steps, extra = spec[0], spec[1], dict(spec[2]) if len(spec) > 2 else {}
-            name = f"{method}@{steps}" + "".join(f", {k}={v}" for k, v in extra.items())
-            t0 = time.perf_counter()
-            try:
-                gens = generator.generate_many(
-                    refs, counts, method=method, steps=steps, seed=seed, progress=progress, **extra
-                )
-            except FloatingPointError as e:  # a diverged sampler is a result, not a crash of the whole evaluation
-                out["model"][name] = {"diverged": str(e), "method": method, "steps": steps}
-                continue
-            wall = time.perf_counter() - t0
-            scores = evaluate_sets(refs, gens, threshold, max_matches=max_matches)
-            scores.update(sampling_s=wall, method=method, steps=steps, **extra)
-            out["model"][name] = scores
-    if baselines:
-        rand = [random_baseline(m, n, seed + k) for k, (m, n) in enumerate(zip(refs, counts, strict=True))]
-        out["baselines"]["random (Rg-scaled Gaussian)"] = evaluate_sets(refs, rand, threshold, max_matches=max_matches)
-        t0 = time.perf_counter()
-        etkdg = [etkdg_baseline(m, n, 10_000 + seed + k) for k, (m, n) in enumerate(zip(refs, counts, strict=True))]
-        scores = evaluate_sets(refs, etkdg, threshold, max_matches=max_matches)
-        scores["sampling_s"] = time.perf_counter() - t0
-        out["baselines"]["RDKit ETKDG+MMFF (other seed)"] = scores
-    out["protocol"] = {
-        "molecules": len(refs),
-        "reference_conformers": sum(m.GetNumConformers() for m in refs),
-        "generated_per_molecule": f"{ratio} x references",
-        "threshold_A": threshold,
-        "rmsd": f"heavy-atom RDKit GetBestRMS, maxMatches={max_matches}",
-        "seed": seed,
-    }
-    return out
+    return fit(net, loss_fn, dataset, config.train, out_dir, collate_fn=collate, resume=resume, run_config=config)
