@@ -47,7 +47,7 @@ for src in (ROOT / "apps" / "audio" / "src", ROOT / "core" / "src"):  # run from
 
 import torch  # noqa: E402
 
-from omnidiffusion.audio.data import SegmentDataset  # noqa: E402
+from omnidiffusion.audio import training  # noqa: E402
 from omnidiffusion.audio.demo_data import demo_clips  # noqa: E402
 from omnidiffusion.audio.evaluation import evaluate_griffin_lim, evaluate_model, search_model_schedule  # noqa: E402
 from omnidiffusion.audio.mel import MelConfig  # noqa: E402
@@ -56,10 +56,9 @@ from omnidiffusion.audio.noise import inference_betas  # noqa: E402
 from omnidiffusion.audio.pipeline import WaveGrad  # noqa: E402
 from omnidiffusion.audio.plots import distance_curve  # noqa: E402
 from omnidiffusion.audio.settings import AudioConfig, ModelConfig  # noqa: E402
-from omnidiffusion.audio.task import vocode_mel, wavegrad_loss  # noqa: E402
-from omnidiffusion.audio.wavegrad import WaveGradNet  # noqa: E402
+from omnidiffusion.audio.task import vocode_mel  # noqa: E402
 from omnidiffusion.core.config import load_config  # noqa: E402
-from omnidiffusion.core.training import TrainConfig, fit  # noqa: E402
+from omnidiffusion.core.training import TrainConfig  # noqa: E402
 
 REFERENCE = {  # lmnt-com/wavegrad, 60 espeak sentences, batch 4, 2,000 steps, CPU 1 thread (reference/audio.md)
     "searched_6": {"log_mel_distance": 1.885, "rtf_1_thread": 3.5},
@@ -81,40 +80,46 @@ def paper_model(name: str = "paper") -> ModelConfig:
 
 
 def splits(sample_rate: int, cache: Path, source: str = "auto") -> dict:
+    """The bundled clips of each split, the corpus used ("espeak-ng" or "synthetic") and the [data] overrides that
+    make `training.train` read the same training clips."""
     out = {}
     for split in ("train", "validation", "test"):
         clips, used = demo_clips(split, sample_rate, cache, source=source)
         out[split] = clips
         out["source"] = used
+    bundled = "espeak" if out["source"] == "espeak-ng" else "synthetic"
+    out["data_overrides"] = {"source": "bundled", "bundled": bundled, "cache_dir": str(cache)}
     return out
 
 
-def train_in_chunks(config: AudioConfig, clips: list, run: Path, chunks: int, score, *, device: str = "cpu"):
-    """Train config.train.steps steps in `chunks` calls of fit (each resumes the last: one run with a constant LR),
-    calling score(step, WaveGrad with the EMA weights) after each; returns (train info, [scores])."""
+def on_bundled(config: AudioConfig, data: dict, **train) -> AudioConfig:
+    """`config` reading the benchmark's training clips (data["data_overrides"]), with [train] fields replaced."""
+    return replace(config, data=replace(config.data, **data["data_overrides"]), train=replace(config.train, **train))
+
+
+def train_in_chunks(config: AudioConfig, data: dict, run: Path, chunks: int, score, *, device: str = "cpu"):
+    """Train config.train.steps steps in `chunks` calls of training.train (each resumes the last: one run with a
+    constant LR), calling score(step, WaveGrad with the EMA weights) after each; returns (train info, [scores])."""
     total = config.train.steps
     marks = sorted({max(1, round(total * (k + 1) / chunks)) for k in range(chunks)})
     points, info = [], None
     for mark in marks:
-        cfg = replace(config, train=replace(config.train, steps=mark, ckpt_every=mark))
         t = time.perf_counter()
-        info = train(cfg, clips, run, device=device)
+        info = train(on_bundled(config, data, steps=mark, ckpt_every=mark, device=device), run)
         info["chunk_wall_s"] = time.perf_counter() - t
         points.append(score(mark, WaveGrad.from_pretrained(run, device=device)))
     return info, points
 
 
-def train(config: AudioConfig, clips: list, out: Path, *, device: str = "cpu") -> dict:
-    dataset = SegmentDataset(clips, config.mel, config.data.segment_frames, repeats=config.data.repeats)
-    net = WaveGradNet(**config.model_kwargs())
-    tc = replace(config.train, device=device)
-    result = fit(net, wavegrad_loss, dataset, tc, out, metadata={"mel": asdict(config.mel)})
+def train(config: AudioConfig, out: Path) -> dict:
+    """The app's own training entry (resuming a checkpoint in `out`), summarised for the JSON."""
+    result = training.train(config, out)
     return {
         "steps": result.step,
         "loss": result.loss,
         "steps_per_sec": result.steps_per_sec,
         "wall_s": result.wall_time,
-        "params": sum(p.numel() for p in net.parameters()),
+        "params": sum(p.numel() for p in result.final_model.parameters()),
     }
 
 
@@ -154,7 +159,7 @@ def cpu_small(
         print(f"  small step {step}: log-mel {r['log_mel_distance']:.3f}", flush=True)
         return {"step": step, **pick(r)}
 
-    info, curve = train_in_chunks(config, data["train"], run, chunks, score)
+    info, curve = train_in_chunks(config, data, run, chunks, score)
     model = WaveGrad.from_pretrained(run)
     search = search_model_schedule(model, val[:1], steps=6, sweeps=1, max_seconds=search_seconds, progress=False)
     rows = []
@@ -240,7 +245,7 @@ def cpu_paper(
         return {"step": step, **pick(r)}
 
     shutil.rmtree(work / "paper", ignore_errors=True)  # a fresh run: fit would resume a stale checkpoint
-    info, curve = train_in_chunks(config, data["train"], work / "paper", chunks, score)
+    info, curve = train_in_chunks(config, data, work / "paper", chunks, score)
     model = WaveGrad.from_pretrained(work / "paper")
     with low:
         search = search_model_schedule(model, data["validation"], steps=6, max_seconds=1.0, progress=False)
@@ -580,7 +585,7 @@ def gpu_mode(args: argparse.Namespace) -> None:
         )
         info, curve = train_in_chunks(
             cfg,
-            data["train"],
+            data,
             work / "ref",
             4,
             lambda s, m: _curve_point(m, data, {"step": s}, args.val_seconds),
@@ -589,11 +594,20 @@ def gpu_mode(args: argparse.Namespace) -> None:
         res["reference_protocol"] = {"train": info, "curve": curve, "batch_size": 4, "segment_frames": 24}
         save()
 
-    # 2. Paper scale: batch 256 (halved until it fits), bf16 autocast, trained for --seconds in 4 chunks.
+    # 2. Paper scale: batch 256 (halved until it fits), bf16 autocast, trained for --seconds in 4 chunks; each
+    # chunk is one call of training.train resuming the last checkpoint (constant LR: the chunks are one run).
     batch = args.batch
-    cfg = AudioConfig(mel=REFERENCE_MEL, model=paper_model(args.model))
-    dataset = SegmentDataset(data["train"], cfg.mel, 24, repeats=max(1, math.ceil(4 * batch / len(data["train"]))))
-    net = WaveGradNet(**cfg.model_kwargs())
+    base = AudioConfig(mel=REFERENCE_MEL, model=paper_model(args.model))
+    amp = "bf16" if device.startswith("cuda") else "none"
+
+    def paper_config(steps: int, log_every: int) -> AudioConfig:
+        cfg = on_bundled(
+            base, data, steps=steps, batch_size=batch, lr=2e-4, min_lr=2e-4, ema_decay=0.999, amp=amp,
+            device=device, ckpt_every=10**9, log_every=log_every, progress=False,
+        )  # fmt: skip
+        repeats = max(1, math.ceil(4 * batch / len(data["train"])))
+        return replace(cfg, data=replace(cfg.data, segment_frames=24, repeats=repeats))
+
     run = work / "paper_scale"
     steps_done, curve, speeds = 0, [], []
     chunk_s = args.seconds / 4
@@ -601,21 +615,8 @@ def gpu_mode(args: argparse.Namespace) -> None:
     t_train = 0.0
     while True:
         try:
-            probe = TrainConfig(
-                steps=steps_done + 5,
-                batch_size=batch,
-                lr=2e-4,
-                min_lr=2e-4,
-                ema_decay=0.999,
-                amp="bf16" if device.startswith("cuda") else "none",
-                device=device,
-                ckpt_every=10**9,
-                log_every=5,
-                progress=False,
-            )
-            dataset.repeats = max(1, math.ceil(4 * batch / len(data["train"])))
             t = time.perf_counter()
-            r = fit(net, wavegrad_loss, dataset, probe, run, metadata={"mel": asdict(cfg.mel)})
+            r = training.train(paper_config(steps_done + 5, 5), run)
             t_train += time.perf_counter() - t
             steps_done = r.step
             break
@@ -625,25 +626,15 @@ def gpu_mode(args: argparse.Namespace) -> None:
             shutil.rmtree(run, ignore_errors=True)
             if batch < 4:
                 raise
+    cfg = paper_config(steps_done, 50)
+    params = sum(p.numel() for p in r.final_model.parameters())
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     for i in range(4):
         if steps_per_chunk is None:
             steps_per_chunk = max(1, int(r.steps_per_sec * (chunk_s - t_train)))
-        tc = TrainConfig(
-            steps=steps_done + steps_per_chunk,
-            batch_size=batch,
-            lr=2e-4,
-            min_lr=2e-4,
-            ema_decay=0.999,
-            amp="bf16" if device.startswith("cuda") else "none",
-            device=device,
-            ckpt_every=10**9,
-            log_every=50,
-            progress=False,
-        )
         t = time.perf_counter()
-        r = fit(net, wavegrad_loss, dataset, tc, run, metadata={"mel": asdict(cfg.mel)})
+        r = training.train(paper_config(steps_done + steps_per_chunk, 50), run)
         t_train += time.perf_counter() - t
         steps_done = r.step
         speeds.append(r.steps_per_sec)
@@ -680,7 +671,7 @@ def gpu_mode(args: argparse.Namespace) -> None:
             "amp": "bf16",
             "ema_decay": 0.999,
         },
-        "params": sum(p.numel() for p in net.parameters()),
+        "params": params,
         "batch_size": batch,
         "steps": steps_done,
         "train_seconds": round(t_train, 1),

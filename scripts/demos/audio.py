@@ -13,19 +13,15 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from demos.section import SectionResult, torch_threads
-from omnidiffusion.audio.data import SegmentDataset, write_audio
+from omnidiffusion.audio.data import write_audio
 from omnidiffusion.audio.demo_data import demo_clips
 from omnidiffusion.audio.evaluation import evaluate_griffin_lim, evaluate_model
 from omnidiffusion.audio.pipeline import WaveGrad
 from omnidiffusion.audio.plots import spectrogram_comparison
 from omnidiffusion.audio.settings import AudioConfig
-from omnidiffusion.audio.task import wavegrad_loss
-from omnidiffusion.audio.wavegrad import WaveGradNet
+from omnidiffusion.audio.training import train
 from omnidiffusion.core.config import load_config
-from omnidiffusion.core.training import fit
 
 TITLE = "Audio: WaveGrad vocoder against Griffin-Lim"
 DESCRIPTION = """
@@ -48,25 +44,16 @@ def run(out_dir: Path, quick: bool = False) -> SectionResult:
 def _run(out_dir: Path, quick: bool) -> SectionResult:
     start = time.perf_counter()
     name = "tiny" if quick else "default"
-    overrides = ["train.progress=false"] + ([] if quick else ["train.steps=300", "train.ckpt_every=300"])
-    cfg = load_config(AudioConfig, name, overrides, package="omnidiffusion.audio")
     cache = out_dir / "data"
     source = "synthetic" if quick else "auto"
-    train_clips, used = demo_clips("train", cfg.mel.sample_rate, cache, limit=4 if quick else None, source=source)
-    test, _ = demo_clips("test", cfg.mel.sample_rate, cache, limit=1 if quick else 2, source=source)
+    overrides = ["train.progress=false", f"data.bundled={source}", f"data.cache_dir={cache}"]
+    overrides += ["data.limit=4"] if quick else ["train.steps=300", "train.ckpt_every=300"]
+    cfg = load_config(AudioConfig, name, overrides, package="omnidiffusion.audio")
+    test, used = demo_clips("test", cfg.mel.sample_rate, cache, limit=1 if quick else 2, source=source)
     seconds = 0.3 if quick else 2.0
     test = [c[: int(seconds * cfg.mel.sample_rate)] for c in test]
 
-    torch.manual_seed(0)
-    dataset = SegmentDataset(train_clips, cfg.mel, cfg.data.segment_frames)
-    result = fit(
-        WaveGradNet(**cfg.model_kwargs()),
-        wavegrad_loss,
-        dataset,
-        cfg.train,
-        out_dir / "train",
-        metadata={"mel": cfg.mel.__dict__},
-    )
+    result = train(cfg, out_dir / "train")
     model = WaveGrad.from_pretrained(out_dir / "train")
     ours = evaluate_model(model, test, iterations=6, return_audio=True)
     gl = evaluate_griffin_lim(model, test, return_audio=True)

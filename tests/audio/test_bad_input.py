@@ -64,14 +64,15 @@ def _good(f, *extra):
 
 
 def _search(f, *extra):
-    return ["search-schedule", "--checkpoint", f["ckpt"], "--wav-dir", f["clips"], "--steps", "1", *extra]
+    return ["search-schedule", "--checkpoint", f["ckpt"], "--wav-dir", f["clips"], "--set", "sampler.steps=1", *extra]
 
 
 CLI_CASES = {
-    "iterations 0": (lambda f: _good(f, "--iterations", "0"), "--iterations", "integer >= 1", "got 0"),
-    "iterations -1": (lambda f: _good(f, "--iterations", "-1"), "--iterations", "integer >= 1"),
-    "iterations 2.5": (lambda f: _good(f, "--iterations", "2.5"), "--iterations", "integer >= 1"),
-    "iterations 7": (lambda f: _good(f, "--iterations", "7"), "--iterations", "[6, 25, 50, 1000]", "got 7"),
+    "steps 0": (lambda f: _good(f, "--set", "sampler.steps=0"), "sampler.steps", "integer >= 1", "got 0"),
+    "steps -1": (lambda f: _good(f, "--set", "sampler.steps=-1"), "sampler.steps", "integer >= 1"),
+    "steps 2.5": (lambda f: _good(f, "--set", "sampler.steps=2.5"), "sampler.steps", "expected int", "2.5"),
+    "steps 7": (lambda f: _good(f, "--set", "sampler.steps=7"), "sampler.steps", "[6, 25, 50, 1000]", "got 7"),
+    "old iterations flag": (lambda f: _good(f, "--iterations", "6"), "unrecognized arguments: --iterations"),
     "device gpu": (lambda f: _good(f, "--device", "gpu"), "--device", "auto, cpu, cuda or cuda:N", "'gpu'"),
     "input missing": (lambda f: _vocode(f, "--input", f["ckpt"].parent / "nope.wav"), "--input", "nope.wav"),
     "input text": (lambda f: _vocode(f, "--input", f["text"]), "--input", "text.wav", "not a readable audio file"),
@@ -90,23 +91,24 @@ CLI_CASES = {
         "config.json",
     ),
     "out is a file": (lambda f: [*_good(f)[:-4], "--input", f["good"], "--out", f["a_file"]], "--out", "a folder"),
-    "set iterations 0": (lambda f: _good(f, "--set", "sample.iterations=0"), "sample.iterations", "integer >= 1"),
-    "set iterations 7": (lambda f: _good(f, "--set", "sample.iterations=7"), "sample.iterations", "[6, 25, 50"),
     "set dpm steps 0": (
-        lambda f: _good(f, "--set", "sample.method=dpm++2m", "--set", "sample.iterations=0"),
-        "sample.iterations",
+        lambda f: _good(f, "--set", "sampler.method=dpm++2m", "--set", "sampler.steps=0"),
+        "sampler.steps",
         "integer >= 1",
     ),
     "set dpm with betas": (
-        lambda f: _good(f, "--set", "sample.method=dpm++2m", "--set", "sample.betas=0.1,0.5"),
-        "sample.betas",
+        lambda f: _good(f, "--set", "sampler.method=dpm++2m", "--set", "sampler.betas=0.1,0.5"),
+        "sampler.betas",
         "'ddpm'",
     ),
-    "set betas out of range": (lambda f: _good(f, "--set", "sample.betas=0.5,2.0"), "sample.betas", "(0, 1)"),
-    "set betas nan": (lambda f: _good(f, "--set", "sample.betas=nan"), "sample.betas", "finite"),
-    "set seed -1": (lambda f: _good(f, "--set", "sample.seed=-1"), "sample.seed", "integer in [0,"),
-    "set method": (lambda f: _good(f, "--set", "sample.method=ddim"), "sample.method", "'dpm++2m'"),
-    "set unknown key": (lambda f: _good(f, "--set", "sample.step=3"), "'step'", "valid keys"),
+    "set ddpm grid": (lambda f: _good(f, "--set", "sampler.grid=karras"), "sampler.grid", "'trailing'"),
+    "set grid unknown": (lambda f: _good(f, "--set", "sampler.grid=square"), "sampler.grid", "'logsnr'"),
+    "old sample table": (lambda f: _good(f, "--set", "sample.iterations=6"), "'sample'", "sampler"),
+    "set betas out of range": (lambda f: _good(f, "--set", "sampler.betas=0.5,2.0"), "sampler.betas", "(0, 1)"),
+    "set betas nan": (lambda f: _good(f, "--set", "sampler.betas=nan"), "sampler.betas", "finite"),
+    "set seed -1": (lambda f: _good(f, "--set", "sampler.seed=-1"), "sampler.seed", "integer in [0,"),
+    "set method": (lambda f: _good(f, "--set", "sampler.method=ddim"), "sampler.method", "'dpm++2m'"),
+    "set unknown key": (lambda f: _good(f, "--set", "sampler.step=3"), "'step'", "valid keys"),
     "evaluate limit 0": (
         lambda f: ["evaluate", "--checkpoint", f["ckpt"], "--limit", "0"],
         "--limit",
@@ -122,7 +124,8 @@ CLI_CASES = {
         "--wav-dir",
         "no .wav or .flac",
     ),
-    "search steps 0": (lambda f: [*_search(f), "--steps", "0"], "--steps", "integer >= 1"),
+    "search steps 0": (lambda f: _search(f, "--set", "sampler.steps=0"), "sampler.steps", "integer >= 1"),
+    "search old steps flag": (lambda f: [*_search(f), "--steps", "6"], "unrecognized arguments: --steps"),
     "search sweeps 0": (lambda f: _search(f, "--sweeps", "0"), "--sweeps", "integer >= 1"),
     "search max-seconds 0": (lambda f: _search(f, "--max-seconds", "0"), "--max-seconds", "(0, inf)"),
     "search max-seconds -1": (lambda f: _search(f, "--max-seconds", "-1"), "--max-seconds", "(0, inf)"),
@@ -141,6 +144,23 @@ CLI_CASES = {
         "no such folder",
     ),
     "train device gpu": (lambda f: ["train", "--config", "tiny", "--device", "gpu"], "--device", "cuda:N"),
+    "train schedule name": (
+        lambda f: ["train", "--config", "tiny", "--set", "schedule.name=wavegrad"],
+        "schedule.name",
+        "'linear'",
+    ),
+    "train schedule timesteps 0": (
+        lambda f: ["train", "--config", "tiny", "--set", "schedule.timesteps=0"],
+        "schedule.timesteps",
+        "integer >= 1",
+    ),
+    "train schedule bounds": (
+        lambda f: ["train", "--config", "tiny", "--set", "schedule.beta_start=0.1"],
+        "schedule.beta_end",
+        ">= schedule.beta_start",
+    ),
+    "train old T key": (lambda f: ["train", "--config", "tiny", "--set", "schedule.T=50"], "'T'", "timesteps"),
+    "train old out key": (lambda f: ["train", "--config", "tiny", "--set", "out=runs/x"], "'out'"),
 }
 
 
@@ -263,11 +283,13 @@ def test_vocode_is_unchanged_by_the_checks(model, mel):
 
 
 @pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")
-def test_vocode_on_cuda_is_seeded(files, mel):
-    """On a GPU the in-chain noise comes from a generator on that device, seeded from `seed`: same seed, same wav."""
+def test_vocode_on_cuda_is_seeded(files, mel, model):
+    """On a GPU the noise still comes from the CPU generator seeded with `seed` (core draws on the generator's
+    device and moves the draw): same seed, same wav, and the CPU's wav up to the network's float differences."""
     gpu = WaveGrad.from_pretrained(files["ckpt"], device="cuda")
     assert gpu.device.type == "cuda"
     a, b, c = (gpu.vocode(mel, seed=s) for s in (5, 5, 6))
     assert a.device.type == "cpu" and a.shape == (mel.shape[-1] * 256,)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert bool(torch.isfinite(a).all())
+    torch.testing.assert_close(a, model.vocode(mel, seed=5), atol=1e-3, rtol=0)

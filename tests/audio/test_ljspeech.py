@@ -246,7 +246,8 @@ def test_paper_recipe_trains_and_evaluates_on_the_copy(lj, tmp_path, capsys, no_
     assert (out / "model.safetensors").is_file() and np.isfinite(res["loss"])
     saved = json.loads((out / "config.json").read_text())["metadata"]["mel"]
     assert saved == {**MelConfig.hifigan().__dict__}
-    argv = ["evaluate", "--config", "ljspeech-paper", "--set", f"data.root={root}", "--checkpoint", str(out)]
+    assert json.loads((out / "run_config.json").read_text())["config"]["data"]["root"] == str(root)
+    argv = ["evaluate", "--checkpoint", str(out)]  # the stored run config brings data.root and the split
     assert cli.main(argv) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["protocol"]["clips"] == len(VALIDATION) and "split validation" in res["protocol"]["data"]

@@ -2,228 +2,104 @@
 
 omnidiffusion-audio train --out runs/audio                      # default config, bundled data
 omnidiffusion-audio vocode --checkpoint runs/audio --input speech.wav --out runs/audio/vocoded
-omnidiffusion-audio evaluate --checkpoint runs/audio --wav-dir FOLDER --iterations 6
-omnidiffusion-audio search-schedule --checkpoint runs/audio --wav-dir FOLDER --steps 6
+omnidiffusion-audio evaluate --checkpoint runs/audio --wav-dir FOLDER --set sampler.steps=25
+omnidiffusion-audio search-schedule --checkpoint runs/audio --wav-dir FOLDER --set sampler.steps=6
 omnidiffusion-audio train --config ljspeech-paper --set data.root=/data/LJSpeech-1.1 --out runs/ljspeech
-omnidiffusion-audio evaluate --config ljspeech-paper --set data.root=/data/LJSpeech-1.1 --checkpoint runs/ljspeech
+omnidiffusion-audio evaluate --checkpoint runs/ljspeech           # the stored config's LJSpeech validation split
+
+`vocode`, `evaluate` and `search-schedule` start from the config `train` stored in the checkpoint
+(run_config.json) and apply `--set` on top: `--set sampler.steps=25`, `--set sampler.method=dpm++2m`,
+`--set sampler.seed=1`, `--set sampler.betas=1e-6,1e-5,1e-4,1e-3,1e-2,0.5`. `search-schedule` searches a
+schedule of sampler.steps betas and writes it into the checkpoint, where later `sampler.steps` of that count find it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
-from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
+from omnidiffusion.core.cli import AppCLI, count_arg, number_arg, print_json
+from omnidiffusion.core.io import read_pretrained_config, write_json
+from omnidiffusion.core.training import is_main_process
 
-from omnidiffusion.core.cli import AppCLI, add_device_argument, count_arg, device_arg, number_arg, print_json
-from omnidiffusion.core.io import write_json
-from omnidiffusion.core.training import fit
-
-from .data import FileSegmentDataset, SegmentDataset, find_audio, load_folder, read_audio, write_audio
-from .demo_data import demo_clips
-from .evaluation import PROTOCOL_METRICS, evaluate_griffin_lim, evaluate_model, search_model_schedule
-from .ljspeech import ljspeech_split
+from .data import find_audio, named_errors, read_audio, write_audio
+from .evaluation import SEARCH_CLIPS, evaluate, evaluation_clips, search_model_schedule
 from .pipeline import SCHEDULES_NAME, WaveGrad
 from .plots import spectrogram_comparison
 from .settings import AudioConfig
-from .task import wavegrad_loss
-from .wavegrad import WaveGradNet
+from .training import train
 
 cli = AppCLI("omnidiffusion-audio", "WaveGrad diffusion vocoder (Chen et al. 2021).", package="omnidiffusion.audio")
 
 
-SEARCH_CLIPS = 8  # LJSpeech: search-schedule's default number of training-split clips
-
-
-def training_clips(config: AudioConfig) -> tuple[list[torch.Tensor], str]:
-    """The clips `train` uses: the bundled split 'train' or every clip of a folder."""
-    if config.data.source == "bundled":
-        return demo_clips(
-            "train", config.mel.sample_rate, config.data.cache_dir, limit=config.data.limit, source=config.data.bundled
-        )
-    return load_folder(config.data.source, config.mel.sample_rate, limit=config.data.limit), config.data.source
-
-
-def ljspeech_root(config: AudioConfig) -> str:
-    """data.root of an LJSpeech config; refuses a missing one with the flag to pass."""
-    if config.data.root is None:
-        raise ValueError(
-            "data.root: expected the LJSpeech-1.1 folder (metadata.csv and wavs/), got none (pass --set data.root=DIR)"
-        )
-    return config.data.root
-
-
-def data_files(config: AudioConfig, split: str) -> tuple[list[Path], str] | None:
-    """The files of `split` for format 'ljspeech', or of the folder data.root; None for data.source."""
-    d = config.data
-    if d.format == "ljspeech":
-        root = ljspeech_root(config)
-        with _flag("data.root"):
-            clips = ljspeech_split(root, split, split_dir=d.split_dir)
-        return [c.path for c in clips], f"{root} (LJSpeech, split {split})"
-    if d.root is not None:
-        with _flag("data.root"):
-            return find_audio(d.root), d.root
-    return None
-
-
-def training_set(config: AudioConfig) -> tuple[torch.utils.data.Dataset, str, int]:
-    """(dataset, description, clips) that `train` fits on, per [data] (see settings.DataConfig)."""
-    d, rate = config.data, config.mel.sample_rate
-    found = data_files(config, d.split)
-    if found is None:
-        with _flag("data.source") if d.source != "bundled" else contextlib.nullcontext():
-            clips, source = training_clips(config)
-    else:
-        paths, source = found
-        paths = paths[: d.limit]
-        with _flag("data.root"):
-            if d.load == "disk":
-                dataset = FileSegmentDataset(paths, config.mel, d.segment_frames, repeats=d.repeats)
-                return dataset, source, len(paths)
-            clips = [read_audio(p, rate) for p in paths]
-    return SegmentDataset(clips, config.mel, d.segment_frames, repeats=d.repeats), source, len(clips)
-
-
-@contextlib.contextmanager
-def _flag(name: str) -> Iterator[None]:
-    """Prefix a bad-input error raised while using the value of flag `name` with that flag."""
-    try:
-        yield
-    except (ValueError, OSError) as e:
-        if isinstance(e, OSError) and e.filename is not None and e.strerror:
-            raise ValueError(f"{name}: {e.filename}: {e.strerror}") from None
-        raise ValueError(f"{name}: {e}") from None
-
-
 def run_train(args: argparse.Namespace, config: AudioConfig) -> None:
-    if args.device is not None:
-        config.train = replace(config.train, device=str(args.device))
-    config.check()
-    dataset, source, count = training_set(config)
-    net = WaveGradNet(**config.model_kwargs())
-    meta = {"mel": asdict(config.mel), "data": source, "config": asdict(config.data)}
-    result = fit(net, wavegrad_loss, dataset, config.train, args.out, metadata=meta)
-    print_json(
-        {
-            "out": str(result.out_dir),
-            "step": result.step,
-            "loss": result.loss,
-            "steps_per_sec": result.steps_per_sec,
-            "data": source,
-            "clips": count,
-        }
-    )
+    if config.train.device == "auto":  # --set train.device=... stays as given
+        config.train.device = str(args.device)
+    result = train(config, args.out, resume=args.resume)
+    if is_main_process():
+        meta = read_pretrained_config(result.out_dir)["metadata"]  # what train recorded about its data
+        print_json(
+            {
+                "out": str(result.out_dir),
+                "step": result.step,
+                "loss": result.loss,
+                "steps_per_sec": result.steps_per_sec,
+                "data": meta.get("data"),
+                "clips": meta.get("clips"),
+            }
+        )
 
 
-def _load(args: argparse.Namespace) -> WaveGrad:
-    with _flag("--checkpoint"):
-        return WaveGrad.from_pretrained(args.checkpoint, device=args.device)
-
-
-def _eval_clips(
-    args: argparse.Namespace, config: AudioConfig, model: WaveGrad, split: str
-) -> tuple[list[torch.Tensor], str]:
-    """--wav-dir, else the dataset split of [data] (LJSpeech or data.root), else the bundled split."""
-    if args.wav_dir:
-        with _flag("--wav-dir"):
-            return load_folder(args.wav_dir, model.sample_rate, limit=args.limit, note=True), str(args.wav_dir)
-    if config.data.format == "ljspeech":
-        data_split = {"test": config.data.eval_split, "validation": config.data.split}[split]
-        paths, source = data_files(config, data_split)
-        limit = args.limit
-        if limit is None and split == "validation" and config.data.format == "ljspeech":
-            limit = SEARCH_CLIPS
-        with _flag("data.root"):
-            return [read_audio(p, model.sample_rate, note=True) for p in paths[:limit]], source
-    return demo_clips(split, model.sample_rate, args.cache_dir, limit=args.limit)
-
-
-def _sampling(args: argparse.Namespace, config: AudioConfig, model: WaveGrad) -> dict:
-    """The vocode kwargs of --iterations / [sample], checked against the model (errors name the flag or key)."""
-    flag = "--iterations" if args.iterations is not None else "sample.iterations"
-    iterations = args.iterations if args.iterations is not None else config.sample.iterations
-    method, betas = config.sample.method, config.sample.betas
-    if method == "ddpm" and betas is None:
-        model.betas(iterations, name=flag)  # refuses a count with no schedule, listing the valid ones
-    if method == "dpm++2m" and betas is not None:
-        raise ValueError("sample.betas: only sample.method 'ddpm' walks a beta table ('dpm++2m' takes --iterations)")
-    return {
-        "method": method,
-        "iterations": iterations,
-        "betas": betas,
-        "steps": iterations if method == "dpm++2m" else None,
-    }
+def load_model(args: argparse.Namespace, config: AudioConfig) -> WaveGrad:
+    """The checkpoint's vocoder with the command's [sampler] (stored config + --set), checked against it."""
+    with named_errors("--checkpoint"):
+        model = WaveGrad.from_pretrained(args.checkpoint, device=args.device, config=config)
+    config.sampler.check()
+    model.sampling()  # e.g. sampler.steps with no schedule for 'ddpm': refused before any work
+    return model
 
 
 def run_vocode(args: argparse.Namespace, config: AudioConfig) -> None:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out: expected a folder (or a new path), got the file {out_dir}")
-    model = _load(args)
-    kw = _sampling(args, config, model)
-    torch.manual_seed(config.sample.seed)
-    with _flag("--input"):
+    model = load_model(args, config)
+    with named_errors("--input"):
         inputs = find_audio(args.input) if Path(args.input).is_dir() else [Path(args.input)]
     written = []
     for path in inputs:
-        with _flag("--input"):
+        with named_errors("--input"):
             wav = read_audio(path, model.sample_rate, note=True)
-        out = model.resynthesize(wav, seed=config.sample.seed, **kw)
+        out = model.resynthesize(wav)
         target = write_audio(out_dir / f"{path.stem}.wav", out, model.sample_rate)
         png = spectrogram_comparison(out_dir / f"{path.stem}.png", {"input": wav, "WaveGrad": out}, model.mel_config)
         written.append({"input": str(path), "wav": str(target), "png": str(png)})
-    print_json({"vocoded": written, "sampling": kw})
+    print_json({"vocoded": written, "sampling": {**model.sampling(), "seed": model.sampler.seed}})
 
 
 def run_evaluate(args: argparse.Namespace, config: AudioConfig) -> None:
-    model = _load(args)
-    kw = _sampling(args, config, model)
-    clips, source = _eval_clips(args, config, model, "test")
-    ours = evaluate_model(model, clips, seed=config.sample.seed, **kw)
-    gl = evaluate_griffin_lim(model, clips)
-    pick = tuple(PROTOCOL_METRICS)
-    betas = kw["betas"] or (model.betas(kw["iterations"]).tolist() if kw["method"] == "ddpm" else None)
-    print_json(
-        {
-            "model": {k: ours[k] for k in pick},
-            "baselines": {"griffin_lim_32": {k: gl[k] for k in pick}},
-            "protocol": {
-                "data": source,
-                "clips": len(clips),
-                "seconds": sum(c.numel() for c in clips) / model.sample_rate,
-                "sampler": kw["method"],
-                "iterations": kw["iterations"],
-                "betas": betas,
-                "seed": config.sample.seed,
-                "threads": torch.get_num_threads(),
-                "metric": "log-mel L1, MelSpectrogram(22050, 1024, 1024, 256, 80 mels, 0-8000 Hz, power 1)",
-                "metrics": PROTOCOL_METRICS,
-            },
-        }
-    )
+    model = load_model(args, config)
+    clips, source = evaluation_clips(config, model.sample_rate, "test", wav_dir=args.wav_dir, limit=args.limit)
+    print_json(evaluate(model, clips, source))
 
 
 def run_search(args: argparse.Namespace, config: AudioConfig) -> None:
-    model = _load(args)
+    steps = config.sampler.steps
+    with named_errors("--checkpoint"):
+        model = WaveGrad.from_pretrained(args.checkpoint, device=args.device, config=config)
     if args.max_seconds * model.sample_rate < 2:
         rate = model.sample_rate
         raise ValueError(f"--max-seconds: expected at least 2 samples at {rate} Hz, got {args.max_seconds:g} s")
-    clips, source = _eval_clips(args, config, model, "validation")
-    result = search_model_schedule(
-        model, clips, steps=args.steps, sweeps=args.sweeps, max_seconds=args.max_seconds, seed=config.sample.seed
-    )
+    clips, source = evaluation_clips(config, model.sample_rate, "validation", wav_dir=args.wav_dir, limit=args.limit)
+    result = search_model_schedule(model, clips, steps=steps, sweeps=args.sweeps, max_seconds=args.max_seconds)
     path = Path(args.checkpoint) / SCHEDULES_NAME
     schedules = {str(k): {"betas": v} for k, v in model.schedules.items()}
-    schedules[str(args.steps)]["score"] = result["score"]
-    schedules[str(args.steps)]["data"] = source
+    schedules[str(steps)]["score"] = result["score"]
+    schedules[str(steps)]["data"] = source
     write_json(path, schedules)
     print_json(
         {
-            "steps": args.steps,
+            "steps": steps,
             "betas": result["betas"],
             "score": result["score"],
             "default_score": result["default_score"],
@@ -233,48 +109,47 @@ def run_search(args: argparse.Namespace, config: AudioConfig) -> None:
     )
 
 
-train = cli.add_command("train", run_train, AudioConfig, help="train a WaveGrad vocoder", default_config="default")
-train.add_argument("--out", default="runs/audio", help="checkpoint directory (resumes when it holds one)")
-
-vocode = cli.add_command(
-    "vocode", run_vocode, AudioConfig, help="resynthesize wav/flac files from their mels", default_config="default"
+cli.add_command(
+    "train",
+    run_train,
+    AudioConfig,
+    help="train a WaveGrad vocoder",
+    default_config="default",
+    out=("runs/audio", "checkpoint directory"),
+    resume=True,
 )
-evaluate = cli.add_command(
+vocode = cli.add_command(
+    "vocode",
+    run_vocode,
+    AudioConfig,
+    help="resynthesize wav/flac files from their mels",
+    default_config="default",
+    checkpoint="required",
+    out=("runs/audio/vocoded", "folder for the vocoded wavs and PNGs"),
+)
+evaluate_cmd = cli.add_command(
     "evaluate",
     run_evaluate,
     AudioConfig,
     help="score the vocoder and Griffin-Lim on clips; prints one JSON object",
     default_config="default",
+    checkpoint="required",
 )
 search = cli.add_command(
     "search-schedule",
     run_search,
     AudioConfig,
-    help="grid-search a few-step noise schedule on validation clips (written to the checkpoint)",
+    help="grid-search a noise schedule of sampler.steps betas on validation clips (written to the checkpoint)",
     default_config="default",
+    checkpoint="required",
 )
-train.add_argument(
-    "--device", type=device_arg, default=None, help="auto | cpu | cuda | cuda:N (unset: the config's train.device)"
-)
-for sub in (vocode, evaluate, search):
-    sub.add_argument("--checkpoint", required=True, help="a directory written by train")
-    add_device_argument(sub)
 vocode.add_argument("--input", required=True, help="a wav/flac file or a folder of them (other rates are resampled)")
-vocode.add_argument("--out", default="runs/audio/vocoded", help="folder for the vocoded wavs and PNGs")
-for sub in (vocode, evaluate):
-    sub.add_argument(
-        "--iterations",
-        type=count_arg(),
-        default=None,
-        help="ddpm: 1000, 50, 25, 6 or a count searched for the checkpoint; dpm++2m: any >= 1 "
-        "(unset: sample.iterations)",
-    )
-for sub in (evaluate, search):
+for sub in (evaluate_cmd, search):
     sub.add_argument(
         "--wav-dir",
         default=None,
         help="folder of wav/flac clips (default: data.root's split, data.eval_split for evaluate and data.split "
-        "for search-schedule; else the bundled split)",
+        "for search-schedule; else the bundled split, cached in data.cache_dir)",
     )
     sub.add_argument(
         "--limit",
@@ -282,16 +157,12 @@ for sub in (evaluate, search):
         default=None,
         help=f"use at most this many clips (unset: all; search-schedule on LJSpeech: {SEARCH_CLIPS})",
     )
-    sub.add_argument("--cache-dir", default="runs/audio/data", help="where bundled espeak-ng clips are written")
-search.add_argument("--steps", type=count_arg(), default=6, help="iterations of the searched schedule")
 search.add_argument("--sweeps", type=count_arg(), default=1, help="coordinate-descent sweeps over the grid")
 search.add_argument(
     "--max-seconds", type=number_arg(0, low_open=True), default=1.5, help="cut each validation clip to this length"
 )
 
-
-def main() -> None:
-    cli.run()
+main = cli.run
 
 
 if __name__ == "__main__":

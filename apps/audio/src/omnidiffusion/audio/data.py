@@ -12,13 +12,16 @@
 - `FileSegmentDataset`: the same items read from disk on demand (for corpora such as LJSpeech, 24 h, that
   should not sit in memory): only the file headers are read up front; `dataset[i]` reads one random segment of
   file i (the whole file when it must be resampled) and computes the segment's mel, as HiFi-GAN's loader does.
+- `data_files(config, split)`: the files of a config's dataset split ([data] format "ljspeech" or data.root).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +31,11 @@ from torch.utils.data import Dataset
 
 from omnidiffusion.core.checks import positive_int
 
-from .ljspeech import METADATA, WAVS, read_ljspeech
+from .ljspeech import METADATA, WAVS, ljspeech_split, read_ljspeech
 from .mel import MelConfig, covering_log_mel, log_mel
+
+if TYPE_CHECKING:
+    from .settings import AudioConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -230,3 +236,42 @@ class FileSegmentDataset(Dataset):
         audio = F.pad(audio, (0, need - audio.numel()))  # (frames * hop,), zero-padded when the file is shorter
         mel = log_mel(audio, self.config)[0, :, : self.frames]  # (n_mels, frames)
         return {"audio": audio[None], "mel": mel}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The dataset a config names
+
+
+@contextlib.contextmanager
+def named_errors(name: str) -> Iterator[None]:
+    """Prefix a bad-input error (ValueError, OSError) raised while using the value of `name` (a config key or a
+    flag) with that name: "data.root: ...", "--input: ..."."""
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None and e.strerror:
+            raise ValueError(f"{name}: {e.filename}: {e.strerror}") from None
+        raise ValueError(f"{name}: {e}") from None
+
+
+def ljspeech_root(config: AudioConfig) -> str:
+    """data.root of an LJSpeech config; refuses a missing one with the flag to pass."""
+    if config.data.root is None:
+        raise ValueError(
+            "data.root: expected the LJSpeech-1.1 folder (metadata.csv and wavs/), got none (pass --set data.root=DIR)"
+        )
+    return config.data.root
+
+
+def data_files(config: AudioConfig, split: str) -> tuple[list[Path], str] | None:
+    """(files, description) of `split` for format 'ljspeech', or of the folder data.root; None for data.source."""
+    d = config.data
+    if d.format == "ljspeech":
+        root = ljspeech_root(config)
+        with named_errors("data.root"):
+            clips = ljspeech_split(root, split, split_dir=d.split_dir)
+        return [c.path for c in clips], f"{root} (LJSpeech, split {split})"
+    if d.root is not None:
+        with named_errors("data.root"):
+            return find_audio(d.root), d.root
+    return None

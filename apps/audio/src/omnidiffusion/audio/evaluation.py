@@ -4,20 +4,24 @@ Every clip is scored on its own (the vocoder runs on the whole clip, any length;
 length), then the per-clip metrics are averaged (`PROTOCOL_METRICS`): log-mel distance (metrics.log_mel_distance,
 at 22,050 Hz), WaveGrad's objective metrics LS-MSE, MCD and FFE (Chen et al. 2021, sec. 5), the multi-resolution
 STFT distance, and the real-time factor (compute seconds / audio seconds, this process's threads). Sampling
-seeds are fixed per clip (seed + clip index).
+seeds are fixed per clip (seed + clip index, seed = sampler.seed by default). `evaluation_clips` picks the clips a
+command scores, `evaluate` builds the {"model", "baselines", "protocol"} report of `omnidiffusion-audio evaluate`.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from omnidiffusion.core.checks import positive_int, real_number
 
-from .mel import check_waveform
+from .data import data_files, load_folder, named_errors, read_audio
+from .demo_data import demo_clips
+from .mel import check_waveform, covering_log_mel
 from .metrics import (
     griffin_lim,
     log_mel_distance,
@@ -30,6 +34,9 @@ from .metrics import (
 from .noise import search_schedule
 from .pipeline import WaveGrad
 from .pitch import f0_frame_error
+from .settings import AudioConfig
+
+SEARCH_CLIPS = 8  # LJSpeech: the default number of training-split clips the schedule search scores
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -71,22 +78,35 @@ def evaluate_model(
     model: WaveGrad,
     clips: Sequence[Tensor],
     *,
-    method: str = "ddpm",
-    iterations: int = 6,
+    method: str | None = None,
+    iterations: int | None = None,
     betas: Sequence[float] | Tensor | None = None,
     steps: int | None = None,
-    seed: int = 0,
+    grid: str | None = None,
+    seed: int | None = None,
     return_audio: bool = False,
 ) -> dict:
-    """Mean (and per-clip) log-mel distance, MR-STFT distance and RTF of the model on `clips` (each (N,))."""
+    """Mean (and per-clip) log-mel distance, MR-STFT distance and RTF of the model on `clips` (each (N,)).
+
+    The sampling arguments are WaveGrad.vocode's (unset: the model's [sampler]); clip i is seeded seed + i.
+    """
     _check_clips(clips)
+    model.sampling(iterations=iterations, betas=betas, method=method, steps=steps, grid=grid)  # checked once
+    seed = model.sampler.seed if seed is None else seed
     rows, outputs = [], []
     sr = model.sample_rate
     for i, clip in enumerate(clips):
         mel = model.mel(clip, cover=True)[0]
         rtf, out = real_time_factor(
             lambda mel=mel, clip=clip, i=i: model.vocode(
-                mel, iterations=iterations, betas=betas, method=method, steps=steps, seed=seed + i, length=clip.numel()
+                mel,
+                iterations=iterations,
+                betas=betas,
+                method=method,
+                steps=steps,
+                grid=grid,
+                seed=seed + i,
+                length=clip.numel(),
             ),
             clip.numel() / sr,
         )
@@ -109,8 +129,6 @@ def evaluate_griffin_lim(
     config = model_or_mel.mel_config if isinstance(model_or_mel, WaveGrad) else model_or_mel
     _check_clips(clips)
     rows, outputs = [], []
-    from .mel import covering_log_mel
-
     for i, clip in enumerate(clips):
         mel = covering_log_mel(clip, config)
         rtf, out = real_time_factor(
@@ -136,10 +154,11 @@ def search_model_schedule(
     steps: int = 6,
     sweeps: int = 1,
     max_seconds: float | None = 1.5,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Search a `steps`-iteration schedule on validation clips (cut to max_seconds) by log-mel distance.
+    """Search a `steps`-iteration schedule on validation clips (cut to max_seconds) by log-mel distance
+    (method "ddpm"; clip i seeded seed + i, seed = sampler.seed by default).
 
     Stores the result in model.schedules[steps] and returns {"betas", "score", "trials", "default_score"}.
     """
@@ -156,11 +175,12 @@ def search_model_schedule(
             )
         cut = [c[:n] for c in clips]
     mels = [model.mel(c, cover=True)[0] for c in cut]
+    seed = model.sampler.seed if seed is None else seed
 
     def score(betas: Tensor) -> float:
         total = 0.0
         for i, (clip, mel) in enumerate(zip(cut, mels, strict=True)):
-            out = model.vocode(mel, betas=betas, seed=seed + i, length=clip.numel())
+            out = model.vocode(mel, betas=betas, method="ddpm", grid="trailing", seed=seed + i, length=clip.numel())
             total += float(log_mel_distance(clip[None], out[None], sr)[0])
         return total / len(cut)
 
@@ -168,3 +188,57 @@ def search_model_schedule(
         betas, best, trials = search_schedule(score, steps, sweeps=sweeps, progress=progress)
     model.schedules[steps] = betas.tolist()
     return {"betas": betas.tolist(), "score": best, "trials": trials, "default_score": trials[0]["score"]}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the commands score
+
+
+def evaluation_clips(
+    config: AudioConfig,
+    sample_rate: int,
+    split: str,
+    *,
+    wav_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> tuple[list[Tensor], str]:
+    """(clips, description) scored by `evaluate` (split "test") or searched on (split "validation"): the folder
+    `wav_dir` (errors name --wav-dir), else the dataset split of [data] (LJSpeech: data.eval_split for "test",
+    data.split for "validation", the first SEARCH_CLIPS of it unless `limit`), else the bundled split."""
+    if wav_dir:
+        with named_errors("--wav-dir"):
+            return load_folder(wav_dir, sample_rate, limit=limit, note=True), str(wav_dir)
+    if config.data.format == "ljspeech":
+        data_split = {"test": config.data.eval_split, "validation": config.data.split}[split]
+        paths, source = data_files(config, data_split)
+        if limit is None and split == "validation":
+            limit = SEARCH_CLIPS
+        with named_errors("data.root"):
+            return [read_audio(p, sample_rate, note=True) for p in paths[:limit]], source
+    return demo_clips(split, sample_rate, config.data.cache_dir, limit=limit)
+
+
+def evaluate(model: WaveGrad, clips: Sequence[Tensor], source: str) -> dict:
+    """The report of `omnidiffusion-audio evaluate`: the model (its [sampler]) and Griffin-Lim (32 iterations)
+    from the same mels, scored on `clips` (PROTOCOL_METRICS), with the protocol that produced the numbers."""
+    plan = model.sampling()
+    ours = evaluate_model(model, clips)
+    gl = evaluate_griffin_lim(model, clips)
+    pick = tuple(PROTOCOL_METRICS)
+    return {
+        "model": {k: ours[k] for k in pick},
+        "baselines": {"griffin_lim_32": {k: gl[k] for k in pick}},
+        "protocol": {
+            "data": source,
+            "clips": len(clips),
+            "seconds": sum(c.numel() for c in clips) / model.sample_rate,
+            "sampler": plan["method"],
+            "iterations": plan["iterations"],
+            "betas": None if plan["betas"] is None else plan["betas"].tolist(),
+            "grid": plan["grid"],
+            "seed": model.sampler.seed,
+            "threads": torch.get_num_threads(),
+            "metric": "log-mel L1, MelSpectrogram(22050, 1024, 1024, 256, 80 mels, 0-8000 Hz, power 1)",
+            "metrics": PROTOCOL_METRICS,
+        },
+    }
