@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from omnidiffusion.core.checks import resolve_device
 from omnidiffusion.core.training import TrainConfig
 from omnidiffusion.purification import (
     AttackConfig,
@@ -49,9 +50,9 @@ from omnidiffusion.purification import (
     predict_labels,
     train_classifier,
 )
+from omnidiffusion.purification.evaluation import sweep_t_star
 from omnidiffusion.purification.metrics import summarize
 from omnidiffusion.purification.plots import plot_robustness
-from omnidiffusion.purification.robustness import sweep_t_star
 from omnidiffusion.purification.settings import load_purification_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,7 +89,7 @@ def train_models(work: Path, quick: bool) -> tuple[torch.nn.Module, torch.nn.Mod
     torch.manual_seed(0)
     cls = SmallCNN(1, 10, cfg.classifier.width)
     res = train_classifier(cls, x, y, train_cfg, work / "classifier")
-    classifier = (res.ema_model if res.ema_model is not None else res.model).cpu().eval()
+    classifier = res.final_model.cpu().eval()
     times["classifier_train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     overrides = ["data.hflip=false", *cfg.diffusion.overrides]
@@ -348,7 +349,7 @@ def gpu_mode(args: argparse.Namespace) -> None:
     from omnidiffusion.core import denoising_loss
     from omnidiffusion.vision import ImageDDPM, load_photo_crops, load_vision_config
 
-    device = torch.device(args.device if torch.cuda.is_available() or args.device == "cpu" else "cpu")
+    device = resolve_device(args.device if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(1)
     vcfg = load_vision_config("ddpm-paper")

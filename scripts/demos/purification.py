@@ -95,7 +95,7 @@ def _run(cfg: DemoConfig, out_dir: Path) -> SectionResult:
         progress=False,
     )
     res = train_classifier(SmallCNN(1, 10, 16), x_tr, y_tr, tc, out_dir / "classifier", resume=False)
-    classifier = (res.ema_model if res.ema_model is not None else res.model).cpu().eval()
+    classifier = res.final_model.cpu().eval()
     overrides = [
         *cfg.ddpm_overrides,
         "data.hflip=false",

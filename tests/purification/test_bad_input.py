@@ -17,8 +17,8 @@ from omnidiffusion.purification import AttackConfig, DiffPure, PurifiedClassifie
 from omnidiffusion.purification.attacks import check_threat
 from omnidiffusion.purification.classifier import train_classifier
 from omnidiffusion.purification.cli import cli
+from omnidiffusion.purification.evaluation import evaluate, evaluate_robustness, sweep_t_star
 from omnidiffusion.purification.pipeline import PurificationPipeline
-from omnidiffusion.purification.robustness import evaluate_robustness, sweep_t_star
 from omnidiffusion.purification.settings import load_purification_config
 
 vision = pytest.importorskip("omnidiffusion.vision")
@@ -58,17 +58,25 @@ class _NotATensor:
 
 
 def _purify(ckpt, *extra, diffusion="diffusion"):
-    base = ["purify", "--config", "tiny", "--diffusion", ckpt / diffusion, "--output", ckpt / "out"]
+    base = ["purify", "--config", "tiny", "--checkpoint", ckpt / diffusion, "--out", ckpt / "out"]
     return base + ["--input", "digits", "--n", "2", *extra] if "--input" not in extra else base + list(extra)
 
 
 def _evaluate(ckpt, *extra, diffusion="diffusion", classifier="classifier"):
-    base = ["evaluate", "--config", "tiny", "--quiet", "--n", "2"]
-    return base + ["--diffusion", ckpt / diffusion, "--classifier", ckpt / classifier, *extra]
+    base = ["evaluate", "--config", "tiny", "--quiet", "--set", "evaluate.n=2", "--checkpoint", ckpt / diffusion]
+    return base + ["--set", f"classifier.weights={ckpt / classifier}", *extra]
+
+
+def _data(ckpt, source, *extra):
+    return _evaluate(ckpt, "--set", f"data.source={source}", *extra)
 
 
 # (argv builder, fragments the one error line must hold: the flag or key, and what was expected)
 CLI_CASES = {
+    "purify without --checkpoint": (
+        lambda c: ["purify", "--config", "tiny", "--input", "digits"],
+        ("--checkpoint", "required"),
+    ),
     "purify --input missing": (lambda c: _purify(c, "--input", c / "nope.png"), ("--input", "no such file")),
     "purify --input not an image": (
         lambda c: _purify(c, "--input", c / "notimage.png"),
@@ -80,32 +88,51 @@ CLI_CASES = {
         lambda c: _purify(c, "--input", c / "corrupt"),
         ("--input", "x.png", "not a readable image"),
     ),
-    "purify --output is a file": (lambda c: _purify(c, "--output", c / "afile"), ("--output", "expected a folder")),
+    "purify --out is a file": (lambda c: _purify(c, "--out", c / "afile"), ("--out", "expected a folder")),
     "purify --n -1": (lambda c: _purify(c, "--n", "-1"), ("--n", "expected an integer >= 1")),
     "purify --n 0": (lambda c: _purify(c, "--n", "0"), ("--n", "expected an integer >= 1")),
-    "purify --t-star 1.5": (lambda c: _purify(c, "--t-star", "1.5"), ("--t-star", "[0, 1)")),
-    "purify --t-star nan": (lambda c: _purify(c, "--t-star", "nan"), ("--t-star", "finite number")),
-    "purify --t-star -0.1": (lambda c: _purify(c, "--t-star", "-0.1"), ("--t-star", "[0, 1)")),
-    "purify --device gpu": (lambda c: _purify(c, "--device", "gpu"), ("--device", "cpu, cuda")),
-    "purify purify.steps=0": (lambda c: _purify(c, "--set", "purify.steps=0"), ("purify.steps", "integer >= 1")),
-    "purify purify.batch_size=0": (
-        lambda c: _purify(c, "--set", "purify.batch_size=0"),
-        ("purify.batch_size", "integer >= 1"),
+    "purify sampler.t_star=1.5": (
+        lambda c: _purify(c, "--set", "sampler.t_star=1.5"),
+        ("sampler.t_star", "[0, 1)"),
     ),
-    "purify purify.grid=foo": (lambda c: _purify(c, "--set", "purify.grid=foo"), ("purify.grid", "time-uniform")),
+    "purify sampler.t_star=nan": (
+        lambda c: _purify(c, "--set", "sampler.t_star=nan"),
+        ("sampler.t_star", "finite number"),
+    ),
+    "purify sampler.t_star=-0.1": (
+        lambda c: _purify(c, "--set", "sampler.t_star=-0.1"),
+        ("sampler.t_star", "[0, 1)"),
+    ),
+    "purify --device gpu": (lambda c: _purify(c, "--device", "gpu"), ("--device", "cpu, cuda")),
+    "purify sampler.steps=0": (lambda c: _purify(c, "--set", "sampler.steps=0"), ("sampler.steps", "integer >= 1")),
+    "purify sampler.batch_size=0": (
+        lambda c: _purify(c, "--set", "sampler.batch_size=0"),
+        ("sampler.batch_size", "integer >= 1"),
+    ),
+    "purify sampler.grid=foo": (
+        lambda c: _purify(c, "--set", "sampler.grid=foo"),
+        ("sampler.grid", "time-uniform"),
+    ),
+    "purify sampler.method=heun": (
+        lambda c: _purify(c, "--set", "sampler.method=heun"),
+        ("sampler.method", "heun"),
+    ),
     "purify data.channels=2": (lambda c: _purify(c, "--set", "data.channels=2"), ("data.channels", "1 (grey)")),
-    "purify --diffusion missing": (lambda c: _purify(c)[:4] + [c / "nope"] + _purify(c)[5:], ("diffusion", "nope")),
-    "purify --diffusion without weights": (
+    "purify --checkpoint missing": (
+        lambda c: _purify(c, diffusion="nope"),
+        ("--checkpoint", "nope", "no such directory"),
+    ),
+    "purify --checkpoint without weights": (
         lambda c: _purify(c, diffusion="noweights"),
         ("model.safetensors", "no such file"),
     ),
-    "purify --diffusion is a classifier": (
+    "purify --checkpoint is a classifier": (
         lambda c: _purify(c, diffusion="classifier"),
-        ("diffusion", "SmallCNN", ".denoiser()"),
+        ("--checkpoint", "SmallCNN", ".denoiser()"),
     ),
-    "evaluate --classifier is a diffusion model": (
+    "evaluate classifier.weights is a diffusion model": (
         lambda c: _evaluate(c, classifier="diffusion"),
-        ("classifier", "ImageDDPM", "expected a classifier"),
+        ("classifier.weights", "ImageDDPM", "expected a classifier"),
     ),
     "evaluate classifier 3 channels, diffusion 1": (
         lambda c: _evaluate(c, classifier="classifier_rgb"),
@@ -115,21 +142,33 @@ CLI_CASES = {
         lambda c: _evaluate(c, diffusion="diffusion_rgb8"),
         ("classifier", "1 channels", "3 channels"),
     ),
-    "evaluate --data unknown form": (lambda c: _evaluate(c, "--data", "foo"), ("--data", "not a directory")),
-    "evaluate --data torchvision:Nope": (
-        lambda c: _evaluate(c, "--data", "torchvision:Nope:/tmp"),
+    "evaluate data.source unknown form": (lambda c: _data(c, "foo"), ("data.source", "not a directory")),
+    "evaluate data.source torchvision:Nope": (
+        lambda c: _data(c, "torchvision:Nope:/tmp"),
         ("data", "no dataset 'Nope'"),
     ),
-    "evaluate --eps -0.1": (lambda c: _evaluate(c, "--eps", "-0.1"), ("--eps", "(0, inf)")),
-    "evaluate --eps empty": (lambda c: _evaluate(c, "--eps", ""), ("--eps", "comma-separated budgets")),
-    "evaluate --eps abc": (lambda c: _evaluate(c, "--eps", "abc"), ("--eps", "expected a number")),
-    "evaluate --eps inf": (lambda c: _evaluate(c, "--eps", "inf"), ("--eps", "finite number")),
-    "evaluate --norm l3": (lambda c: _evaluate(c, "--norm", "l3"), ("--norm", "linf")),
-    "evaluate --n 0": (lambda c: _evaluate(c, "--n", "0"), ("--n", "integer >= 1")),
-    "evaluate --t-star 1.5": (lambda c: _evaluate(c, "--t-star", "1.5"), ("--t-star", "[0, 1)")),
-    "evaluate --attack ,": (lambda c: _evaluate(c, "--attack", ","), ("--attack", "pgd")),
-    "evaluate --attack cw": (lambda c: _evaluate(c, "--attack", "cw"), ("--attack", "'cw'")),
-    "evaluate --seed -1": (lambda c: _evaluate(c, "--seed", "-1"), ("--seed", "integer >= 0")),
+    "evaluate evaluate.eps=-0.1": (
+        lambda c: _evaluate(c, "--set", "evaluate.eps=-0.1"),
+        ("evaluate.eps", "(0, inf)"),
+    ),
+    "evaluate evaluate.eps empty": (
+        lambda c: _evaluate(c, "--set", "evaluate.eps="),
+        ("evaluate.eps", "at least one"),
+    ),
+    "evaluate evaluate.eps=abc": (lambda c: _evaluate(c, "--set", "evaluate.eps=abc"), ("evaluate.eps", "abc")),
+    "evaluate evaluate.eps=inf": (
+        lambda c: _evaluate(c, "--set", "evaluate.eps=inf"),
+        ("evaluate.eps", "finite number"),
+    ),
+    "evaluate evaluate.norm=l3": (lambda c: _evaluate(c, "--set", "evaluate.norm=l3"), ("evaluate.norm", "linf")),
+    "evaluate evaluate.attacks=cw": (
+        lambda c: _evaluate(c, "--set", "evaluate.attacks=cw"),
+        ("evaluate.attacks", "'cw'"),
+    ),
+    "evaluate evaluate.seed=-1": (
+        lambda c: _evaluate(c, "--set", "evaluate.seed=-1"),
+        ("evaluate.seed", "integer >= 0"),
+    ),
     "evaluate evaluate.n=0": (lambda c: _evaluate(c, "--set", "evaluate.n=0"), ("evaluate.n", "integer >= 1")),
     "evaluate evaluate.batch_size=0": (
         lambda c: _evaluate(c, "--set", "evaluate.batch_size=0"),
@@ -140,6 +179,10 @@ CLI_CASES = {
         ("evaluate.t_stars", "[0, 1)"),
     ),
     "evaluate attack.alpha=inf": (lambda c: _evaluate(c, "--set", "attack.alpha=inf"), ("alpha", "finite number")),
+    "evaluate --seed (a sampler key) is refused": (
+        lambda c: _evaluate(c, "--seed", "1"),
+        ("unrecognized arguments", "--seed"),
+    ),
     "train-classifier classifier.num_classes=5": (
         lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "classifier.num_classes=5"],
         ("classifier.num_classes", "at least 10"),
@@ -148,32 +191,32 @@ CLI_CASES = {
         lambda c: ["train-classifier", "--config", "tiny", "--out", c / "tc", "--set", "data.image_size=4"],
         ("data.image_size", "integer >= 8"),
     ),
-    "evaluate without --classifier": (
-        lambda c: ["evaluate", "--config", "tiny", "--quiet", "--diffusion", c / "diffusion"],
-        ("--classifier", "classifier.weights", "got none"),
+    "evaluate without a classifier": (
+        lambda c: ["evaluate", "--config", "tiny", "--quiet", "--checkpoint", c / "diffusion"],
+        ("classifier.weights", "got none"),
     ),
-    "evaluate --classifier weights of another width": (
+    "evaluate classifier.weights of another width": (
         lambda c: _evaluate(c, classifier="cnn8.safetensors"),
-        ("--classifier", "cnn8.safetensors", "tensor shapes differ from SmallCNN"),
+        ("classifier.weights", "cnn8.safetensors", "tensor shapes differ from SmallCNN"),
     ),
-    "evaluate --classifier pickled object": (
+    "evaluate classifier.weights pickled object": (
         lambda c: _evaluate(c, classifier="object.pt"),
-        ("--classifier", "object.pt", "refused: torch.load(weights_only=True)"),
+        ("classifier.weights", "object.pt", "refused: torch.load(weights_only=True)"),
     ),
-    "evaluate --classifier missing file": (
+    "evaluate classifier.weights missing file": (
         lambda c: _evaluate(c, classifier="nope.safetensors"),
-        ("--classifier", "nope.safetensors", "no such file or directory"),
+        ("classifier.weights", "nope.safetensors", "no such file or directory"),
     ),
-    "evaluate --data cifar10 without data.root": (
-        lambda c: _evaluate(c, "--data", "cifar10"),
+    "evaluate data.source=cifar10 without data.root": (
+        lambda c: _data(c, "cifar10"),
         ("data.root", "cifar-10-batches-bin", "got none"),
     ),
-    "evaluate --data cifar10 file of the wrong length": (
-        lambda c: _evaluate(c, "--data", f"cifar10:{c / 'cifar_short'}"),
+    "evaluate data.source=cifar10 file of the wrong length": (
+        lambda c: _data(c, f"cifar10:{c / 'cifar_short'}"),
         ("test_batch.bin", "3073-byte CIFAR-10 records", "got 6141 bytes"),
     ),
-    "evaluate --data torchvision:CIFAR10 (pickled)": (
-        lambda c: _evaluate(c, "--data", f"torchvision:CIFAR10:{c}"),
+    "evaluate data.source=torchvision:CIFAR10 (pickled)": (
+        lambda c: _data(c, f"torchvision:CIFAR10:{c}"),
         ("data", "never done here", "binary version"),
     ),
     "evaluate evaluate.subset_seed=-1": (
@@ -195,7 +238,7 @@ CLI_CASES = {
 def test_cli_bad_input_is_one_clear_error(case, ckpt, cli_error):
     argv, fragments = CLI_CASES[case]
     cli_error(cli, argv(ckpt), *fragments)
-    assert not (ckpt / "out").exists() or case.startswith("purify --output")  # nothing written before the error
+    assert not (ckpt / "out").exists() or case.startswith("purify --out")  # nothing written before the error
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a GPU this machine does not have")
@@ -207,8 +250,8 @@ def test_cli_refuses_a_missing_gpu(command, ckpt, cli_error):
 
 def test_cli_converts_a_colour_image_of_another_size_and_says_so(ckpt, capsys):
     out = ckpt / "converted"
-    argv = ["purify", "--config", "tiny", "--diffusion", ckpt / "diffusion", "--input", ckpt / "rgb20.png"]
-    assert cli.main([str(a) for a in argv + ["--output", out]]) == 0
+    argv = ["purify", "--config", "tiny", "--checkpoint", ckpt / "diffusion", "--input", ckpt / "rgb20.png"]
+    assert cli.main([str(a) for a in argv + ["--out", out]]) == 0
     err = capsys.readouterr().err
     assert "note: --input: 20x20, 3 channel(s) converted to the diffusion model's 16x16, 1 channel(s)" in err
     with Image.open(out / "rgb20.png") as im:
@@ -217,8 +260,8 @@ def test_cli_converts_a_colour_image_of_another_size_and_says_so(ckpt, capsys):
 
 def test_cli_t_star_zero_is_the_identity_and_says_so(ckpt, capsys):
     out = ckpt / "identity"
-    argv = _purify(ckpt, "--t-star", "0")
-    argv[argv.index("--output") + 1] = out
+    argv = _purify(ckpt, "--set", "sampler.t_star=0")
+    argv[argv.index("--out") + 1] = out
     assert cli.main([str(a) for a in argv]) == 0
     assert "note: t* = 0: DiffPure is the identity" in capsys.readouterr().err
     x, _ = load_images("digits", split="test", size=16, channels=1)
@@ -232,7 +275,8 @@ def test_cli_t_star_zero_is_the_identity_and_says_so(ckpt, capsys):
 
 @pytest.fixture(scope="module")
 def pipe(ckpt):
-    return PurificationPipeline.from_pretrained(ckpt / "diffusion", ckpt / "classifier", t_star=0.05, steps=1)
+    config = load_purification_config("tiny", ["sampler.t_star=0.05", "sampler.steps=1"])
+    return PurificationPipeline.from_pretrained(ckpt / "diffusion", config=config, classifier=ckpt / "classifier")
 
 
 def _x(*shape):
@@ -257,23 +301,23 @@ API_CASES = {
     ),
     "from_pretrained missing folder": (
         lambda p, c: PurificationPipeline.from_pretrained(c / "nope"),
-        "diffusion: ",
+        "directory: ",
     ),
     "from_pretrained folder without weights": (
         lambda p, c: PurificationPipeline.from_pretrained(c / "noweights"),
         "model.safetensors: no such file",
     ),
     "from_pretrained diffusion as classifier": (
-        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", c / "diffusion"),
+        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", classifier=c / "diffusion"),
         "classifier: ",
     ),
     "from_pretrained device gpu": (
         lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", device="gpu"),
         "device: expected auto, cpu, cuda",
     ),
-    "from_pretrained steps 0": (
-        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", steps=0),
-        "steps: expected an integer >= 1",
+    "from_pretrained config of another type": (
+        lambda p, c: PurificationPipeline.from_pretrained(c / "diffusion", config={"sampler": {"steps": 1}}),
+        "config: expected a PurificationConfig",
     ),
     "purify numpy RGB for a grey model": (
         lambda p, c: p.purify(np.zeros((16, 16, 3), np.float32)),
@@ -315,7 +359,7 @@ API_CASES = {
     ),
     "from_pretrained classifier weights of another width": (
         lambda p, c: PurificationPipeline.from_pretrained(
-            c / "diffusion", c / "cnn8.safetensors", classifier_arch="small-cnn"
+            c / "diffusion", config=load_purification_config("tiny"), classifier=c / "cnn8.safetensors"
         ),
         "classifier: ",
     ),
@@ -323,9 +367,15 @@ API_CASES = {
     "load_images corrupt image": (lambda p, c: load_images(str(c / "corrupt")), "x.png: not a readable image"),
     "check_threat eps nan": (lambda p, c: check_threat(float("nan"), "linf"), "eps (a perturbation budget)"),
     "AttackConfig alpha inf": (lambda p, c: AttackConfig(alpha=float("inf")), "AttackConfig.alpha"),
-    "config purify.steps 0": (
-        lambda p, c: load_purification_config("tiny", ["purify.steps=0"]),
-        "purify.steps (none = the paper's dt = 1e-3): expected an integer >= 1, got 0",
+    "config sampler.steps 0": (
+        lambda p, c: load_purification_config("tiny", ["sampler.steps=0"]),
+        "sampler.steps (none = the paper's dt = 1e-3): expected an integer >= 1, got 0",
+    ),
+    "evaluate without a classifier": (
+        lambda p, c: evaluate(
+            PurificationPipeline.from_pretrained(c / "diffusion"), data=(_x(2, 1, 16, 16), torch.tensor([1, 2]))
+        ),
+        "classifier.weights: expected a classifier directory",
     ),
 }
 
@@ -351,4 +401,4 @@ def test_api_converts_grey_digits_to_three_channels_and_says_so():
 
 
 def test_api_purify_steps_none_is_the_paper_dt():
-    assert load_purification_config("tiny", ["purify.steps=none"]).purify.steps is None
+    assert load_purification_config("tiny", ["sampler.steps=none"]).sampler.steps is None

@@ -233,9 +233,12 @@ def test_cifar10_paper_config_trains_and_evaluates_on_the_binary_files(root, tmp
     save_pretrained(vision.ImageDDPM(32, 3, {**unet, "norm_groups": 4}), tmp_path / "ddpm")
     save_file(WideResNet(10, 1).state_dict(), tmp_path / "wrn.safetensors")
     capsys.readouterr()
-    fast = ["--n", "3", "--attack", "pgd", "--quiet", "--set", "purify.steps=2", "--set", "attack.steps=1"]
+    fast = ["--quiet"] + [
+        x for s in ("evaluate.n=3", "evaluate.attacks=pgd", "sampler.steps=2", "attack.steps=1") for x in ("--set", s)
+    ]
     for classifier in (tmp_path / "run" / "classifier", tmp_path / "wrn.safetensors"):
-        argv = ["evaluate", "--config", "cifar10-paper", "--diffusion", tmp_path / "ddpm", "--classifier", classifier]
+        argv = ["evaluate", "--config", "cifar10-paper", "--checkpoint", tmp_path / "ddpm"]
+        argv += ["--set", f"classifier.weights={classifier}"]
         assert cli.main([str(a) for a in argv + small + fast]) == 0
         report = json.loads(capsys.readouterr().out)
         proto = report["protocol"]

@@ -2,8 +2,8 @@
 
 The truth is our checkpoint: a tiny digits ImageDDPM (weights perturbed so the time embedding matters) exported with
 `core.interop.to_diffusers` must purify the same images to the same output, up to float noise, because the
-exported UNet2DModel and DiscreteVP reproduce the model exactly. `evaluate --diffusion <exported>` runs end to
-end and reports the same accuracies as `evaluate --diffusion <ours>`.
+exported UNet2DModel and DiscreteVP reproduce the model exactly. `evaluate --checkpoint <exported>` runs end to
+end and reports the same accuracies as `evaluate --checkpoint <ours>`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from omnidiffusion.core.training import TrainConfig
 from omnidiffusion.purification import DiffPure, SmallCNN, load_images, train_classifier
 from omnidiffusion.purification.cli import cli
 from omnidiffusion.purification.pipeline import PurificationPipeline, load_denoiser
+from omnidiffusion.purification.settings import load_purification_config
 
 pytest.importorskip("diffusers")
 vision = pytest.importorskip("omnidiffusion.vision")
@@ -88,16 +89,25 @@ def test_t_start_on_the_returned_schedule_is_core_sample(folders):
 
 def test_pipeline_accepts_either_folder_and_agrees(folders):
     x = _digits()
-    a = PurificationPipeline.from_pretrained(folders / "ours", folders / "classifier", steps=2, seed=3)
-    b = PurificationPipeline.from_pretrained(folders / "exported", folders / "classifier", steps=2, seed=3)
+    config = load_purification_config("digits", ["sampler.steps=2", "sampler.seed=3"])
+    a = PurificationPipeline.from_pretrained(folders / "ours", config=config, classifier=folders / "classifier")
+    b = PurificationPipeline.from_pretrained(folders / "exported", config=config, classifier=folders / "classifier")
     assert torch.allclose(a.purify(x), b.purify(x), atol=2e-5)
     a.purifier.reset_noise(), b.purifier.reset_noise()
     assert (a.classify(x) == b.classify(x)).all()
 
 
 def _evaluate(folders, diffusion: str, capsys) -> dict:
-    argv = ["evaluate", "--config", "tiny", "--diffusion", folders / diffusion, "--classifier", folders / "classifier"]
-    argv += ["--data", "digits", "--attack", "pgd", "--eps", "0.02", "--n", "8", "--quiet", "--set", "purify.steps=2"]
+    argv = ["evaluate", "--config", "tiny", "--checkpoint", folders / diffusion, "--quiet"]
+    for key in (
+        f"classifier.weights={folders / 'classifier'}",
+        "data.source=digits",
+        "evaluate.attacks=pgd",
+        "evaluate.eps=0.02",
+        "evaluate.n=8",
+        "sampler.steps=2",
+    ):
+        argv += ["--set", key]
     assert cli.main([str(a) for a in argv]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -120,8 +130,8 @@ def test_cli_purify_writes_the_same_pngs_from_either_folder(folders, capsys):
     outs = []
     for name in ("ours", "exported"):
         out = folders / f"png_{name}"
-        argv = ["purify", "--config", "tiny", "--diffusion", folders / name, "--input", "digits", "--n", "2"]
-        assert cli.main([str(a) for a in argv + ["--output", out]]) == 0
+        argv = ["purify", "--config", "tiny", "--checkpoint", folders / name, "--input", "digits", "--n", "2"]
+        assert cli.main([str(a) for a in argv + ["--out", out]]) == 0
         outs.append([np.asarray(Image.open(out / f"{i:05d}.png"), dtype=np.int16) for i in range(2)])
     for a, b in zip(*outs, strict=True):
         assert np.abs(a - b).max() <= 1  # uint8 rounding of values equal to float noise
@@ -131,10 +141,15 @@ def test_a_broken_diffusers_folder_is_one_clear_error(folders, tmp_path, cli_err
     broken = tmp_path / "nosched"
     shutil.copytree(folders / "exported", broken)
     shutil.rmtree(broken / "scheduler")
-    argv = ["purify", "--config", "tiny", "--diffusion", broken, "--input", "digits", "--output", tmp_path / "o"]
-    cli_error(cli, argv, "--diffusion", "(a diffusers folder)", "no scheduler_config.json")
-    argv = ["evaluate", "--config", "tiny", "--diffusion", folders / "ours", "--classifier", folders / "exported"]
-    cli_error(cli, argv, "--classifier", "is a diffusers folder (a diffusion model)")
+    argv = ["purify", "--config", "tiny", "--checkpoint", broken, "--input", "digits", "--out", tmp_path / "o"]
+    cli_error(cli, argv, "--checkpoint", "(a diffusers folder)", "no scheduler_config.json")
+    argv = ["evaluate", "--config", "tiny", "--checkpoint", folders / "ours"]
+    cli_error(
+        cli,
+        argv + ["--set", f"classifier.weights={folders / 'exported'}"],
+        "classifier.weights",
+        "is a diffusers folder (a diffusion model)",
+    )
 
 
 def test_without_diffusers_installed_the_error_says_what_to_install(folders, monkeypatch):
@@ -144,5 +159,5 @@ def test_without_diffusers_installed_the_error_says_what_to_install(folders, mon
         raise ImportError("No module named 'diffusers'")
 
     monkeypatch.setattr(pipeline, "from_diffusers", missing)
-    with pytest.raises(ValueError, match=r"diffusion: .* is a diffusers folder; .*omnidiffusion-core\[diffusers\]"):
+    with pytest.raises(ValueError, match=r"directory: .* is a diffusers folder; .*omnidiffusion-core\[diffusers\]"):
         PurificationPipeline.from_pretrained(folders / "exported")

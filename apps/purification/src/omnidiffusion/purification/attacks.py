@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torchattacks
@@ -26,6 +27,27 @@ from omnidiffusion.core.checks import positive_int, real_number
 
 ATTACKS = ("pgd", "eot-pgd", "apgd", "autoattack")
 NORMS = ("linf", "l2")
+THREATS = ("classifier", "transfer", "bpda", "full")  # see evaluation.evaluate_robustness
+
+# Command-line attack names -> (torchattacks attack, threats it is run under).
+ATTACK_PLANS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pgd": ("pgd", ("classifier", "transfer", "full")),
+    "eot-pgd": ("eot-pgd", ("classifier", "full")),
+    "bpda-eot": ("eot-pgd", ("classifier", "bpda")),
+    "apgd": ("apgd", ("classifier", "full")),
+    "autoattack": ("autoattack", ("classifier", "full")),
+}
+
+
+def plan_attacks(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Command-line attack names (ATTACK_PLANS) -> {torchattacks attack: threats}, threats merged in THREATS order."""
+    plan: dict[str, set[str]] = {}
+    for name in names:
+        if name not in ATTACK_PLANS:
+            raise ValueError(f"attack: expected names from {sorted(ATTACK_PLANS)}, got {name!r}")
+        attack, threats = ATTACK_PLANS[name]
+        plan.setdefault(attack, set()).update(threats)
+    return {a: tuple(t for t in THREATS if t in ts) for a, ts in plan.items()}
 
 
 @dataclass
@@ -126,4 +148,14 @@ def make_attack(
     return atk, f"AutoAttack-{version} (torchattacks: {what}; APGD 10 iterations) {ball}"
 
 
-__all__ = ["ATTACKS", "NORMS", "AttackConfig", "MeanLogits", "check_threat", "make_attack"]
+__all__ = [
+    "ATTACKS",
+    "ATTACK_PLANS",
+    "NORMS",
+    "THREATS",
+    "AttackConfig",
+    "MeanLogits",
+    "check_threat",
+    "make_attack",
+    "plan_attacks",
+]

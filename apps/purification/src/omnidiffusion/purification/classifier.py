@@ -10,6 +10,7 @@ exact resume, torchrun).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -118,10 +119,12 @@ def train_classifier(
     out_dir: str | Path,
     *,
     resume: bool | None = None,
+    run_config: Any = None,
 ) -> TrainResult:
     """Train `model` on (images (N, C, H, W) in [0, 1], labels (N,)) with core's `fit`; writes out_dir.
 
-    The final weights in out_dir load with `omnidiffusion.core.load_pretrained(out_dir)`.
+    The final weights in out_dir load with `omnidiffusion.core.load_pretrained(out_dir)`; `run_config` (the app's
+    whole config, when given) is stored beside them as run_config.json.
     """
     check_labelled(images, labels)
     k = getattr(model, "num_classes", None)
@@ -139,6 +142,7 @@ def train_classifier(
         out_dir,
         resume=resume,
         metadata={"task": "classifier", "input_range": [0.0, 1.0]},
+        run_config=run_config,
     )
 
 

@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from omnidiffusion.core import DenoiserBase, DenoiserOutput, ForwardProcess, make_grid, sample
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.samplers import METHODS
+from omnidiffusion.core.samplers.common import randn_like
 
 # Purification methods: our names -> (core sampler, its options).
 PURIFY_METHODS: dict[str, tuple[str, dict]] = {
@@ -202,7 +203,7 @@ class DiffPure(nn.Module):
         self.seed = int(seed)
         self.fixed_noise = bool(fixed_noise)
         self.data_range = (low, high)
-        self._generators: dict[str, torch.Generator] = {}
+        self._generator: torch.Generator | None = None
         if self.t_star > 0:
             make_grid(self.denoiser.schedule, grid, steps, t_start=self.t_star)  # fail early on a bad grid
 
@@ -217,13 +218,13 @@ class DiffPure(nn.Module):
         """Restart the purifier's noise stream (from `seed` when given, else the constructor's seed)."""
         if seed is not None:
             self.seed = non_negative_int(seed, "seed")
-        self._generators.clear()
+        self._generator = None
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if self.fixed_noise or key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
+    def _noise_generator(self) -> torch.Generator:
+        """The purifier's one CPU generator (its draws are moved to the input's device), fresh when fixed_noise."""
+        if self.fixed_noise or self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        return self._generator
 
     @contextlib.contextmanager
     def gradient_mode(self, gradient: str) -> Iterator[DiffPure]:
@@ -249,9 +250,9 @@ class DiffPure(nn.Module):
 
     def _purify(self, x: Tensor) -> Tensor:
         low, high = self.data_range
-        gen = self._generator(x.device)
+        gen = self._noise_generator()
         z = x * (high - low) + low  # (B, C, H, W) in the model's range
-        noise = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
+        noise = randn_like(z, gen)
         x_t = ForwardProcess(self.denoiser.schedule).q_sample(z, self.t_star, noise)  # eq. 3
         name, options = PURIFY_METHODS[self.method]
         if torch.is_grad_enabled() and x_t.requires_grad:

@@ -1,11 +1,16 @@
 """PurificationPipeline: load a trained diffusion model (and optionally a classifier), purify and classify images.
 
-    pipe = PurificationPipeline.from_pretrained("runs/purification/digits/diffusion",
-                                                classifier="runs/purification/digits/classifier", t_star=0.2)
-    pipe = PurificationPipeline.from_pretrained("ddpm-cifar10-32",            # a diffusers folder works the same
-                                                classifier="wrn-28-10.safetensors", classifier_arch="wrn-28-10")
+    pipe = PurificationPipeline.from_pretrained("runs/purification/digits")   # a `train` run: its run config,
+                                                                               # diffusion/ and classifier/
+    config = load_purification_config("cifar10-paper", ["classifier.weights=wrn-28-10.safetensors"])
+    pipe = PurificationPipeline.from_pretrained("ddpm-cifar10-32", config=config)  # a diffusers folder (or a bare
+                                                                               # ImageDDPM folder): no run config
     clean = pipe.purify(pil_image)               # PIL in, PIL out; numpy and torch work the same way
     labels = pipe.classify(batch)                # (N,) numpy int64 from the defended classifier
+    purify_to_folder(pipe, "digits", "purified", n=8)   # what `omnidiffusion-purification purify` runs
+
+The purifier follows the config's `[sampler]` (t_star, method, steps, grid, seed, batch_size, checkpointing): the
+run's stored config, or `config=` (the CLI passes the stored one with its --set overrides applied).
 
 Accepted images: a PIL image or a list of them; numpy (H, W), (H, W, C) or (N, H, W, C), uint8 (0..255) or float
 in [0, 1]; torch (C, H, W) or (N, C, H, W) float in [0, 1]. Outputs come back in the type and layout given.
@@ -17,18 +22,24 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from omnidiffusion.core import DenoiserBase
 from omnidiffusion.core.checks import positive_int, resolve_device
 from omnidiffusion.core.interop import from_diffusers, is_diffusers_folder
-from omnidiffusion.core.io import load_pretrained
+from omnidiffusion.core.io import CONFIG_NAME, has_run_config, load_pretrained, open_pretrained
+from omnidiffusion.vision import ImageDDPM
 
+from .classifier import build_classifier
+from .data import Note, load_images
 from .diffpure import DiffPure, check_unit_range
 from .purified import PurifiedClassifier, check_channels_agree
+from .settings import DataConfig, PurificationConfig
 from .wideresnet import load_classifier_weights
 
 
@@ -62,9 +73,7 @@ def load_denoiser(directory: str | Path, *, name: str = "diffusion") -> Denoiser
                 f"{name}: {directory} is a diffusers folder; reading it needs the optional dependency diffusers "
                 "(pip install 'omnidiffusion-core[diffusers]')"
             ) from None
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"{name}: {directory} (a diffusers folder): {_strip_path(e)}") from None
-        except ValueError as e:
+        except (FileNotFoundError, ValueError) as e:  # a folder that exists but lacks a part: bad input, named
             raise ValueError(f"{name}: {directory} (a diffusers folder): {_strip_path(e)}") from None
     model = _load(directory, name)
     make = getattr(model, "denoiser", None)
@@ -98,8 +107,6 @@ def load_classifier(
     if isinstance(classifier, nn.Module):
         net = classifier
     elif isinstance(classifier, (str, Path)) and Path(classifier).is_file():
-        from .classifier import build_classifier
-
         net = load_classifier_weights(build_classifier(arch, num_classes, in_channels, width), classifier, name)
     elif isinstance(classifier, (str, Path)) and is_diffusers_folder(classifier):
         raise ValueError(
@@ -126,11 +133,26 @@ def load_classifier(
     return net.eval()
 
 
+def is_run_directory(directory: str | Path) -> bool:
+    """Whether `directory` is a run `omnidiffusion-purification train` wrote (run_config.json and diffusion/; runs
+    of older versions lack the run config), rather than a diffusion model folder (config.json of save_pretrained,
+    or a diffusers folder)."""
+    directory = Path(directory)
+    model_folder = (directory / CONFIG_NAME).is_file() or is_diffusers_folder(directory)
+    run = has_run_config(directory) or (directory / "diffusion" / CONFIG_NAME).is_file()
+    return run and not model_folder
+
+
 class PurificationPipeline:
     """DiffPure around a pretrained diffusion model, plus an optional classifier behind it."""
 
     def __init__(
-        self, purifier: DiffPure, classifier: nn.Module | None = None, device: str | torch.device = "cpu"
+        self,
+        purifier: DiffPure,
+        classifier: nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        config: PurificationConfig | None = None,
     ) -> None:
         if not isinstance(purifier, DiffPure):
             raise ValueError(f"purifier: expected a DiffPure, got {type(purifier).__name__}")
@@ -147,35 +169,77 @@ class PurificationPipeline:
         self.purifier = purifier.to(self.device).eval()
         self.classifier = None if classifier is None else classifier.to(self.device).eval()
         self.channels, self.image_size = purifier.image_shape
+        self.config = config  # the run config it was loaded with (from_pretrained), else None
+        self.source: dict | None = None  # {"path", "format"} of the diffusion model (from_pretrained)
 
     @classmethod
     def from_pretrained(
         cls,
-        diffusion: str | Path | DenoiserBase,
-        classifier: str | Path | nn.Module | None = None,
+        directory: str | Path,
         *,
-        t_star: float = 0.1,
-        method: str = "sde",
-        steps: int | None = None,
-        seed: int = 0,
-        grid: str = "time-uniform",
-        checkpointing: bool = False,
         device: str | torch.device = "cpu",
-        classifier_arch: str = "wrn-28-10",
-        num_classes: int = 10,
+        config: PurificationConfig | None = None,
+        classifier: str | Path | nn.Module | Literal[False] | None = None,
     ) -> PurificationPipeline:
-        """DiffPure around a diffusion model folder (ours or diffusers', see `load_denoiser`) or a core Denoiser, and
-        an optional classifier (a directory, a weight file for `classifier_arch`, or a module; `load_classifier`)."""
-        device = resolve_device(device)
-        den = diffusion if isinstance(diffusion, DenoiserBase) else load_denoiser(diffusion)
+        """DiffPure around the diffusion model in `directory`, plus a classifier behind it.
+
+        directory: a `train` run (run_config.json, diffusion/ holding a vision ImageDDPM, classifier/), read through
+        `core.io.open_pretrained`; or a diffusion model folder, ours (save_pretrained: config.json +
+        model.safetensors, e.g. a vision ImageDDPM) or a diffusers folder (`load_denoiser`), which bring no
+        purification config. config: the settings to use (purifier: `[sampler]`; classifier: `[classifier]`);
+        default the run's stored config, else PurificationConfig(). classifier: None = classifier.weights when set,
+        else the run's classifier/ when there is one, else no classifier; False = no classifier; a directory,
+        weight file or module = that one (see `load_classifier`).
+        """
+        directory = Path(directory)
+        if is_run_directory(directory):
+            pre = open_pretrained(
+                directory,
+                ImageDDPM,
+                config_cls=PurificationConfig if has_run_config(directory) else None,
+                device=device,
+                subfolder="diffusion",
+                what="a run written by `omnidiffusion-purification train`",
+            )
+            den = pre.model.denoiser(clip=False)  # DiffPure solves the reverse SDE from the score: x0 not clipped
+            config = (pre.config or PurificationConfig()) if config is None else config
+            own, fmt, device = directory / "classifier", "omnidiffusion", pre.device
+        else:
+            device = resolve_device(device)
+            den = load_denoiser(directory, name="directory")
+            config = PurificationConfig() if config is None else config
+            own, fmt = None, "diffusers" if is_diffusers_folder(directory) else "omnidiffusion"
+        if not isinstance(config, PurificationConfig):
+            raise ValueError(f"config: expected a PurificationConfig, got {type(config).__name__}")
+        s, c = config.sampler, config.classifier
         purifier = DiffPure(
-            den, t_star=t_star, method=method, steps=steps, grid=grid, checkpointing=checkpointing, seed=seed
+            den,
+            t_star=s.t_star,
+            method=s.method,
+            steps=s.steps,
+            grid=s.grid,
+            checkpointing=s.checkpointing,
+            seed=s.seed,
         )
+        name = "classifier"
+        if classifier is None:
+            if c.weights:
+                classifier, name = c.weights, "classifier.weights"
+            elif own is not None and own.is_dir():
+                classifier = own
         net = None
-        if classifier is not None:
-            channels = purifier.image_shape[0] or 3
-            net = load_classifier(classifier, arch=classifier_arch, num_classes=num_classes, in_channels=channels)
-        return cls(purifier, net, device)
+        if classifier is not None and classifier is not False:
+            net = load_classifier(
+                classifier,
+                arch=c.arch,
+                num_classes=c.num_classes,
+                in_channels=purifier.image_shape[0] or 3,
+                width=c.width,
+                name=name,
+            )
+        pipe = cls(purifier, net, device, config=config)
+        pipe.source = {"path": str(directory), "format": fmt}
+        return pipe
 
     # ---- conversions
     def _to_tensor(self, images) -> tuple[Tensor, object]:
@@ -194,8 +258,6 @@ class PurificationPipeline:
         return x, kind
 
     def _convert(self, images) -> tuple[Tensor, object]:
-        from PIL import Image
-
         if isinstance(images, Image.Image) or (
             isinstance(images, list) and images and all(isinstance(i, Image.Image) for i in images)
         ):
@@ -245,8 +307,6 @@ class PurificationPipeline:
             return {"hw": lambda: a[0, :, :, 0], "hwc": lambda: a[0], "nhw": lambda: a[..., 0], "nhwc": lambda: a}[
                 layout
             ]()
-        from PIL import Image
-
         _, single, mode = kind
         a = np.round(x.detach().cpu().numpy() * 255.0).astype(np.uint8)
         ims = [Image.fromarray(i[0] if mode == "L" else i.transpose(1, 2, 0), mode) for i in a]
@@ -254,8 +314,11 @@ class PurificationPipeline:
 
     # ---- the verbs
     @torch.no_grad()
-    def purify(self, images, batch_size: int = 128):
-        """Purified images, in the type and layout given (see the module docstring)."""
+    def purify(self, images, batch_size: int | None = None):
+        """Purified images, in the type and layout given (see the module docstring); `batch_size` images per
+        purifier call (default sampler.batch_size of the config, 128 without one)."""
+        if batch_size is None:
+            batch_size = self.config.sampler.batch_size if self.config is not None else 128
         batch_size = positive_int(batch_size, "batch_size")
         x, kind = self._to_tensor(images)
         out = torch.cat(
@@ -267,7 +330,10 @@ class PurificationPipeline:
     def classify(self, images, votes: int = 1, batch_size: int = 128) -> np.ndarray:
         """Labels (N,) of the defended classifier: majority vote over `votes` purifications."""
         if self.classifier is None:
-            raise ValueError("classifier: this pipeline was loaded without a classifier (pass classifier=DIR)")
+            raise ValueError(
+                "classifier: this pipeline was loaded without a classifier (set classifier.weights, or pass "
+                "classifier=DIR to from_pretrained)"
+            )
         votes, batch_size = positive_int(votes, "votes"), positive_int(batch_size, "batch_size")
         x, _ = self._to_tensor(images)
         model = PurifiedClassifier(self.purifier, self.classifier).eval()
@@ -275,4 +341,86 @@ class PurificationPipeline:
         return torch.cat(out).numpy()
 
 
-__all__ = ["PurificationPipeline", "load_classifier", "load_denoiser"]
+def loading_shape(pipe: PurificationPipeline, data: DataConfig, note: Note | None = None) -> tuple[int, int]:
+    """(size, channels) to load images at for `pipe`: its diffusion model's, falling back on data.image_size and
+    data.channels where the model records none; `note` hears when data.* asked for another shape."""
+    size, channels = pipe.image_size or data.image_size, pipe.channels or data.channels
+    if (size, channels) != (data.image_size, data.channels) and note is not None:
+        note(
+            f"data.image_size={data.image_size}, data.channels={data.channels} differ from the diffusion model's "
+            f"{size}x{size}, {channels} channel(s); images are loaded at the model's"
+        )
+    return size, channels
+
+
+def read_image(path: str | Path, size: int, channels: int, *, name: str = "source", note: Note | None = None):
+    """One image file as a PIL image; `note` hears when its size or channels differ from (size, channels)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{name}: {path}: not a readable image file (expected PNG/JPEG/...): {e}") from None
+    bands = len(im.getbands())
+    if (im.size != (size, size) or bands != channels) and note is not None:
+        note(
+            f"{name}: {im.size[0]}x{im.size[1]}, {bands} channel(s) converted to the diffusion model's "
+            f"{size}x{size}, {channels} channel(s)"
+        )
+    return im
+
+
+def purify_to_folder(
+    pipe: PurificationPipeline,
+    source: str,
+    out_dir: str | Path,
+    *,
+    data: DataConfig | None = None,
+    n: int | None = None,
+    note: Note | None = None,
+    names: tuple[str, str] = ("source", "out_dir"),
+) -> list[Path]:
+    """Purify an image file, an image folder or a dataset spec ("digits", "cifar10", ..., see `data.load_images`,
+    test split) into PNGs under `out_dir` (FILE_STEM.png, or 00000.png ... for a folder or dataset); returns them.
+
+    data: the config's `[data]` (image shape where the model records none, data.root for "cifar10"); n: only the
+    first n images of a folder or dataset; `names` are what errors call `source` and `out_dir`.
+    """
+    source_name, out_name = names
+    src, out = Path(source), Path(out_dir)
+    known = source in ("digits", "cifar10") or source.startswith(("torchvision:", "cifar10:"))
+    if not known and not src.exists():
+        raise FileNotFoundError(
+            f"{source_name}: {src}: no such file or folder (expected an image, ImageFolder or 'digits')"
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out_name}: {out} is a file, expected a folder (it is created when missing)")
+    data = DataConfig() if data is None else data
+    size, channels = loading_shape(pipe, data, note)
+    if src.is_file():
+        stems, images = [src.stem], [pipe.purify(read_image(src, size, channels, name=source_name, note=note))]
+    else:
+        x, _ = load_images(
+            source, split="test", size=size, channels=channels, name=source_name, note=note, root=data.root
+        )
+        x = x[:n] if n is not None else x
+        stems = [f"{i:05d}" for i in range(len(x))]
+        pure = pipe.purify(x)  # (N, C, H, W) in [0, 1]
+        images = [Image.fromarray((a.permute(1, 2, 0).squeeze(-1).numpy() * 255).round().astype("uint8")) for a in pure]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, im in zip(stems, images, strict=True):
+        im.save(out / f"{stem}.png")
+        paths.append(out / f"{stem}.png")
+    return paths
+
+
+__all__ = [
+    "PurificationPipeline",
+    "is_run_directory",
+    "load_classifier",
+    "load_denoiser",
+    "loading_shape",
+    "purify_to_folder",
+    "read_image",
+]

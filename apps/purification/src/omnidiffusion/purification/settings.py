@@ -1,8 +1,9 @@
 """The config of `omnidiffusion-purification`, read from TOML by core's `load_config` (`--set a.b=value`).
 
-Sections: `data` (what to classify and purify), `classifier` (architecture), `train` (core TrainConfig for the
-classifier), `diffusion` (the vision DDPM config used by `train`), `purify` (DiffPure), `attack` (attack
-hyper-parameters) and `evaluate` (what `evaluate` runs).
+Sections: `data` (what to classify and purify), `classifier` (architecture, or weights to load), `train` (core
+TrainConfig for the classifier), `diffusion` (the vision DDPM config used by `train`), `sampler` (DiffPure: t*,
+solver, steps, noise seed), `attack` (attack hyper-parameters) and `evaluate` (what `evaluate` runs). Purification
+has no `[schedule]`: the diffusion model's table comes with it (a vision config, or a diffusers folder).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from typing import Literal
 from omnidiffusion.core import GRIDS
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.config import load_config
+from omnidiffusion.core.settings import SamplerConfig
 from omnidiffusion.core.training import TrainConfig
 
-from .attacks import AttackConfig
+from .attacks import ATTACK_PLANS, AttackConfig
+from .wideresnet import parse_wrn
 
 PACKAGE = "omnidiffusion.purification"
 
 
 @dataclass
-class DataSettings:
+class DataConfig:
     """source: "digits" (bundled), "cifar10" (the binary version under `root`), an ImageFolder path, or
     "torchvision:NAME:ROOT" (already on disk). root: the folder holding cifar-10-batches-bin."""
 
@@ -42,10 +45,10 @@ class DataSettings:
 
 
 @dataclass
-class ClassifierSettings:
+class ClassifierConfig:
     """arch: "small-cnn" (SmallCNN), "wrn-D-K" (WideResNet-D-K, e.g. "wrn-28-10") or a torchvision.models builder
-    name ("resnet18", ...). weights: a weight file for `arch` (.safetensors, or .pt/.pth read weights-only) that
-    `evaluate` loads when --classifier is not given a save_pretrained directory."""
+    name ("resnet18", ...). weights: the classifier `evaluate` defends: a train-classifier directory or a weight
+    file for `arch` (.safetensors, or .pt/.pth read weights-only); none = the checkpoint's own classifier/."""
 
     arch: str = "small-cnn"
     width: int = 16
@@ -53,8 +56,6 @@ class ClassifierSettings:
     weights: str | None = None
 
     def __post_init__(self) -> None:
-        from .wideresnet import parse_wrn
-
         positive_int(self.width, "classifier.width")
         positive_int(self.num_classes, "classifier.num_classes", minimum=2)
         if not isinstance(self.arch, str) or not self.arch:
@@ -71,7 +72,7 @@ class ClassifierSettings:
 
 
 @dataclass
-class DiffusionSettings:
+class DiffusionConfig:
     """The unconditional DDPM `train` fits through omnidiffusion.vision (a vision config name plus overrides)."""
 
     vision_config: str = "ddpm-digits"
@@ -79,29 +80,31 @@ class DiffusionSettings:
 
 
 @dataclass
-class PurifySettings:
-    """DiffPure: t* in [0, 1), solver, steps (none = the paper's dt = 1e-3), time grid, noise seed."""
+class PurifyConfig(SamplerConfig):
+    """DiffPure's `[sampler]`: t* in [0, 1), solver, steps (none = the paper's dt = 1e-3), time grid, noise seed,
+    images per purifier call, gradient checkpointing for the full-gradient attacks."""
 
-    t_star: float = 0.1
     method: Literal["sde", "ddpm", "ode", "dpm++2m"] = "sde"
     steps: int | None = None
     grid: str = "time-uniform"
-    checkpointing: bool = False
     seed: int = 0
     batch_size: int = 128
+    t_star: float = 0.1
+    checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        real_number(self.t_star, "purify.t_star", low=0.0, high=1.0, high_open=True)
+        # Not SamplerConfig's checks: steps may be none here, and the methods are DiffPure's, not core.sample's.
+        real_number(self.t_star, "sampler.t_star", low=0.0, high=1.0, high_open=True)
         if self.steps is not None:
-            positive_int(self.steps, "purify.steps (none = the paper's dt = 1e-3)")
+            positive_int(self.steps, "sampler.steps (none = the paper's dt = 1e-3)")
         if self.grid not in GRIDS:
-            raise ValueError(f"purify.grid: expected one of {sorted(GRIDS)}, got {self.grid!r}")
-        non_negative_int(self.seed, "purify.seed")
-        positive_int(self.batch_size, "purify.batch_size")
+            raise ValueError(f"sampler.grid: expected one of {sorted(GRIDS)}, got {self.grid!r}")
+        non_negative_int(self.seed, "sampler.seed")
+        positive_int(self.batch_size, "sampler.batch_size")
 
 
 @dataclass
-class EvaluateSettings:
+class EvaluateConfig:
     """Attacks (pgd, eot-pgd, bpda-eot, apgd, autoattack), budgets, test size, repeated purifications, seed."""
 
     attacks: list[str] = field(default_factory=lambda: ["pgd"])
@@ -115,8 +118,6 @@ class EvaluateSettings:
     subset_seed: int | None = None  # none: the first n test images; a seed: n drawn at random without replacement
 
     def __post_init__(self) -> None:
-        from .robustness import ATTACK_PLANS
-
         for a in self.attacks:
             if a not in ATTACK_PLANS:
                 raise ValueError(f"evaluate.attacks: expected names from {sorted(ATTACK_PLANS)}, got {a!r}")
@@ -140,14 +141,13 @@ class EvaluateSettings:
 class PurificationConfig:
     """Everything `omnidiffusion-purification` reads."""
 
-    out: str = "runs/purification/digits"
-    data: DataSettings = field(default_factory=DataSettings)
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
-    purify: PurifySettings = field(default_factory=PurifySettings)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sampler: PurifyConfig = field(default_factory=PurifyConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
-    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 def load_purification_config(name_or_path: str | None = "digits", overrides: list[str] | tuple[str, ...] = ()):
@@ -156,11 +156,11 @@ def load_purification_config(name_or_path: str | None = "digits", overrides: lis
 
 
 __all__ = [
-    "ClassifierSettings",
-    "DataSettings",
-    "DiffusionSettings",
-    "EvaluateSettings",
+    "ClassifierConfig",
+    "DataConfig",
+    "DiffusionConfig",
+    "EvaluateConfig",
     "PurificationConfig",
-    "PurifySettings",
+    "PurifyConfig",
     "load_purification_config",
 ]

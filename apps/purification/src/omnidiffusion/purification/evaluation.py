@@ -1,4 +1,9 @@
-"""evaluate_robustness: clean and robust accuracy of a purified classifier under four threat models.
+"""Clean and robust accuracy of a purified classifier under four threat models, and the report of `evaluate`.
+
+    pipe = PurificationPipeline.from_pretrained("runs/purification/digits")
+    report = evaluate(pipe)          # {"model", "baselines", "protocol"}: DiffPure vs the classifier alone on the
+                                     # test split of data.source, as `omnidiffusion-purification evaluate`
+    evaluate_robustness(model, (images, labels), ("pgd",), eps=0.1, threats=("classifier", "full"))
 
 Threats (what the attacker differentiates, and what is then evaluated):
 - "classifier": the undefended classifier alone (attack and evaluation on the classifier).
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -24,13 +30,14 @@ from tqdm.auto import tqdm
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 
-from .attacks import ATTACKS, AttackConfig, check_threat, make_attack
-from .data import check_labelled
+from .attacks import ATTACKS, THREATS, AttackConfig, check_threat, make_attack, plan_attacks
+from .data import Note, check_labelled, load_images
 from .diffpure import DiffPure
 from .metrics import correct_predictions, perturbation_norms, summarize, worst_case
+from .pipeline import PurificationPipeline, loading_shape
+from .plots import plot_robustness
 from .purified import PurifiedClassifier
-
-THREATS = ("classifier", "transfer", "bpda", "full")
+from .settings import PurificationConfig
 
 
 def _batches(x: Tensor, y: Tensor, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
@@ -212,27 +219,6 @@ def evaluate_robustness(
     }
 
 
-# Command-line attack names -> (torchattacks attack, threats it is run under).
-ATTACK_PLANS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pgd": ("pgd", ("classifier", "transfer", "full")),
-    "eot-pgd": ("eot-pgd", ("classifier", "full")),
-    "bpda-eot": ("eot-pgd", ("classifier", "bpda")),
-    "apgd": ("apgd", ("classifier", "full")),
-    "autoattack": ("autoattack", ("classifier", "full")),
-}
-
-
-def plan_attacks(names: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """Command-line attack names (ATTACK_PLANS) -> {torchattacks attack: threats}, threats merged in THREATS order."""
-    plan: dict[str, set[str]] = {}
-    for name in names:
-        if name not in ATTACK_PLANS:
-            raise ValueError(f"attack: expected names from {sorted(ATTACK_PLANS)}, got {name!r}")
-        attack, threats = ATTACK_PLANS[name]
-        plan.setdefault(attack, set()).update(threats)
-    return {a: tuple(t for t in THREATS if t in ts) for a, ts in plan.items()}
-
-
 @torch.no_grad()
 def _purified_correct(model: PurifiedClassifier, x: Tensor, y: Tensor, runs: int, batch_size: int) -> Tensor:
     return torch.cat(
@@ -340,4 +326,136 @@ def sweep_t_star(
     return rows
 
 
-__all__ = ["ATTACK_PLANS", "THREATS", "defended_logits", "evaluate_robustness", "plan_attacks", "sweep_t_star"]
+def pick_test_images(images: Tensor, labels: Tensor, n: int, subset_seed: int | None) -> tuple[Tensor, Tensor]:
+    """The first `n` test images, or (with `subset_seed`) `n` drawn without replacement (DiffPure: 64 per seed)."""
+    if subset_seed is None:
+        return images[:n], labels[:n]
+    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(subset_seed))[:n]
+    return images[pick], labels[pick]
+
+
+def held_out_images(
+    pipe: PurificationPipeline, config: PurificationConfig, note: Note | None = None
+) -> tuple[Tensor, Tensor]:
+    """The test split of data.source (data.root for "cifar10") at the shape of `pipe`'s diffusion model."""
+    size, channels = loading_shape(pipe, config.data, note)
+    return load_images(
+        config.data.source,
+        split="test",
+        size=size,
+        channels=channels,
+        name="data.source",
+        note=note,
+        root=config.data.root,
+    )
+
+
+def evaluate(
+    pipe: PurificationPipeline,
+    config: PurificationConfig | None = None,
+    data: tuple[Tensor, Tensor] | None = None,
+    *,
+    plot: str | Path | None = None,
+    progress: bool = True,
+    note: Note | None = None,
+) -> dict:
+    """The report of `omnidiffusion-purification evaluate`: {"model", "baselines", "protocol"}.
+
+    `pipe` is a PurificationPipeline with a classifier; `config` (default the pipeline's) names in `[evaluate]`
+    the attacks, budgets, norm, test size n (pick_test_images), seed and repeated purifications, in `[attack]` the
+    attack hyper-parameters; `data` = (images in [0, 1], labels) is the test set, default the test split of
+    data.source (held_out_images). "model" holds DiffPure + classifier (clean, and one entry per attack, eps and
+    threat), "baselines" the classifier alone under the same attacks. With `plot`, also the clean and transfer
+    accuracy over evaluate.t_stars (and the purifier's t*), drawn against eps and t* into that PNG.
+    """
+    config = pipe.config if config is None else config
+    if not isinstance(config, PurificationConfig):
+        raise ValueError(f"config: expected a PurificationConfig, got {type(config).__name__}")
+    if pipe.classifier is None:
+        c = config.classifier
+        raise ValueError(
+            "classifier.weights: expected a classifier directory (train-classifier output) or a weight file for "
+            f"classifier.arch = {c.arch!r} (the checkpoint holds no classifier/), got none"
+        )
+    images, labels = held_out_images(pipe, config, note) if data is None else data
+    e, cfg, dp = config.evaluate, config.attack, pipe.purifier
+    x, y = pick_test_images(images, labels, e.n, e.subset_seed)
+    model = PurifiedClassifier(dp, pipe.classifier).to(pipe.device)
+    rows, worst, clean = [], [], None
+    for attack, threats in plan_attacks(e.attacks).items():
+        r = evaluate_robustness(
+            model,
+            (x, y),
+            (attack,),
+            e.eps,
+            e.norm,
+            threats=threats,
+            config=cfg,
+            eval_runs=e.eval_runs,
+            batch_size=e.batch_size,
+            seed=e.seed,
+            progress=progress,
+        )
+        rows += r["results"]
+        worst += r["worst_case"]
+        clean = r["clean"]
+    model_metrics = {"clean_accuracy": clean["purified"]["accuracy"]}
+    baseline = {"clean_accuracy": clean["classifier"]["accuracy"]}
+    for row in rows:
+        key = f"robust_accuracy[{row['attack']}, eps={row['eps']:g}"
+        if row["threat"] == "classifier":
+            baseline[key + "]"] = row["accuracy"]
+        else:
+            model_metrics[key + f", {row['threat']}]"] = row["accuracy"]
+    report = {
+        "model": model_metrics,
+        "baselines": {"classifier alone": baseline},
+        "protocol": {
+            "data": config.data.source,
+            "data_root": config.data.root,
+            "subset_seed": e.subset_seed,
+            "diffusion": pipe.source,
+            "n": int(len(y)),
+            "norm": e.norm,
+            "eps": e.eps,
+            "attacks": e.attacks,
+            "seed": e.seed,
+            "purifier": {"t_star": dp.t_star, "method": dp.method, "steps": dp.steps, "grid": dp.grid},
+            "attack_config": asdict(cfg),
+            "eval_runs": e.eval_runs,
+            "rows": rows,
+            "clean": clean,
+            "worst_case": worst,
+        },
+    }
+    if plot:
+        t_stars = sorted({*e.t_stars, dp.t_star}) if e.t_stars else [dp.t_star]
+        sweep = sweep_t_star(
+            model,
+            (x, y),
+            t_stars,
+            e.eps,
+            e.norm,
+            config=cfg,
+            eval_runs=e.eval_runs,
+            batch_size=e.batch_size,
+            seed=e.seed,
+            progress=progress,
+        )
+        for row in rows:
+            row.setdefault("t_star", dp.t_star)
+        plot_robustness(sweep + [r for r in rows if r["threat"] != "transfer"], plot, t_star=dp.t_star)
+        report["protocol"]["t_star_sweep"] = sweep
+        report["protocol"]["plot"] = str(plot)
+    return report
+
+
+__all__ = [
+    "THREATS",
+    "defended_logits",
+    "evaluate",
+    "evaluate_robustness",
+    "pick_test_images",
+    "sweep_t_star",
+    "held_out_images",
+]
