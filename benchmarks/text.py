@@ -176,17 +176,7 @@ def run_gpu(args: argparse.Namespace) -> dict:
     tok = train_tokenizer([e.text for e in examples], 1)
     ids = encode(tok, [e.text for e in examples], config.data.seq_len)
     m = config.model
-    net = DiffusionLMNet(
-        tok.get_vocab_size(),
-        m.embed_dim,
-        config.data.seq_len,
-        m.hidden_size,
-        m.num_layers,
-        m.num_heads,
-        m.intermediate_size,
-        m.dropout,
-        m.time_channels,
-    )
+    net = DiffusionLMNet(tok.get_vocab_size(), m.embed_dim, config.data.seq_len, **m.encoder_kwargs())
     schedule = config.schedule.build()
     amp = "bf16" if device.type == "cuda" else "none"
     out = Path(args.out)

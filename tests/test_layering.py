@@ -14,22 +14,32 @@ APPS = ("vision", "text", "audio", "molecules", "timeseries", "purification", "m
 ALLOWED_APP_IMPORTS = {"purification": {"vision"}}
 
 
-def _imports(path: Path) -> set[str]:
-    """Absolute module names imported by a file (relative imports resolved against its package)."""
+def _import_targets(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import statement of a file, at any depth (relative ones resolved)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    pkg_parts = _module_name(path).split(".")[:-1]
-    names: set[str] = set()
+    name = _module_name(path)
+    pkg_parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out: list[tuple[str, list[str]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            out.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg_parts[: len(pkg_parts) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            names.add(mod)
-            names.update(f"{mod}.{alias.name}" for alias in node.names)
+            out.append((mod, [alias.name for alias in node.names]))
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names imported by a file (relative imports resolved against its package), with
+    `module.name` for every name a `from module import name` takes."""
+    names: set[str] = set()
+    for mod, taken in _import_targets(path):
+        names.add(mod)
+        names.update(f"{mod}.{n}" for n in taken)
     return names
 
 
@@ -162,25 +172,6 @@ def test_importing_an_app_loads_no_other_modality_library(app):
 # ----------------------------------------------------------------------------------------------------------------
 # No import cycles between the modules of one package, function-local imports included, and no private name
 # imported from another module.
-
-
-def _import_targets(path: Path) -> list[tuple[str, list[str]]]:
-    """(module, names) for every import statement of a file, at any depth (relative ones resolved)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    name = _module_name(path)
-    pkg_parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    out: list[tuple[str, list[str]]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.extend((alias.name, []) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg_parts[: len(pkg_parts) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            out.append((mod, [alias.name for alias in node.names]))
-    return out
 
 
 def _package_of(module: str) -> str:

@@ -77,6 +77,15 @@ def parse_control(c: Control, seq_len: int, labels: Sequence[str] | None, *, who
     return label, length
 
 
+def check_templates(templates: Sequence) -> list:
+    """The `templates` of a batched infill as a list: refuses one bare string (use infill) and an empty list."""
+    if isinstance(templates, str) or not isinstance(templates, Sequence):
+        raise ValueError(f"templates: expected a list of templates, got {templates!r} (use infill for one)")
+    if not templates:
+        raise ValueError("templates: expected at least one template, got an empty list")
+    return list(templates)
+
+
 def parse_template(template: str | Sequence[str | None], tokenizer: Tokenizer, seq_len: int) -> list[str | None]:
     """`The Eagle is a _ _ .` (or a list with None for blanks) -> words and None; checks blanks, vocabulary, length.
 

@@ -38,7 +38,7 @@ from omnidiffusion.core.io import has_run_config, open_pretrained
 from omnidiffusion.core.tensors import rand
 from omnidiffusion.core.training import unwrap_model
 
-from .control import Control, expand_controls, parse_control, parse_template
+from .control import Control, check_templates, expand_controls, parse_control, parse_template
 from .data import SPECIALS, decode, encode, load_tokenizer
 from .models import MaskedDiffusionNet
 from .settings import SEED_MAX, TextConfig, legacy_config
@@ -236,10 +236,7 @@ class MaskedDiffusionLM:
     ) -> list[str]:
         """One filling per template: START, the words, END and PAD clamped; a blank is one ordinary word.
         None: the run config's sampler values; other keywords of DiffusionLM.infill_many (resample) are ignored."""
-        if isinstance(templates, str) or not isinstance(templates, Sequence):
-            raise ValueError(f"templates: expected a list of templates, got {templates!r} (use infill for one)")
-        if not templates:
-            raise ValueError("templates: expected at least one template, got an empty list")
+        templates = check_templates(templates)
         s = self.config.sampler
         steps = positive_int(s.steps if steps is None else steps, "steps")
         seed = non_negative_int(s.seed if seed is None else seed, "seed", maximum=SEED_MAX)

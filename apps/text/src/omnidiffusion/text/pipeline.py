@@ -33,6 +33,7 @@ from omnidiffusion.core.io import has_run_config, open_pretrained, read_pretrain
 from .control import (
     AdagradGuidance,
     Control,
+    check_templates,
     combine,
     expand_controls,
     length_loss,
@@ -248,10 +249,7 @@ class DiffusionLM:
         batch_size: int | None = None,
     ) -> list[str]:
         """One filling per template, batched: known START/words/END/PAD positions are kept by core.repaint."""
-        if isinstance(templates, str) or not isinstance(templates, Sequence):
-            raise ValueError(f"templates: expected a list of templates, got {templates!r} (use infill for one)")
-        if not templates:
-            raise ValueError("templates: expected at least one template, got an empty list")
+        templates = check_templates(templates)
         s = self.config.sampler
         steps = positive_int(s.steps if steps is None else steps, "steps")
         seed = _seed(s.seed if seed is None else seed)

@@ -81,6 +81,11 @@ class ModelConfig:
         real_number(self.dropout, "model.dropout", low=0.0, high=1.0, high_open=True)
         _heads_divide(self.hidden_size, self.num_heads, "model", "hidden_size", "num_heads")
 
+    def encoder_kwargs(self) -> dict:
+        """The transformer-encoder sizes shared by DiffusionLMNet and MaskedDiffusionNet (keyword arguments)."""
+        keys = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "dropout", "time_channels")
+        return {k: getattr(self, k) for k in keys}
+
 
 @dataclass
 class MaskedConfig:

@@ -160,17 +160,7 @@ def _train_stages(config: TextConfig, out: Path, resume: bool | None) -> TextTra
     schedule = config.schedule.build()
     m = config.model
     seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
-    net = DiffusionLMNet(
-        tok.get_vocab_size(),
-        m.embed_dim,
-        seq_len,
-        m.hidden_size,
-        m.num_layers,
-        m.num_heads,
-        m.intermediate_size,
-        m.dropout,
-        m.time_channels,
-    )
+    net = DiffusionLMNet(tok.get_vocab_size(), m.embed_dim, seq_len, **m.encoder_kwargs())
     meta = {"kind": "diffusion-lm", "seq_len": seq_len}
     model = fit(
         net,
@@ -213,17 +203,7 @@ def _train_masked(
     m, mk = config.model, config.masked
     labels = label_names(train) if mk.conditional else []
     seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
-    net = MaskedDiffusionNet(
-        tok.get_vocab_size(),
-        config.data.seq_len,
-        m.hidden_size,
-        m.num_layers,
-        m.num_heads,
-        m.intermediate_size,
-        m.dropout,
-        m.time_channels,
-        labels,
-    )
+    net = MaskedDiffusionNet(tok.get_vocab_size(), config.data.seq_len, labels=labels, **m.encoder_kwargs())
     process = make_process(net, mk.schedule)
     loss = masked_loss(process, mk.loss, mk.d3pm_steps, mk.d3pm_hybrid, mk.cond_dropout)
     data = TokenDataset(ids, multi_hot(train, labels)) if labels else TokenDataset(ids)
