@@ -28,9 +28,10 @@ import torch
 from _vision import parser  # benchmarks/_vision.py, beside this script
 
 from omnidiffusion.vision import load_vision_config
+from omnidiffusion.vision.points.data import PointClouds, training_clouds
 from omnidiffusion.vision.points.evaluation import evaluate_completion, evaluate_generation
 from omnidiffusion.vision.points.render import render_clouds
-from omnidiffusion.vision.points.training import build_model, train_points, training_clouds
+from omnidiffusion.vision.points.training import build_model, train_points
 
 GEN_SAMPLERS = (("ddpm", 100), ("ddpm", 50))  # dpm++2m rows: _clipped_rows
 COMPLETION = ("ddpm", 100)
@@ -50,7 +51,7 @@ def _overrides(args) -> list[str]:
 def gpu_paper_scale(args) -> None:
     """Train points-paper for about args.seconds on the device, time one sampling batch, write OUT/..._gpu.json."""
     from omnidiffusion.core.training import TrainConfig, fit
-    from omnidiffusion.vision.points.training import PointClouds, PointsLoss
+    from omnidiffusion.vision.points.training import PointsLoss
     from omnidiffusion.vision.throughput import logged_rate
 
     device = args.device if args.device != "auto" else "cuda"

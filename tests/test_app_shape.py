@@ -53,6 +53,21 @@ def test_same_files(app):
     assert not (folder / "config.py").exists() and not (folder / "train.py").exists()
 
 
+# Vision's trained tasks nest the app shape in a subpackage each; `inverse` holds zero-shot solvers that run on any
+# trained image model, so it has no settings, training or data of its own (its [inverse] table is in vision's).
+VISION_TASKS = {"segmentation": FILES, "points": FILES, "anomaly": FILES, "inverse": ("cli.py", "evaluation.py")}
+
+
+@pytest.mark.parametrize("task", sorted(VISION_TASKS))
+def test_vision_tasks_nest_the_same_files(task):
+    folder = ROOT / "apps" / "vision" / "src" / "omnidiffusion" / "vision" / task
+    missing = [f for f in VISION_TASKS[task] if not (folder / f).is_file()]
+    assert not missing, f"omnidiffusion.vision.{task} lacks {missing}"
+    cli = importlib.import_module(f"omnidiffusion.vision.{task}.cli")
+    for name in ("register", "evaluate") + (("TRAINS", "train") if "training.py" in VISION_TASKS[task] else ()):
+        assert hasattr(cli, name), f"omnidiffusion.vision.{task}.cli has no {name} (the EXTRA_TASKS seam)"
+
+
 @pytest.mark.parametrize("app", INSTALLED)
 def test_config_class_names_and_shared_tables(app):
     root = _root_config(app)

@@ -20,9 +20,10 @@ import torch
 
 from demos.section import SectionResult, torch_threads
 from omnidiffusion.vision import load_vision_config
+from omnidiffusion.vision.points.data import training_clouds
 from omnidiffusion.vision.points.evaluation import evaluate_completion, evaluate_generation
 from omnidiffusion.vision.points.render import render_clouds
-from omnidiffusion.vision.points.training import train_points, training_clouds
+from omnidiffusion.vision.points.training import train_points
 
 TITLE = "Vision: point-cloud diffusion (procedural shapes)"
 DESCRIPTION = """

@@ -19,12 +19,12 @@ import torch
 from omnidiffusion.core.cli import count_arg
 
 from ..flags import as_flags, image_output
+from .data import held_out_clouds, reference_clouds
 from .evaluation import evaluate_points
-from .formats import SUFFIXES, load_cloud_folder, read_points, write_points
+from .formats import SUFFIXES, read_points, write_points
 from .model import PointDiffusionModel
 from .render import render_clouds
-from .shapes import shape_split
-from .training import train, training_clouds
+from .training import train
 
 TRAINS = ("points",)  # the config.task values `train` runs
 
@@ -98,14 +98,6 @@ def register(add) -> None:
     comp.add_argument("--png", default=None, help="also render the result to this PNG")
 
 
-def _training_set(config):
-    """The training clouds of the run config (bundled shapes or a folder), or None when they cannot be read."""
-    try:
-        return training_clouds(config)[0]
-    except (ValueError, FileNotFoundError):
-        return None
-
-
 def evaluate(args: argparse.Namespace, config) -> dict:
     """`omnidiffusion-vision evaluate --task points`: generation and completion metrics with their baselines.
 
@@ -114,13 +106,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     """
     model = _load(args)
     p = config.points
-    if args.data_dir:
-        test, _ = load_cloud_folder(args.data_dir, model.n_points, seed=p.seed, normalize=p.normalize)
-        data = str(args.data_dir)
-    else:
-        kwargs = {"scale_min": p.scale_min, "scale_max": p.scale_max, "rotation": p.rotation}
-        test = shape_split(1, p.n_test, model.n_points, p.seed, **kwargs)[1]
-        data = f"bundled shapes, {p.n_test} held-out clouds (seed {p.seed + 10_000})"
+    test, data = held_out_clouds(config, model.n_points, args.data_dir)
     test = test[: p.n_eval]
     if not 0 < p.n_known <= test.shape[1] * p.keep_min:
         raise ValueError(f"points.n_known: expected 1..keep_min * N = {test.shape[1] * p.keep_min:g}, got {p.n_known}")
@@ -128,7 +114,7 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     result = evaluate_points(
         model.cpu() if args.device.type == "cpu" else model,
         test,
-        _training_set(config),
+        reference_clouds(config),
         samplers=((s.method, s.steps),),
         n_known=p.n_known,
         keep_min=p.keep_min,

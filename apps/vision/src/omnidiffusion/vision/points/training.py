@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from omnidiffusion.core import Denoiser, denoising_loss
 from omnidiffusion.core.tensors import rand, randn
@@ -25,21 +24,8 @@ from omnidiffusion.core.training import TrainResult, unwrap_model
 
 from ..settings import VisionConfig
 from ..training import final_model, fit_model
+from .data import PointClouds, training_clouds
 from .model import KnownPoints, PointDiffusionModel, check_cloud
-
-
-class PointClouds(Dataset):
-    """A (M, N, 3) tensor as a map-style dataset of (N, 3) clouds."""
-
-    def __init__(self, clouds: Tensor) -> None:
-        check_cloud(clouds, "clouds")
-        self.clouds = clouds.float().contiguous()
-
-    def __len__(self) -> int:
-        return self.clouds.shape[0]
-
-    def __getitem__(self, i: int) -> Tensor:
-        return self.clouds[i]
 
 
 def plane_cut_mask(
@@ -105,25 +91,6 @@ class PointsLoss:
         err = denoising_loss(KnownPoints(den, x0, known), x0, reduce=False)  # (B,) mean over all N points
         n_free = (~known).sum(dim=1).to(err.dtype)  # the known points contribute exactly zero
         return (err * x0.shape[1] / n_free).mean()
-
-
-def training_clouds(config: VisionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The (train, held-out) clouds of config.points: bundled shapes, or a folder split by `test_fraction`."""
-    from .formats import load_cloud_folder
-    from .shapes import shape_split
-
-    p = config.points
-    if p.source == "shapes":
-        return shape_split(
-            p.n_train, p.n_test, p.n_points, p.seed, scale_min=p.scale_min, scale_max=p.scale_max, rotation=p.rotation
-        )
-    if p.source != "folder":
-        raise ValueError(f"points.source: expected 'shapes' or 'folder', got {p.source!r}")
-    clouds, _ = load_cloud_folder(p.folder, p.n_points, seed=p.seed, normalize=p.normalize)
-    rng = np.random.default_rng(p.seed)
-    order = rng.permutation(len(clouds))
-    n_test = max(1, int(round(p.test_fraction * len(clouds))))
-    return clouds[order[n_test:]], clouds[order[:n_test]]
 
 
 def build_model(config: VisionConfig) -> PointDiffusionModel:
