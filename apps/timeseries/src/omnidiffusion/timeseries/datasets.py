@@ -1,0 +1,222 @@
+"""CSDI's two imputation benchmarks read from their own on-disk layouts, with CSDI's splits and target protocol.
+
+PhysioNet 2012 (set-a; Silva et al. 2012): one text file per ICU stay, `<RecordID>.txt`, with the header
+`Time,Parameter,Value` and rows such as `00:07,HR,73`. CSDI keeps 35 parameters and 48 hourly steps: the row's
+hour is the integer part of `HH` in `HH:MM`, and the last row of a parameter within an hour wins (file order).
+Rows at hour >= 48 and other parameters (the descriptors RecordID, Age, Gender, Height, ICUType, Weight) are
+dropped. Values are taken as written (PhysioNet's -1 "unknown" appears only in descriptors).
+
+    stays = read_physionet("/data/physionet/set-a")       # ids, values (N, 48, 35) with NaN where unobserved
+    p = physionet_protocol(stays.values, missing_ratio=0.1, seed=1, fold=0)
+
+`physionet_protocol` follows CSDI's dataset_physio.py: per stay, int(n_observed * missing_ratio) observed entries
+become evaluation targets, drawn with numpy's legacy RNG seeded once with `seed` over the stays in id order; the
+values are z-scored per parameter with the mean and std (ddof 0) of every observed value; the stays are shuffled
+with `seed`, fold `fold` (of 5) is the test part, the rest is shuffled again with `seed` and its first
+int(0.7 N) stays train, the remainder validate.
+
+Beijing PM2.5 (Microsoft STMVL release, as CSDI uses it): `pm25_ground.txt` (the measurements) and
+`pm25_missing.txt` (the same table with extra entries removed: the evaluation targets), CSV files with a `datetime`
+column and one column per station (36 stations, hourly, 2014-05 to 2015-04).
+
+    ground, missing = read_pm25("/data/pm25/Code/STMVL/SampleData")
+    p = pm25_protocol(ground, missing)
+
+`pm25_protocol` follows CSDI's dataset_pm25.py / download.py: test months 3, 6, 9, 12; training months
+1, 2, 4, 5, 7, 8, 10, 11 with one of them (`valid_index`) held out for validation; normalisation by the mean and
+std (pandas' describe: NaN skipped, ddof 1) of every non-test month; targets of the test months are the entries
+observed in the ground file and missing in the missing file.
+
+Both readers parse text only (never pickle) and name the file, line and field of anything malformed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
+
+PHYSIONET_PARAMETERS = (
+    "DiasABP", "HR", "Na", "Lactate", "NIDiasABP", "PaO2", "WBC", "pH", "Albumin", "ALT", "Glucose", "SaO2",
+    "Temp", "AST", "Bilirubin", "HCO3", "BUN", "RespRate", "Mg", "HCT", "SysABP", "FiO2", "K", "GCS",
+    "Cholesterol", "NISysABP", "TroponinT", "MAP", "TroponinI", "PaCO2", "Platelets", "Urine", "NIMAP",
+    "Creatinine", "ALP",
+)  # fmt: skip
+PHYSIONET_HOURS = 48
+PHYSIONET_HEADER = "Time,Parameter,Value"
+PM25_TEST_MONTHS = (3, 6, 9, 12)
+PM25_TRAIN_MONTHS = (1, 2, 4, 5, 7, 8, 10, 11)
+_COLUMN = {name: k for k, name in enumerate(PHYSIONET_PARAMETERS)}
+_TIME = re.compile(r"^(\d{1,3}):([0-5]\d)$")
+_RECORD = re.compile(r"\d{6}")
+
+
+@dataclass
+class PhysioNetStays:
+    ids: list[str]  # RecordIDs (six digits, from the file names), sorted
+    values: np.ndarray  # (N, 48, 35) float64, NaN where not observed; columns in PHYSIONET_PARAMETERS order
+
+
+def read_physionet_stay(path: str | Path) -> np.ndarray:
+    """One stay's (48, 35) hourly table (NaN where unobserved) from its `Time,Parameter,Value` text file."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].strip().lstrip("\ufeff") != PHYSIONET_HEADER:
+        got = lines[0].strip() if lines else "an empty file"
+        raise ValueError(f"{path}: expected the header {PHYSIONET_HEADER!r}, got {got!r}")
+    table = np.full((PHYSIONET_HOURS, len(PHYSIONET_PARAMETERS)), np.nan)
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if len(fields) != 3:
+            raise ValueError(f"{path}:{number}: expected 3 comma-separated fields (Time,Parameter,Value), got {line!r}")
+        time, name, text = (f.strip() for f in fields)
+        m = _TIME.match(time)
+        if m is None:
+            raise ValueError(f"{path}:{number}: Time: expected HH:MM, got {time!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{path}:{number}: Value: expected a number, got {text!r}") from None
+        hour = int(m.group(1))
+        if name in _COLUMN and hour < PHYSIONET_HOURS:
+            if not np.isfinite(value):
+                raise ValueError(f"{path}:{number}: Value: expected a finite number, got {text!r}")
+            table[hour, _COLUMN[name]] = value  # a later row of the same hour replaces an earlier one
+    return table
+
+
+def read_physionet(root: str | Path, *, limit: int | None = None) -> PhysioNetStays:
+    """Every `<RecordID>.txt` of a PhysioNet 2012 folder (set-a, or a folder holding it), in RecordID order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"root: {root}: no such directory (expected PhysioNet 2012's set-a folder)")
+    folder = root / "set-a" if (root / "set-a").is_dir() else root
+    files = {}
+    for path in folder.iterdir():
+        m = _RECORD.search(path.name)
+        if path.suffix == ".txt" and m:
+            files[m.group()] = path
+    if not files:
+        raise ValueError(f"root: {folder} holds no <RecordID>.txt files (six-digit PhysioNet 2012 record ids)")
+    ids = sorted(files)
+    if limit is not None:
+        ids = ids[: positive_int(limit, "limit")]
+    return PhysioNetStays(ids, np.stack([read_physionet_stay(files[i]) for i in ids]))
+
+
+def physionet_protocol(values: np.ndarray, missing_ratio: float, *, seed: int = 1, fold: int = 0) -> dict:
+    """CSDI's PhysioNet protocol on (N, 48, 35) values with NaN (see the module docstring).
+
+    Returns z (N, 48, 35; 0 where unobserved), observed, cond (observed and not a target), target (bool, same
+    shape), mean and std (35,), and the train / valid / test index arrays."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or values.shape[1:] != (PHYSIONET_HOURS, len(PHYSIONET_PARAMETERS)):
+        raise ValueError(f"values: expected shape (N, 48, 35), got {values.shape}")
+    real_number(missing_ratio, "missing_ratio", low=0.0, high=1.0, high_open=True)
+    non_negative_int(seed, "seed", maximum=2**32 - 1)
+    if not 0 <= fold < 5:
+        raise ValueError(f"fold: expected 0..4 (5-fold test), got {fold}")
+    observed = ~np.isnan(values)
+    rng = np.random.RandomState(seed)  # the legacy RNG CSDI seeds globally: the same draws in the same order
+    cond = observed.copy()
+    for i in range(len(values)):
+        flat = cond[i].reshape(-1)
+        hidden = rng.choice(np.flatnonzero(flat), int(flat.sum() * missing_ratio), replace=False)
+        flat[hidden] = False
+    seen = observed.reshape(-1, observed.shape[-1])
+    flat_values = values.reshape(-1, values.shape[-1])
+    mean = np.array([flat_values[seen[:, k], k].mean() for k in range(values.shape[-1])])
+    std = np.array([flat_values[seen[:, k], k].std() for k in range(values.shape[-1])])
+    if (~seen.any(axis=0)).any() or (std == 0).any():
+        bad = [PHYSIONET_PARAMETERS[k] for k in np.flatnonzero(~seen.any(axis=0) | (std == 0))]
+        raise ValueError(f"values: parameters {bad} have no observed spread; the z-score is undefined")
+    z = np.where(observed, (np.nan_to_num(values) - mean) / std, 0.0)
+    n = len(values)
+    order = np.arange(n)
+    np.random.RandomState(seed).shuffle(order)
+    start, end = int(fold * 0.2 * n), int((fold + 1) * 0.2 * n)
+    test = order[start:end]
+    rest = np.delete(order, np.arange(start, end))
+    np.random.RandomState(seed).shuffle(rest)
+    n_train = int(n * 0.7)
+    return {
+        "z": z,
+        "observed": observed,
+        "cond": cond,
+        "target": observed & ~cond,
+        "mean": mean,
+        "std": std,
+        "train": rest[:n_train],
+        "valid": rest[n_train:],
+        "test": test,
+    }
+
+
+def _read_station_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"root: {path}: no such file (expected STMVL's SampleData folder)")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a CSV table ({e})") from None
+    if "datetime" not in frame.columns:
+        raise ValueError(f"{path}: expected a 'datetime' column, got columns {list(frame.columns)[:5]}")
+    try:
+        index = pd.to_datetime(frame.pop("datetime"), format="mixed")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: datetime: not a date-time column ({e})") from None
+    if frame.shape[1] == 0:
+        raise ValueError(f"{path}: expected one column per station after 'datetime', got none")
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            bad = frame[column][pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()]
+            raise ValueError(f"{path}: column {column!r}: expected numbers, got {bad.iloc[0]!r}")
+    frame.index = pd.DatetimeIndex(index, name="datetime")
+    return frame.astype(np.float64)
+
+
+def read_pm25(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ground, missing) station tables from `pm25_ground.txt` and `pm25_missing.txt` in `root`."""
+    root = Path(root)
+    ground = _read_station_table(root / "pm25_ground.txt")
+    missing = _read_station_table(root / "pm25_missing.txt")
+    if list(ground.columns) != list(missing.columns) or not ground.index.equals(missing.index):
+        raise ValueError(f"{root}: pm25_ground.txt and pm25_missing.txt must have the same datetimes and stations")
+    extra = missing.notna() & ground.isna()
+    if extra.to_numpy().any():
+        count = int(extra.to_numpy().sum())
+        raise ValueError(f"{root}: pm25_missing.txt has {count} values where pm25_ground.txt has none")
+    return ground, missing
+
+
+def pm25_protocol(ground: pd.DataFrame, missing: pd.DataFrame, *, valid_index: int = 0) -> dict:
+    """CSDI's PM2.5 protocol (see the module docstring): the months of each part, the normaliser, and per month
+    the observed / target masks (bool DataFrames) beside the z-scored values (0 where unobserved)."""
+    if not 0 <= valid_index < len(PM25_TRAIN_MONTHS):
+        raise ValueError(f"valid_index: expected 0..{len(PM25_TRAIN_MONTHS) - 1}, got {valid_index}")
+    months = ground.index.month
+    normaliser = ground[~np.isin(months, PM25_TEST_MONTHS)].describe()
+    mean, std = normaliser.loc["mean"].to_numpy(), normaliser.loc["std"].to_numpy()
+    if not (np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError("ground: every station needs at least two distinct values outside the test months")
+    valid = (PM25_TRAIN_MONTHS[valid_index],)
+    train = tuple(m for m in PM25_TRAIN_MONTHS if m not in valid)
+    observed = ground.notna()
+    z = ((ground.fillna(0.0) - mean) / std).where(observed, 0.0)
+    return {
+        "train_months": train,
+        "valid_months": valid,
+        "test_months": PM25_TEST_MONTHS,
+        "mean": mean,
+        "std": std,
+        "z": z,
+        "observed": observed,
+        "target": observed & missing.isna(),
+    }

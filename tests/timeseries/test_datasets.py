@@ -1,0 +1,159 @@
+"""PhysioNet 2012 and STMVL PM2.5 readers on miniature copies in the exact on-disk layout, and CSDI's protocols
+checked against independent computations (numpy's global legacy RNG as CSDI seeds it, pandas/numpy statistics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from omnidiffusion.timeseries.datasets import (
+    PHYSIONET_PARAMETERS,
+    PM25_TEST_MONTHS,
+    physionet_protocol,
+    pm25_protocol,
+    read_physionet,
+    read_physionet_stay,
+    read_pm25,
+)
+
+HR, TEMP = PHYSIONET_PARAMETERS.index("HR"), PHYSIONET_PARAMETERS.index("Temp")
+
+
+def write_stay(folder, record: str, rows: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{record}.txt").write_text("Time,Parameter,Value\n" + "\n".join(rows) + "\n")
+
+
+def test_stay_reads_the_written_values_last_in_hour_wins(tmp_path):
+    write_stay(
+        tmp_path / "set-a",
+        "132539",
+        [
+            "00:00,RecordID,132539",
+            "00:00,Age,54",
+            "00:00,Weight,-1",
+            "00:07,HR,73",
+            "00:37,HR,77",  # same hour: the later row wins
+            "01:05,Temp,36.6",
+            "47:59,HR,90",
+            "48:00,HR,99",  # beyond 48 hours: dropped
+        ],
+    )
+    table = read_physionet_stay(tmp_path / "set-a" / "132539.txt")
+    assert table.shape == (48, 35)
+    assert table[0, HR] == 77.0 and table[1, TEMP] == 36.6 and table[47, HR] == 90.0
+    assert np.isnan(table).sum() == 48 * 35 - 3
+
+
+def test_folder_in_record_order_and_bad_files_named(tmp_path):
+    write_stay(tmp_path / "set-a", "140501", ["00:10,HR,80"])
+    write_stay(tmp_path / "set-a", "132539", ["00:10,HR,70"])
+    (tmp_path / "set-a" / "notes.md").write_text("not a stay")
+    stays = read_physionet(tmp_path)
+    assert stays.ids == ["132539", "140501"]
+    assert stays.values[:, 0, HR].tolist() == [70.0, 80.0]
+    write_stay(tmp_path / "bad", "132540", ["00:10,HR,fast"])
+    with pytest.raises(ValueError, match=r"132540.txt:2: Value: expected a number"):
+        read_physionet(tmp_path / "bad")
+    (tmp_path / "hdr").mkdir()
+    (tmp_path / "hdr" / "132541.txt").write_text("time;param;value\n")
+    with pytest.raises(ValueError, match="expected the header"):
+        read_physionet(tmp_path / "hdr")
+    write_stay(tmp_path / "clock", "132542", ["7h,HR,80"])
+    with pytest.raises(ValueError, match="Time: expected HH:MM"):
+        read_physionet(tmp_path / "clock")
+    with pytest.raises(FileNotFoundError, match="root"):
+        read_physionet(tmp_path / "absent")
+
+
+def _random_stays(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n, 48, 35)) * 3 + 5
+    values[rng.random(values.shape) < 0.8] = np.nan  # PhysioNet is about 80% missing
+    return values
+
+
+def test_physionet_protocol_matches_csdis_global_rng_draws():
+    values = _random_stays(20)
+    p = physionet_protocol(values, 0.5, seed=1, fold=2)
+    np.random.seed(1)  # CSDI: one global seed, then np.random.choice per stay in id order
+    for i in range(len(values)):
+        obs = np.flatnonzero(~np.isnan(values[i]).reshape(-1)).tolist()
+        hidden = np.random.choice(obs, int(len(obs) * 0.5), replace=False)
+        expect = np.zeros(48 * 35, bool)
+        expect[hidden] = True
+        assert np.array_equal(p["target"][i].reshape(-1), expect)
+    assert not (p["target"] & p["cond"]).any() and np.array_equal(p["target"] | p["cond"], p["observed"])
+
+
+def test_physionet_normalisation_and_split():
+    values = _random_stays(50, seed=3)
+    p = physionet_protocol(values, 0.1, seed=1, fold=0)
+    k = 7
+    col = values[..., k][~np.isnan(values[..., k])]
+    assert p["mean"][k] == pytest.approx(float(np.mean(col)), rel=1e-12)
+    assert p["std"][k] == pytest.approx(float(np.std(col)), rel=1e-12)
+    got = p["z"][~np.isnan(values)]
+    want = ((values - p["mean"]) / p["std"])[~np.isnan(values)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert (p["z"][np.isnan(values)] == 0).all()
+    parts = [set(p[s].tolist()) for s in ("train", "valid", "test")]
+    assert [len(s) for s in parts] == [35, 5, 10]  # int(0.7 N), rest, 20%
+    assert set.union(*parts) == set(range(50)) and sum(map(len, parts)) == 50
+    order = np.arange(50)
+    np.random.seed(1)
+    np.random.shuffle(order)
+    assert sorted(p["test"].tolist()) == sorted(order[:10].tolist())
+
+
+def write_pm25(folder, ground: pd.DataFrame, missing: pd.DataFrame) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("pm25_ground.txt", ground), ("pm25_missing.txt", missing)):
+        frame.to_csv(folder / name, index_label="datetime", date_format="%Y/%m/%d %H:%M:%S")
+
+
+def _pm25_tables():
+    index = pd.date_range("2014-05-01", "2015-04-30 23:00", freq="37h")
+    rng = np.random.default_rng(0)
+    ground = pd.DataFrame(
+        rng.gamma(2.0, 40.0, size=(len(index), 3)).round(1), index=index, columns=["1001", "1002", "1003"]
+    )
+    ground.iloc[::11, 1] = np.nan
+    missing = ground.copy()
+    missing.iloc[::5, 0] = np.nan
+    return ground, missing
+
+
+def test_pm25_reads_the_written_tables_and_the_protocol(tmp_path):
+    ground, missing = _pm25_tables()
+    write_pm25(tmp_path, ground, missing)
+    g, m = read_pm25(tmp_path)
+    np.testing.assert_array_equal(g.to_numpy(), ground.to_numpy())
+    assert list(g.columns) == ["1001", "1002", "1003"] and (g.index == ground.index).all()
+    p = pm25_protocol(g, m, valid_index=1)
+    keep = ~np.isin(ground.index.month, PM25_TEST_MONTHS)
+    np.testing.assert_allclose(p["mean"], np.nanmean(ground.to_numpy()[keep], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(p["std"], np.nanstd(ground.to_numpy()[keep], axis=0, ddof=1), rtol=1e-12)
+    assert p["valid_months"] == (2,) and 2 not in p["train_months"] and len(p["train_months"]) == 7
+    target = p["target"].to_numpy()
+    assert target.sum() == (ground.notna() & missing.isna()).to_numpy().sum() and not target[:, 1:].any()
+
+
+def test_pm25_malformed_files_are_named(tmp_path):
+    ground, missing = _pm25_tables()
+    write_pm25(tmp_path / "a", ground, missing[["1001", "1002"]])
+    with pytest.raises(ValueError, match="same datetimes and stations"):
+        read_pm25(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "pm25_ground.txt").write_text("time,1001\n2014/05/01 00:00:00,3\n")
+    (tmp_path / "b" / "pm25_missing.txt").write_text("time,1001\n2014/05/01 00:00:00,3\n")
+    with pytest.raises(ValueError, match="expected a 'datetime' column"):
+        read_pm25(tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "pm25_ground.txt").write_text("datetime,1001\n2014/05/01 00:00:00,high\n")
+    (tmp_path / "c" / "pm25_missing.txt").write_text("datetime,1001\n2014/05/01 00:00:00,3\n")
+    with pytest.raises(ValueError, match="column '1001': expected numbers, got 'high'"):
+        read_pm25(tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="pm25_ground.txt"):
+        read_pm25(tmp_path / "absent")
