@@ -3,6 +3,8 @@ checked against independent computations (numpy's global legacy RNG as CSDI seed
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,3 +159,51 @@ def test_pm25_malformed_files_are_named(tmp_path):
         read_pm25(tmp_path / "c")
     with pytest.raises(FileNotFoundError, match="pm25_ground.txt"):
         read_pm25(tmp_path / "absent")
+
+
+def _write_set_a(folder, n: int = 20, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        rows = [f"00:00,RecordID,{132500 + i}", "00:00,Age,60"]
+        for h in range(48):
+            for name in ("HR", "Temp", "MAP", "Glucose"):
+                if rng.random() < 0.6:
+                    rows.append(f"{h:02d}:{rng.integers(60):02d},{name},{rng.normal(50, 10):.1f}")
+        for name in PHYSIONET_PARAMETERS:  # every parameter observed at least twice somewhere (defined z-score)
+            rows += [f"00:30,{name},{rng.normal(5, 1):.2f}", f"47:10,{name},{rng.normal(5, 1):.2f}"]
+        write_stay(folder, str(132500 + i), rows)
+
+
+def test_train_and_evaluate_on_physionet_layout(tmp_path, capsys):
+    from omnidiffusion.timeseries.cli import cli
+
+    _write_set_a(tmp_path / "set-a")
+    run = tmp_path / "run"
+    sets = ["data.format=physionet", f"data.root={tmp_path / 'set-a'}", "data.window=48", "data.val_fraction=0.1"]
+    sets += ["train.steps=4", "train.ckpt_every=2", "sampler.samples=3"]
+    args = ["train", "--config", "tiny", "--out", str(run)] + [a for s in sets for a in ("--set", s)]
+    assert cli.main(args) == 0
+    assert "validation on 2 stays: selected step" in capsys.readouterr().out  # 20 stays: 14 train, 2 valid
+    assert cli.main(["evaluate", "--checkpoint", str(run)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    p = physionet_protocol(read_physionet(tmp_path).values, 0.1, seed=1, fold=0)
+    assert report["protocol"]["targets"] == int(p["target"][p["test"]].sum()) > 0
+    assert "4 stays" in report["protocol"]["data"] and set(report["baselines"]) == {
+        "linear interpolation",
+        "mean imputation",
+    }
+    for name in ("crps", "mae"):
+        assert np.isfinite(report["model"][name])
+
+
+def test_physionet_format_needs_a_root_and_48_hours(tmp_path):
+    from omnidiffusion.timeseries.settings import load_timeseries_config
+    from omnidiffusion.timeseries.training import train
+
+    config = load_timeseries_config("tiny", ["data.format=physionet", "data.window=48"])
+    with pytest.raises(ValueError, match="data.root"):
+        train(config, tmp_path / "a")
+    _write_set_a(tmp_path / "set-a", n=6)
+    config = load_timeseries_config("tiny", ["data.format=physionet", f"data.root={tmp_path}"])
+    with pytest.raises(ValueError, match="data.window: PhysioNet stays are 48 hours"):
+        train(config, tmp_path / "b")

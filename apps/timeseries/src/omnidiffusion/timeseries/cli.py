@@ -26,7 +26,7 @@ from omnidiffusion.core.training import is_main_process
 
 from .data import read_csv
 from .estimator import CSDIPredictor
-from .evaluation import evaluate_forecast, evaluate_imputation
+from .evaluation import evaluate_forecast, evaluate_imputation, evaluate_physionet
 from .pipeline import Imputer, load_model
 from .plots import fan_chart
 from .settings import PACKAGE, TimeseriesConfig
@@ -127,6 +127,11 @@ def run_forecast(args: argparse.Namespace, config: TimeseriesConfig) -> None:
 
 def run_evaluate(args: argparse.Namespace, config: TimeseriesConfig) -> None:
     model = _load_model(args, config)
+    if not isinstance(model, CSDIPredictor) and model.config.data.format == "physionet" and args.csv is None:
+        print_json(evaluate_physionet(model))  # the checkpoint's own test fold
+        return
+    if args.csv is None:
+        raise ValueError("--csv: required (only a model trained with data.format = 'physionet' brings its test data)")
     frame = read_csv(args.csv, "--csv")
     seed = model.config.sampler.seed
     with as_flags(**FLAGS):
@@ -175,8 +180,11 @@ _evaluate = cli.add_command(
     help="model vs baselines on a wide CSV; prints one JSON object",
     checkpoint="required",
 )
-for _sub in (_impute, _forecast, _evaluate):
+for _sub in (_impute, _forecast):
     _sub.add_argument("--csv", required=True, help="wide CSV: rows are time steps, columns features, NaN = missing")
+_evaluate.add_argument(
+    "--csv", default=None, help="wide CSV to score (not needed for a data.format = physionet model: its test fold)"
+)
 for _sub in (_impute, _forecast):
     _sub.add_argument("--plot", default=None, help="fan-chart PNG path")
 _evaluate.add_argument(

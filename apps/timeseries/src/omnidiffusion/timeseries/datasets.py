@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 
@@ -156,6 +157,14 @@ def physionet_protocol(values: np.ndarray, missing_ratio: float, *, seed: int = 
         "train": rest[:n_train],
         "valid": rest[n_train:],
         "test": test,
+    }
+
+
+def physionet_windows(protocol: dict, index: np.ndarray) -> dict[str, torch.Tensor]:
+    """The stays `index` of a physionet_protocol as windows {"values", "observed"} of shape (N, 35, 48)."""
+    return {
+        "values": torch.as_tensor(protocol["z"][index].transpose(0, 2, 1), dtype=torch.float32),
+        "observed": torch.as_tensor(protocol["observed"][index].transpose(0, 2, 1)),
     }
 
 

@@ -21,6 +21,7 @@ from omnidiffusion.core.checks import non_negative_int, positive_int, real_numbe
 
 from . import baselines, metrics
 from .data import as_array, make_windows, validate_frame
+from .datasets import physionet_protocol, physionet_windows, read_physionet
 from .estimator import CSDIPredictor
 from .forecasting import SeasonalNaive, gluonts_scores, rolling_dataset, start_and_freq
 from .forecasting import season_length as default_season
@@ -38,13 +39,29 @@ def score_imputation(
     n_samples: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of the model (one entry per (method, steps)) and of the baselines on z-scored windows."""
-    s = imputer.config.sampler
     rate = real_number(rate, "missing_rate", low=0.0, high=1.0, low_open=True, high_open=True)
     seed = non_negative_int(seed, "seed")
+    cond = fixed_rate_mask(windows["observed"], rate, torch.Generator().manual_seed(seed))
+    return score_masks(imputer, windows, cond, seed, samplers=samplers, n_samples=n_samples)
+
+
+def score_masks(
+    imputer: Imputer,
+    windows: dict[str, torch.Tensor],
+    cond: torch.Tensor,
+    seed: int,
+    *,
+    samplers: tuple[tuple[str, int], ...] | None = None,
+    n_samples: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of the model and the baselines on windows whose entries observed and not in `cond` are hidden
+    (a given protocol's targets; score_imputation draws them at a rate)."""
+    s = imputer.config.sampler
     n_samples = s.samples if n_samples is None else positive_int(n_samples, "n_samples")
     samplers = samplers or ((s.method, s.steps),)
-    cond = fixed_rate_mask(windows["observed"], rate, torch.Generator().manual_seed(seed))
     target = (windows["observed"] & ~cond).numpy()
+    if not target.any():
+        raise ValueError("cond: no observed entry is hidden; there is nothing to score")
     y = windows["values"].numpy().astype(np.float64)
     out: dict[str, dict[str, float]] = {}
     for method, steps in samplers:
@@ -56,6 +73,37 @@ def score_imputation(
     out["linear interpolation"] = metrics.all_metrics(baselines.linear_imputation(y, c), y, target)
     out["mean imputation"] = metrics.all_metrics(baselines.mean_imputation(y, c), y, target)
     return out
+
+
+def evaluate_physionet(imputer: Imputer, root: str | None = None) -> dict:
+    """CSDI's PhysioNet test: the checkpoint's fold of the stays at `root` (default data.root), the protocol's
+    targets hidden (data.missing_ratio, data.split_seed), scores in z-units as CSDI reports them."""
+    d = imputer.config.data
+    root = d.root if root is None else root
+    if root is None:
+        raise ValueError("data.root: expected the PhysioNet 2012 set-a folder the model was trained on")
+    stays = read_physionet(root)
+    p = physionet_protocol(stays.values, d.missing_ratio, seed=d.split_seed, fold=d.fold)
+    windows = physionet_windows(p, p["test"])
+    cond = torch.as_tensor(p["cond"][p["test"]].transpose(0, 2, 1))
+    scores = score_masks(imputer, windows, cond, imputer.config.sampler.seed)
+    s = imputer.config.sampler
+    return {
+        "model": scores.pop(f"csdi {s.method} {s.steps}"),
+        "baselines": scores,
+        "protocol": {
+            "task": "imputation",
+            "data": f"PhysioNet 2012 at {root}: {len(stays.ids)} stays, fold {d.fold} of 5 ({len(p['test'])} stays)",
+            "missing_ratio": d.missing_ratio,
+            "split_seed": d.split_seed,
+            "targets": int(p["target"][p["test"]].sum()),
+            "units": "z-scores with the statistics of every stay's observed values (CSDI's; scaler 1)",
+            "sampler": s.method,
+            "steps": s.steps,
+            "samples": s.samples,
+            "metrics": "CRPS over 19 quantiles / sum|y| (CSDI), MAE and RMSE of the median, 5-95% coverage",
+        },
+    }
 
 
 def evaluate_imputation(
@@ -168,4 +216,3 @@ def evaluate_forecast(
             "crps_sum = m_sum_mean_wQuantileLoss",
         },
     }
-

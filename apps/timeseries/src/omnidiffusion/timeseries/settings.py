@@ -95,6 +95,14 @@ class DataConfig:
     # The last share of the training range held out for model selection (checkpoint, median_share, spread)
     # against linear interpolation; 0 trains on all of it and selects nothing.
     val_fraction: float = 0.0
+    # format "physionet": the PhysioNet 2012 stays at `root` (set-a; omnidiffusion.timeseries.datasets) under
+    # CSDI's protocol instead of one table: `missing_ratio` of each stay's observed entries are the test targets,
+    # `fold` (of 5) is the test part, `split_seed` is CSDI's --seed; its validation stays select the model.
+    format: Literal["table", "physionet"] = "table"
+    root: str | None = None
+    missing_ratio: float = 0.1
+    fold: int = 0
+    split_seed: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str | os.PathLike) or not str(self.source).strip():
@@ -103,6 +111,13 @@ class DataConfig:
         positive_int(self.stride, "data.stride")
         real_number(self.train_fraction, "data.train_fraction", low=0.0, high=1.0, low_open=True)
         real_number(self.val_fraction, "data.val_fraction", low=0.0, high=0.5)
+        _one_of(self.format, "data.format", ("table", "physionet"))
+        if self.root is not None and not str(self.root).strip():
+            raise ValueError("data.root: expected a folder, got an empty string")
+        real_number(self.missing_ratio, "data.missing_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
+        if not (isinstance(self.fold, int) and 0 <= self.fold < 5):
+            raise ValueError(f"data.fold: expected 0..4 (CSDI's 5-fold test), got {self.fold!r}")
+        non_negative_int(self.split_seed, "data.split_seed", maximum=2**32 - 1)
 
 
 @dataclass

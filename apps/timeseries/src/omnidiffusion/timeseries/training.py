@@ -26,6 +26,7 @@ from omnidiffusion.core.io import save_pretrained, save_run_config
 from omnidiffusion.core.training import TrainResult, fit, is_main_process
 
 from .data import Scaler, WindowDataset, as_array, entry_target, last_window, load_table, make_windows, time_split
+from .datasets import PHYSIONET_HOURS, PHYSIONET_PARAMETERS, physionet_protocol, physionet_windows, read_physionet
 from .forecasting import table_to_dataset
 from .selection import SelectingLoss, Validation, validation_starts
 from .settings import TimeseriesConfig
@@ -59,6 +60,8 @@ def train(
         H, L = config.task.horizon, config.data.window
         if H >= L:  # the window is context + horizon; the context needs one step at least
             raise ValueError(f"task.horizon: expected fewer steps than data.window = {L}, got {H}")
+    if config.task.task == "impute" and config.data.format == "physionet" and table is None:
+        return _train_physionet(config, out_dir, resume)
     frame = load_table(config.data.source, "data.source") if table is None else load_table(table, "table")
     if config.task.task == "forecast":
         dataset, _ = table_to_dataset(frame, config.data.train_fraction)
@@ -83,49 +86,98 @@ def _train_imputer(
     val_start = _validation_start(end, L, config.data.val_fraction)
     fit_end = end if val_start is None else val_start
     windows = make_windows(z[:fit_end], observed[:fit_end], L, config.data.stride)
-    train_config = config.train
-    if windows["values"].shape[0] < train_config.batch_size:  # a short table: one batch is all its windows
-        train_config = replace(train_config, batch_size=int(windows["values"].shape[0]))
-    net = config.build_net(values.shape[1])
-    task = config.build_task()
     meta = {
         "kind": "csdi-imputer",
         "scaler": scaler.to_dict(),
         "columns": [str(c) for c in frame.columns],
         "train_end": int(end),
     }
-    loss = task.loss
+    val, where = None, {}
     if val_start is not None:
-        starts = validation_starts(end, val_start, L)
-        if len(starts) > 16:  # bounds the cost of each validation: 16 windows evenly spread
-            starts = starts[np.linspace(0, len(starts) - 1, 16).round().astype(int)]
+        starts = _spread(validation_starts(end, val_start, L))  # bounds the cost of each validation
         idx = starts[:, None] + np.arange(L)[None, :]  # (N, L)
-        val = Validation(
-            torch.as_tensor(z[idx].transpose(0, 2, 1), dtype=torch.float32),
-            torch.as_tensor(observed[:end][idx].transpose(0, 2, 1)),
-            torch.as_tensor(np.broadcast_to((idx >= val_start)[:, None, :], (len(starts), values.shape[1], L)).copy()),
-            n_samples=min(config.sampler.samples, 24),
-            method=config.sampler.method,
-            steps=config.sampler.steps,
-        )
-        make_net = lambda: config.build_net(values.shape[1])  # noqa: E731
-        loss = SelectingLoss(task.loss, task, val, make_net, Path(out_dir), config.sampler.batch_size)
+        val = {
+            "values": torch.as_tensor(z[idx].transpose(0, 2, 1), dtype=torch.float32),
+            "observed": torch.as_tensor(observed[:end][idx].transpose(0, 2, 1)),
+            "scored": torch.as_tensor(
+                np.broadcast_to((idx >= val_start)[:, None, :], (len(starts), values.shape[1], L)).copy()
+            ),
+        }
         meta["fit_end"] = int(fit_end)
+        where = {"rows": [int(val_start), int(end)], "windows": int(len(starts))}
+    return _fit_and_select(config, windows, val, scaler, meta, where, out_dir, resume)
+
+
+def _train_physionet(config: TimeseriesConfig, out_dir: str | Path, resume: bool | None) -> TimeseriesTrainResult:
+    """data.format = physionet: CSDI's training stays are the windows (48 hours x 35 parameters); its validation
+    stays select the checkpoint, median share and spread; the test fold is never read here."""
+    d = config.data
+    if d.root is None:
+        raise ValueError("data.root: expected the PhysioNet 2012 set-a folder for data.format = 'physionet'")
+    if d.window != PHYSIONET_HOURS:
+        raise ValueError(f"data.window: PhysioNet stays are {PHYSIONET_HOURS} hours; expected 48, got {d.window}")
+    stays = read_physionet(d.root)
+    p = physionet_protocol(stays.values, d.missing_ratio, seed=d.split_seed, fold=d.fold)
+    windows = physionet_windows(p, p["train"])
+    scaler = Scaler(mean=p["mean"], std=p["std"])
+    meta = {"kind": "csdi-imputer", "scaler": scaler.to_dict(), "columns": list(PHYSIONET_PARAMETERS)}
+    val, where = None, {}
+    if d.val_fraction > 0 and len(p["valid"]):
+        chosen = p["valid"][_spread(np.arange(len(p["valid"])))]
+        val = {
+            **physionet_windows(p, chosen),
+            "scored": torch.ones(len(chosen), *windows["values"].shape[1:], dtype=bool),
+        }
+        where = {"stays": [str(stays.ids[i]) for i in chosen], "windows": int(len(chosen))}
+    meta["physionet"] = {"stays": len(stays.ids), "train": int(len(p["train"])), "valid": int(len(p["valid"]))}
+    return _fit_and_select(config, windows, val, scaler, meta, where, out_dir, resume)
+
+
+def _spread(items: np.ndarray, most: int = 16) -> np.ndarray:
+    """At most `most` entries of `items`, evenly spread (the validation windows scored at every checkpoint)."""
+    return items if len(items) <= most else items[np.linspace(0, len(items) - 1, most).round().astype(int)]
+
+
+def _fit_and_select(
+    config: TimeseriesConfig,
+    windows: dict[str, torch.Tensor],
+    val: dict[str, torch.Tensor] | None,
+    scaler: Scaler,
+    meta: dict,
+    where: dict,
+    out_dir: str | Path,
+    resume: bool | None,
+) -> TimeseriesTrainResult:
+    """core's fit on the windows; with validation windows, every checkpoint is scored against linear
+    interpolation and the best one (with its median share and spread) becomes the stored model."""
+    n_features = int(windows["values"].shape[1])
+    train_config = config.train
+    if windows["values"].shape[0] < train_config.batch_size:  # a short table: one batch is all its windows
+        train_config = replace(train_config, batch_size=int(windows["values"].shape[0]))
+    net = config.build_net(n_features)
+    task = config.build_task()
+    loss = task.loss
+    if val is not None:
+        s = config.sampler
+        validation = Validation(
+            val["values"], val["observed"], val["scored"], n_samples=min(s.samples, 24), method=s.method, steps=s.steps
+        )
+        make_net = lambda: config.build_net(n_features)  # noqa: E731
+        loss = SelectingLoss(task.loss, task, validation, make_net, Path(out_dir), s.batch_size)
     result = fit(
         net, loss, WindowDataset(windows), train_config, out_dir, metadata=meta, resume=resume, run_config=config
     )
     # validation selection runs once, on rank 0 (is_main_process reads torchrun's RANK after fit closed its group)
-    if val_start is None or not is_main_process():
+    if val is None or not is_main_process():
         return TimeseriesTrainResult(**vars(result), scaler=scaler)
     loss.add(result.step, result.final_model)
     best, weights = loss.best()
-    chosen = config.build_net(values.shape[1])
+    chosen = config.build_net(n_features)
     chosen.load_state_dict(weights)
     config = replace(config, sampler=replace(config.sampler, median_share=best["median_share"], spread=best["spread"]))
     linear = loss.linear
     summary = {
-        "rows": [int(val_start), int(end)],
-        "windows": int(len(starts)),
+        **where,
         "step": best["step"],
         "median_share": best["median_share"],
         "spread": best["spread"],
@@ -211,8 +263,13 @@ def validation_message(summary: dict | None) -> str:
     rates = ", ".join(
         f"{float(r):.0%}: {v['crps']:.3f} vs {v['linear_crps']:.3f}" for r, v in summary["per_rate"].items()
     )
+    part = (
+        f"validation rows {summary['rows'][0]}-{summary['rows'][1] - 1}"
+        if "rows" in summary
+        else f"validation on {summary['windows']} stays"
+    )
     head = (
-        f"validation rows {summary['rows'][0]}-{summary['rows'][1] - 1}: selected step {summary['step']}, "
+        f"{part}: selected step {summary['step']}, "
         f"median_share {summary['median_share']:g}, spread {summary['spread']:g}; CRPS ours vs linear "
         f"interpolation {rates}"
     )
