@@ -207,3 +207,88 @@ def test_physionet_format_needs_a_root_and_48_hours(tmp_path):
     config = load_timeseries_config("tiny", ["data.format=physionet", f"data.root={tmp_path}"])
     with pytest.raises(ValueError, match="data.window: PhysioNet stays are 48 hours"):
         train(config, tmp_path / "b")
+
+
+def test_long_csv_reads_items_on_their_grid(tmp_path):
+    from omnidiffusion.timeseries.datasets import read_long_csv
+
+    path = tmp_path / "long.csv"
+    rows = ["item_id,timestamp,target"]
+    rows += [f"b,2021-01-{d:02d},{d * 1.5}" for d in (1, 2, 3, 5, 6)]  # 2021-01-04 absent: NaN on the grid
+    rows += [f"a,2021-01-{d:02d},{-d}" for d in (3, 1, 2, 4)]  # out of order: sorted by time
+    path.write_text("\n".join(rows) + "\n")
+    entries, freq = read_long_csv(path)
+    assert freq == "D" and [e["item_id"] for e in entries] == ["a", "b"]
+    assert entries[0]["target"].tolist() == [-1.0, -2.0, -3.0, -4.0]
+    assert entries[0]["start"] == pd.Period("2021-01-01", "D")
+    b = entries[1]["target"]
+    assert b.shape == (6,) and np.isnan(b[3]) and b[[0, 1, 2, 4, 5]].tolist() == [1.5, 3.0, 4.5, 7.5, 9.0]
+    (tmp_path / "two.csv").write_text("item_id,timestamp,x,y\nz,2021-01-01,1,2\nz,2021-01-02,3,4\nz,2021-01-03,5,\n")
+    two, _ = read_long_csv(tmp_path / "two.csv")
+    assert two[0]["target"].shape == (2, 3) and np.isnan(two[0]["target"][1, 2])
+    (tmp_path / "dup.csv").write_text("item_id,timestamp,target\na,2021-01-01,1\na,2021-01-01,2\na,2021-01-02,3\n")
+    with pytest.raises(ValueError, match="two rows at 2021-01-01"):
+        read_long_csv(tmp_path / "dup.csv")
+    (tmp_path / "cols.csv").write_text("id,time,value\na,2021-01-01,1\n")
+    with pytest.raises(ValueError, match="expected columns item_id, timestamp"):
+        read_long_csv(tmp_path / "cols.csv")
+
+
+def test_jsonlines_reads_gluonts_entries(tmp_path):
+    from omnidiffusion.timeseries.datasets import read_jsonlines
+
+    path = tmp_path / "data.jsonl"
+    path.write_text(
+        '{"start": "2020-01-01 00:00", "target": [1, 2, null, "NaN", 5], "item_id": "x"}\n\n'
+        '{"start": "2020-01-01 05:00", "target": [[1, 2], [3, 4]]}\n'
+    )
+    entries = read_jsonlines(path, "h")
+    assert entries[0]["item_id"] == "x" and entries[0]["start"] == pd.Period("2020-01-01 00:00", "h")
+    t = entries[0]["target"]
+    assert t[[0, 1, 4]].tolist() == [1.0, 2.0, 5.0] and np.isnan(t[2]) and np.isnan(t[3])
+    assert entries[1]["target"].shape == (2, 2) and entries[1]["item_id"] == "2"
+    (tmp_path / "bad.jsonl").write_text('{"start": "2020-01-01", "target": [1, "two"]}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: target: expected numbers"):
+        read_jsonlines(tmp_path / "bad.jsonl", "D")
+    (tmp_path / "nojson.jsonl").write_text('{"start": "2020-01-01", "target": [1]}\n{oops\n')
+    with pytest.raises(ValueError, match=r"nojson.jsonl:2: not JSON"):
+        read_jsonlines(tmp_path / "nojson.jsonl", "D")
+
+
+def test_forecaster_trains_on_long_csv_and_jsonl(tmp_path):
+    from omnidiffusion.timeseries.estimator import CSDIPredictor
+    from omnidiffusion.timeseries.settings import load_timeseries_config
+    from omnidiffusion.timeseries.training import forecast_entries, train
+
+    t = np.arange(60)
+    rows = ["item_id,timestamp,target"]
+    for item, phase in (("s1", 0.0), ("s2", 1.0)):
+        day = pd.date_range("2021-01-01", periods=60, freq="D")
+        rows += [f"{item},{d.date()},{np.sin(0.3 * i + phase):.4f}" for i, d in zip(t, day, strict=True)]
+    (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
+    base = [
+        "task.task=forecast",
+        "task.strategy=forecast",
+        "task.horizon=4",
+        "data.window=12",
+        "data.train_fraction=0.75",
+    ]
+    config = load_timeseries_config("tiny", [*base, "data.format=long-csv", f"data.root={tmp_path / 'long.csv'}"])
+    entries = forecast_entries(config)
+    assert [e["target"].shape[-1] for e in entries] == [45, 45]  # round(60 * 0.75)
+    train(config, tmp_path / "run")
+    assert CSDIPredictor.from_pretrained(tmp_path / "run").prediction_length == 4
+    lines = [f'{{"start": "2021-01-01", "target": {np.sin(0.3 * t + p).round(4).tolist()}}}' for p in (0.0, 1.0)]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n")
+    config = load_timeseries_config("tiny", [*base, "data.format=jsonl", f"data.root={tmp_path / 'd.jsonl'}"])
+    with pytest.raises(ValueError, match="data.freq"):
+        train(config, tmp_path / "run2")
+    train(
+        load_timeseries_config(
+            "tiny", [*base, "data.format=jsonl", f"data.root={tmp_path / 'd.jsonl'}", "data.freq=D"]
+        ),
+        tmp_path / "run3",
+    )
+    impute = load_timeseries_config("tiny", ["data.format=jsonl", f"data.root={tmp_path / 'd.jsonl'}"])
+    with pytest.raises(ValueError, match="for task.task = 'forecast'"):
+        train(impute, tmp_path / "run4")

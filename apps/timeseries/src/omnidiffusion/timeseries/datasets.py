@@ -27,11 +27,20 @@ column and one column per station (36 stations, hourly, 2014-05 to 2015-04).
 std (pandas' describe: NaN skipped, ddof 1) of every non-test month; targets of the test months are the entries
 observed in the ground file and missing in the missing file.
 
-Both readers parse text only (never pickle) and name the file, line and field of anything malformed.
+Forecasting data as gluonts entries ({"start": pd.Period, "target": (T,) or (K, T), "item_id"}), for `train`
+with task.task = "forecast" (data.format "long-csv" / "jsonl") or any gluonts pipeline:
+- `read_long_csv(path)`: long format, one row per (item, time): columns `item_id`, `timestamp` and one or more
+  value columns (`target`, or several: a (K, T) target). Each item is sorted by time and put on its inferred
+  regular grid (missing timestamps become NaN).
+- `read_jsonlines(path, freq)`: gluonts' JSON lines, one object per line with `start` and `target` (numbers,
+  null or "NaN" for missing) and optional `item_id`.
+
+Every reader parses text only (never pickle) and names the file, line and field of anything malformed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,3 +238,81 @@ def pm25_protocol(ground: pd.DataFrame, missing: pd.DataFrame, *, valid_index: i
         "observed": observed,
         "target": observed & missing.isna(),
     }
+
+
+def read_long_csv(path: str | Path, *, freq: str | None = None) -> tuple[list[dict], str]:
+    """(entries, freq) from a long-format CSV (see the module docstring); `freq` default: inferred per item."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data.root: {path}: no such file (expected a long-format CSV)")
+    frame = pd.read_csv(path)
+    missing = [c for c in ("item_id", "timestamp") if c not in frame.columns]
+    value_columns = [c for c in frame.columns if c not in ("item_id", "timestamp")]
+    if missing or not value_columns:
+        raise ValueError(
+            f"{path}: expected columns item_id, timestamp and at least one value column, got {list(frame.columns)}"
+        )
+    for column in value_columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ValueError(f"{path}: column {column!r}: expected numbers (empty = missing)")
+    try:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], format="mixed")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: timestamp: not a date-time column ({e})") from None
+    entries, freqs = [], set()
+    for item, rows in frame.groupby("item_id", sort=True):
+        rows = rows.sort_values("timestamp")
+        if rows["timestamp"].duplicated().any():
+            when = rows["timestamp"][rows["timestamp"].duplicated()].iloc[0]
+            raise ValueError(f"{path}: item {item!r} has two rows at {when}")
+        f = freq or (pd.infer_freq(pd.DatetimeIndex(rows["timestamp"])) if len(rows) >= 3 else None)
+        if f is None:  # irregular: the smallest step, if every step is a multiple of it
+            steps = rows["timestamp"].diff().dropna()
+            if steps.empty or (steps % steps.min() != pd.Timedelta(0)).any():
+                raise ValueError(f"{path}: item {item!r}: cannot infer a regular frequency; pass freq")
+            f = pd.tseries.frequencies.to_offset(steps.min()).freqstr
+        grid = pd.date_range(rows["timestamp"].iloc[0], rows["timestamp"].iloc[-1], freq=f)
+        on_grid = rows.set_index("timestamp")[value_columns].reindex(grid)
+        if len(on_grid.index.intersection(pd.DatetimeIndex(rows["timestamp"]))) != len(rows):
+            raise ValueError(f"{path}: item {item!r}: timestamps off the {f} grid")
+        target = on_grid.to_numpy(dtype=np.float64).T  # (K, T)
+        entries.append({"start": pd.Period(grid[0], freq=f), "target": target[0] if len(value_columns) == 1 else target,
+                        "item_id": str(item)})  # fmt: skip
+        freqs.add(pd.Period(grid[0], freq=f).freqstr)
+    if len(freqs) > 1:
+        raise ValueError(f"{path}: the items have different frequencies {sorted(freqs)}; pass freq")
+    return entries, freqs.pop()
+
+
+def read_jsonlines(path: str | Path, freq: str) -> list[dict]:
+    """gluonts entries from a JSON-lines file (see the module docstring) at frequency `freq`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data.root: {path}: no such file (expected gluonts JSON lines)")
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{number}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or "start" not in obj or "target" not in obj:
+            raise ValueError(f"{path}:{number}: expected an object with 'start' and 'target'")
+        try:
+            target = np.array(
+                [[np.nan if v is None else float(v) for v in row] for row in obj["target"]]
+                if obj["target"] and isinstance(obj["target"][0], list)
+                else [np.nan if v is None else float(v) for v in obj["target"]],
+                dtype=np.float64,
+            )
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}:{number}: target: expected numbers, null or 'NaN'") from None
+        try:
+            start = pd.Period(obj["start"], freq=freq)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}:{number}: start: {obj['start']!r} is not a date at {freq} ({e})") from None
+        entries.append({"start": start, "target": target, "item_id": str(obj.get("item_id", number - 1))})
+    if not entries:
+        raise ValueError(f"{path}: no entries")
+    return entries

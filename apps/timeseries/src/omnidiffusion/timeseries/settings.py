@@ -98,8 +98,12 @@ class DataConfig:
     # format "physionet": the PhysioNet 2012 stays at `root` (set-a; omnidiffusion.timeseries.datasets) under
     # CSDI's protocol instead of one table: `missing_ratio` of each stay's observed entries are the test targets,
     # `fold` (of 5) is the test part, `split_seed` is CSDI's --seed; its validation stays select the model.
-    format: Literal["table", "physionet"] = "table"
+    # format "long-csv" / "jsonl" (task.task = "forecast"): the gluonts entries of a long-format CSV (item_id,
+    # timestamp, values) or of gluonts JSON lines at `root` (at frequency `freq`; long-csv infers it when None);
+    # each entry's first data.train_fraction of time trains.
+    format: Literal["table", "physionet", "long-csv", "jsonl"] = "table"
     root: str | None = None
+    freq: str | None = None
     missing_ratio: float = 0.1
     fold: int = 0
     split_seed: int = 1
@@ -111,7 +115,7 @@ class DataConfig:
         positive_int(self.stride, "data.stride")
         real_number(self.train_fraction, "data.train_fraction", low=0.0, high=1.0, low_open=True)
         real_number(self.val_fraction, "data.val_fraction", low=0.0, high=0.5)
-        _one_of(self.format, "data.format", ("table", "physionet"))
+        _one_of(self.format, "data.format", ("table", "physionet", "long-csv", "jsonl"))
         if self.root is not None and not str(self.root).strip():
             raise ValueError("data.root: expected a folder, got an empty string")
         real_number(self.missing_ratio, "data.missing_ratio", low=0.0, high=1.0, low_open=True, high_open=True)

@@ -26,7 +26,15 @@ from omnidiffusion.core.io import save_pretrained, save_run_config
 from omnidiffusion.core.training import TrainResult, fit, is_main_process
 
 from .data import Scaler, WindowDataset, as_array, entry_target, last_window, load_table, make_windows, time_split
-from .datasets import PHYSIONET_HOURS, PHYSIONET_PARAMETERS, physionet_protocol, physionet_windows, read_physionet
+from .datasets import (
+    PHYSIONET_HOURS,
+    PHYSIONET_PARAMETERS,
+    physionet_protocol,
+    physionet_windows,
+    read_jsonlines,
+    read_long_csv,
+    read_physionet,
+)
 from .forecasting import table_to_dataset
 from .selection import SelectingLoss, Validation, validation_starts
 from .settings import TimeseriesConfig
@@ -62,6 +70,10 @@ def train(
             raise ValueError(f"task.horizon: expected fewer steps than data.window = {L}, got {H}")
     if config.task.task == "impute" and config.data.format == "physionet" and table is None:
         return _train_physionet(config, out_dir, resume)
+    if config.data.format in ("long-csv", "jsonl") and table is None:
+        if config.task.task != "forecast":
+            raise ValueError(f"data.format: {config.data.format!r} holds gluonts entries, for task.task = 'forecast'")
+        return train_forecaster(config, forecast_entries(config), out_dir, resume=resume)
     frame = load_table(config.data.source, "data.source") if table is None else load_table(table, "table")
     if config.task.task == "forecast":
         dataset, _ = table_to_dataset(frame, config.data.train_fraction)
@@ -194,6 +206,26 @@ def _fit_and_select(
     save_pretrained(chosen, out_dir, metadata={**meta, "validation": summary})
     save_run_config(out_dir, config)
     return TimeseriesTrainResult(**vars(result), scaler=scaler, validation=summary)
+
+
+def forecast_entries(config: TimeseriesConfig) -> list[dict]:
+    """The training entries of data.format long-csv / jsonl: each entry's first data.train_fraction of time."""
+    d = config.data
+    if d.root is None:
+        raise ValueError(f"data.root: expected the file to read for data.format = {d.format!r}")
+    if d.format == "jsonl":
+        if d.freq is None:
+            raise ValueError("data.freq: expected the frequency of the JSON-lines entries (e.g. 'h', 'D', 'Q')")
+        entries = read_jsonlines(d.root, d.freq)
+    else:
+        entries, _ = read_long_csv(d.root, freq=d.freq)
+    out = []
+    for e in entries:
+        target = np.asarray(e["target"])
+        n = target.shape[-1]
+        end = n if d.train_fraction >= 1.0 else time_split(n, d.train_fraction)
+        out.append({**e, "target": target[..., :end]})
+    return out
 
 
 def train_forecaster(
