@@ -85,3 +85,31 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="tokenizers JSON"):
         (tmp_path / "tokenizer.json").write_bytes(b"\x80\x04not json")
         load_tokenizer(tmp_path)
+
+
+def test_e2e_challenge_csv(tmp_path):
+    from omnidiffusion.text.data import read_corpus, read_e2e_any, read_e2e_csv
+
+    path = tmp_path / "trainset.csv"
+    path.write_text(
+        'mr,ref\n"name[The Eagle], eatType[coffee shop], food[French], area[riverside]",'
+        '"The Eagle is a French coffee shop by the riverside."\n'
+        '"name[Alimentum], familyFriendly[no]","Alimentum is  not family-friendly."\n'
+        '"name[Alimentum], familyFriendly[no]",""\n'  # an empty reference: skipped
+    )
+    examples = read_e2e_csv(path)
+    assert [e.text for e in examples] == [
+        "The Eagle is a French coffee shop by the riverside.",
+        "Alimentum is not family-friendly.",
+    ]
+    assert examples[0].mr["name"] == "The Eagle" and examples[0].mr["area"] == "riverside"
+    assert examples[1].mr["name"] == "Alimentum" and len(examples[0].mr) == 4
+    assert [e.text for e in read_corpus(path)] == [e.text for e in examples]  # auto: mr,ref header -> E2E CSV
+    assert read_e2e_any(path)[0].mr == examples[0].mr
+    bad = tmp_path / "devset.csv"
+    bad.write_text("meaning,reference\nx,y\n")
+    with pytest.raises(ValueError, match="expected CSV columns mr and ref"):
+        read_e2e_csv(bad)
+    stories = tmp_path / "stories.csv"
+    stories.write_text("storyid,sentence1,sentence2,sentence3,sentence4,sentence5\n1,A.,B.,C.,D.,E.\n")
+    assert read_corpus(stories)[0].text == "A. B. C. D. E."  # another CSV is still ROCStories

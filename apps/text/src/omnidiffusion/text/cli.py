@@ -21,7 +21,7 @@ from pathlib import Path
 from omnidiffusion.core.cli import AppCLI, count_arg, output_file, print_json
 from omnidiffusion.core.training import is_main_process
 
-from .data import named, read_e2e
+from .data import named, read_e2e_any
 from .evaluation import evaluate, load_teacher, load_train_texts
 from .masked import MaskedDiffusionLM
 from .pipeline import DiffusionLM, load_lm
@@ -91,7 +91,7 @@ def run_infill(args: argparse.Namespace, config: TextConfig) -> None:
 
 def run_evaluate(args: argparse.Namespace, config: TextConfig) -> None:
     try:
-        data = read_e2e(args.data)
+        data = read_e2e_any(args.data)
     except (OSError, ValueError) as e:
         raise named(e, "--data") from None
     lm = _load(args, config)
@@ -156,6 +156,8 @@ _evaluate = cli.add_command(
     default_config="default",
     checkpoint="required",
 )
-_evaluate.add_argument("--data", required=True, help="held-out E2E file (MR||text lines): the control targets")
+_evaluate.add_argument(
+    "--data", required=True, help="held-out E2E file (MR||text lines, or E2E's devset.csv / testset_w_refs.csv)"
+)
 _evaluate.add_argument("--n", type=count_arg(), default=200, help="samples per setting")
 main = cli.run

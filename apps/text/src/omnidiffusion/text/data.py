@@ -2,6 +2,7 @@
 
 Formats (each reader returns a list of `Example(mr, text)`; `mr` is {} when the format has none):
 - E2E (`MR||text` per line, MR `field : value | ...` as in Diffusion-LM, or E2E's CSV-style `name[The Eagle], ...`),
+- E2E's own CSV release (`trainset.csv`: columns mr, ref; MRs `name[The Eagle], eatType[pub], ...`),
 - ROCStories CSV (columns sentence1..sentence5, as released; a story becomes one text),
 - plain text, one sentence per line.
 
@@ -33,7 +34,7 @@ PAD, UNK, START, END = "[PAD]", "[UNK]", "[START]", "[END]"
 SPECIALS = (PAD, UNK, START, END)  # ids 0, 1, 2, 3
 TOKENIZER_FILE = "tokenizer.json"
 TRAIN_TEXTS = "train_texts.txt"  # the training sentences beside a checkpoint (memorisation rate)
-FORMATS = ("auto", "e2e", "rocstories", "plain")
+FORMATS = ("auto", "e2e", "e2e-csv", "rocstories", "plain")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -104,6 +105,31 @@ def read_plain(path: str | Path) -> list[Example]:
     return _nonempty([Example({}, " ".join(s.split())) for s in lines if s.strip()], path)
 
 
+def read_e2e_csv(path: str | Path) -> list[Example]:
+    """Read the E2E NLG challenge's CSV release (`trainset.csv`, `devset.csv`, `testset_w_refs.csv`): columns
+    `mr` (`name[The Eagle], eatType[coffee shop], ...`) and `ref`; one example per (MR, reference) row."""
+    path = _check_file(path, "an E2E CSV with columns mr,ref")
+    reader = csv.DictReader(io.StringIO(_read_text(path, "an E2E CSV"), newline=""))
+    if reader.fieldnames is None or not {"mr", "ref"} <= set(reader.fieldnames):
+        raise ValueError(f"{path}: expected CSV columns mr and ref, got {reader.fieldnames}")
+    out = []
+    for i, row in enumerate(reader, 2):  # line 1 is the header
+        text = " ".join((row["ref"] or "").split())
+        if not text:
+            continue
+        try:
+            out.append(Example(parse_mr(row["mr"] or ""), text))
+        except ValueError as e:
+            raise ValueError(f"{path}:{i}: {e}") from None
+    return _nonempty(out, path)
+
+
+def read_e2e_any(path: str | Path) -> list[Example]:
+    """E2E examples with their MRs (the control targets) from either E2E form: a `.csv` with columns mr,ref
+    (the challenge's release) or `MR||text` lines."""
+    return read_e2e_csv(path) if Path(path).suffix.lower() == ".csv" else read_e2e(path)
+
+
 def read_rocstories(path: str | Path) -> list[Example]:
     """Read the ROCStories CSV (columns sentence1 .. sentence5); each story is one text."""
     path = _check_file(path, "a ROCStories CSV with columns sentence1..sentence5")
@@ -122,17 +148,20 @@ def _nonempty(examples: list[Example], path: Path) -> list[Example]:
 
 
 def read_corpus(path: str | Path, fmt: str = "auto") -> list[Example]:
-    """Read a corpus in `fmt` = e2e | rocstories | plain | auto (by `||` in the first line, `.csv`, else plain)."""
+    """Read a corpus in `fmt` = e2e | e2e-csv | rocstories | plain | auto (a `.csv` with columns mr,ref is E2E's
+    release, another `.csv` ROCStories; else `||` in the first line means E2E lines, otherwise plain)."""
     if fmt not in FORMATS:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
     path = _check_file(path, "a corpus file")
     if fmt == "auto":
         if path.suffix.lower() == ".csv":
-            fmt = "rocstories"
+            header = next(csv.reader(io.StringIO(_read_text(path, "a CSV corpus"))), [])
+            fmt = "e2e-csv" if {"mr", "ref"} <= {h.strip() for h in header} else "rocstories"
         else:
             first = next((ln for ln in _read_lines(path, "a corpus") if ln.strip()), "")
             fmt = "e2e" if "||" in first else "plain"
-    return {"e2e": read_e2e, "rocstories": read_rocstories, "plain": read_plain}[fmt](path)
+    readers = {"e2e": read_e2e, "e2e-csv": read_e2e_csv, "rocstories": read_rocstories, "plain": read_plain}
+    return readers[fmt](path)
 
 
 # ----------------------------------------------------------------------------------------------------------------

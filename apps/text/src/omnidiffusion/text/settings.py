@@ -45,7 +45,7 @@ def _heads_divide(hidden: int, heads: int, where: str, hidden_name: str, heads_n
 @dataclass
 class DataConfig:
     path: str = ""  # "" = the bundled generated restaurant corpus; else a file in `format`
-    format: str = "auto"  # auto | e2e | rocstories | plain
+    format: str = "auto"  # auto | e2e | e2e-csv | rocstories | plain
     n_train: int = 6000  # bundled corpus sizes
     n_valid: int = 500
     n_test: int = 500
