@@ -105,9 +105,7 @@ def test_anomaly_score_verb(trained, tmp_path, capsys, cli_error):
     assert np.load(out / "x_map.npy", allow_pickle=False).shape == (16, 16)
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    cli_error(
-        cli, ["anomaly-score", "--checkpoint", str(trained), "--input", str(bad), "--out", str(out)], "bad.png"
-    )
+    cli_error(cli, ["anomaly-score", "--checkpoint", str(trained), "--input", str(bad), "--out", str(out)], "bad.png")
 
 
 def _tiny_model(T: int = 50) -> ImageDDPM:
@@ -178,3 +176,69 @@ def test_bundled_configs_load():
     assert paper.anomaly.t_star == 250 and paper.anomaly.train_max_index == 800
     with pytest.raises(ValueError, match="anomaly"):
         load_vision_config("anomaly-textures", ["anomaly.octave=3"])
+
+
+def _write_mvtec_class(root, rng) -> None:
+    """A miniature MVTec AD class folder: train/good, test/good, test/crack + ground_truth/crack masks (24 px)."""
+    for sub, n in (("train/good", 8), ("test/good", 2), ("test/crack", 3)):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(root / sub / f"{i:03d}.png")
+    (root / "ground_truth" / "crack").mkdir(parents=True)
+    for i in range(3):
+        mask = np.zeros((24, 24), np.uint8)
+        mask[4 + i : 10 + i, 6:12] = 255
+        Image.fromarray(mask).save(root / "ground_truth" / "crack" / f"{i:03d}_mask.png")
+
+
+def test_mvtec_test_split_reads_masks_and_defects(tmp_path):
+    from omnidiffusion.vision.anomaly.data import read_mvtec_test
+
+    _write_mvtec_class(tmp_path / "bottle", np.random.default_rng(0))
+    images, masks, names = read_mvtec_test(tmp_path / "bottle", 1)
+    assert names == ["crack/000.png", "crack/001.png", "crack/002.png", "good/000.png", "good/001.png"]
+    assert images.shape == (5, 1, 24, 24) and masks.dtype == torch.bool
+    assert masks[:3].flatten(1).sum(1).tolist() == [36, 36, 36] and not masks[3:].any()
+    assert masks[1, 0, 5:11, 6:12].all() and not masks[1, 0, 4].any()
+    want = np.asarray(Image.open(tmp_path / "bottle" / "test" / "good" / "001.png"), dtype=np.float32) / 255
+    np.testing.assert_allclose(images[4, 0].numpy(), want, atol=1e-6)
+    small, small_masks, _ = read_mvtec_test(tmp_path / "bottle", 1, size=12)
+    assert small.shape == (5, 1, 12, 12) and small_masks[:3].any() and not small_masks[3:].any()
+    (tmp_path / "bottle" / "ground_truth" / "crack" / "002_mask.png").unlink()
+    with pytest.raises(FileNotFoundError, match="no mask for test image crack/002.png"):
+        read_mvtec_test(tmp_path / "bottle", 1)
+    with pytest.raises(FileNotFoundError, match="no test/ folder"):
+        read_mvtec_test(tmp_path, 1)
+
+
+def test_train_on_mvtec_good_and_evaluate_its_test_split(tmp_path, capsys):
+    _write_mvtec_class(tmp_path / "bottle", np.random.default_rng(1))
+    out = tmp_path / "model"
+    good = tmp_path / "bottle" / "train" / "good"
+    folder = ["--set", "data.source=folder", "--set", f"data.folder={good}", "--set", "data.resize=true"]
+    assert cli.main(["train", "--config", "anomaly-textures", "--out", str(out), *TINY, *folder]) == 0
+    capsys.readouterr()
+    assert (
+        cli.main(["evaluate", "--task", "anomaly", "--checkpoint", str(out), "--data-dir", str(tmp_path / "bottle")])
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["protocol"]["data"]["images_per_defect"] == {"crack": 3, "good": 2}
+    assert 0.0 <= report["model"]["image_auroc"] <= 1.0 and 0.0 <= report["model"]["pixel_auroc"] <= 1.0
+
+
+def test_image_folder_resize_keeps_the_whole_image(tmp_path):
+    import torch.nn.functional as F
+
+    from omnidiffusion.vision.data import ImageFolder
+
+    (tmp_path / "f").mkdir()
+    img = np.zeros((24, 36), np.uint8)
+    img[:, :18] = 255  # left half white: a crop would lose one half, a resize keeps both
+    Image.fromarray(img).save(tmp_path / "f" / "a.png")
+    x = ImageFolder(tmp_path / "f", 16, 1, random_crop=False, resize=True)[0]
+    assert x.shape == (1, 16, 16)
+    want = F.interpolate(
+        torch.tensor(img / 255.0, dtype=torch.float32)[None, None], size=(16, 24), mode="bilinear", antialias=True
+    )
+    torch.testing.assert_close(x[0], want[0, 0, :, 4:20].clamp(0, 1) * 2 - 1, atol=1e-6, rtol=0)

@@ -258,7 +258,11 @@ _evaluate.add_argument(
 _evaluate.add_argument("--regression", default=None, help="--task sr: a RegressionSR checkpoint to compare with")
 _evaluate.add_argument("--image-dir", default=None, help="--task inpaint | inverse | seg | anomaly: folder of images")
 _evaluate.add_argument("--mask-dir", default=None, help="--task seg | anomaly: folder of ground-truth masks (PNG)")
-_evaluate.add_argument("--data-dir", default=None, help="--task points: folder of point clouds (.npy/.ply/.off/.xyz)")
+_evaluate.add_argument(
+    "--data-dir",
+    default=None,
+    help="--task points: folder of point clouds (.npy/.ply/.off/.xyz); --task anomaly: an MVTec AD class folder",
+)
 _evaluate.add_argument(
     "--mask", default="box", help="--task inpaint | inverse: box | half | lines | strokes | mask file"
 )

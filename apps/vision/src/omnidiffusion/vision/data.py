@@ -138,13 +138,17 @@ def random_crop_flip(x: Tensor, size: int, hflip: bool = True, generator: torch.
 
 class ImageFolder(Dataset):
     """Every image file in `folder` as (C, size, size) in [-1, 1]: a random crop per access (center crop if
-    `random_crop` is False). Images smaller than `size` raise a ValueError naming the file."""
+    `random_crop` is False), or with `resize` the whole image resized (antialiased) so its shorter side is `size`
+    first (MVTec AD, ImageNet-style folders). Images smaller than `size` raise a ValueError naming the file."""
 
-    def __init__(self, folder: str | Path, size: int, channels: int = 3, random_crop: bool = True) -> None:
+    def __init__(
+        self, folder: str | Path, size: int, channels: int = 3, random_crop: bool = True, resize: bool = False
+    ) -> None:
         self.files = image_files(folder)
         self.size = int(size)
         self.channels = int(channels)
         self.random_crop = random_crop
+        self.resize = bool(resize)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -152,6 +156,10 @@ class ImageFolder(Dataset):
     def __getitem__(self, i: int) -> Tensor:
         img = read_image(self.files[i], self.channels, notes=False)  # (C, H, W) in [0, 1]
         h, w = img.shape[-2:]
+        if self.resize and min(h, w) != self.size:
+            h, w = (self.size, max(self.size, round(w * self.size / h))) if h <= w else (
+                max(self.size, round(h * self.size / w)), self.size)  # fmt: skip
+            img = F.interpolate(img[None], size=(h, w), mode="bilinear", antialias=True)[0].clamp(0, 1)
         if h < self.size or w < self.size:
             raise ValueError(f"{self.files[i]}: image {h}x{w} is smaller than the crop size {self.size}")
         if self.random_crop:
@@ -215,7 +223,7 @@ def load_folder_images(folder: str | Path, channels: int, size: int | None = Non
 
 
 def training_images(
-    source: str, channels: int, size: int, folder: str = "", photo_crops: int = 512
+    source: str, channels: int, size: int, folder: str = "", photo_crops: int = 512, resize: bool = False
 ) -> Tensor | Dataset:
     """The training set named by a config's [data] section: a [-1, 1] tensor (N, C, H, W) or an ImageFolder."""
     if source == "digits":
@@ -229,7 +237,7 @@ def training_images(
     elif source == "folder":
         if not folder:
             raise ValueError("data.folder: expected a folder of images when data.source = 'folder', got ''")
-        return ImageFolder(folder, size, channels)
+        return ImageFolder(folder, size, channels, resize=resize)
     else:
         raise ValueError(f"data.source: expected digits, faces, lfw, photos or folder, got {source!r}")
     if x.shape[1] != channels:

@@ -86,6 +86,7 @@ class DataConfig:
     scale: int = 4  # SR factor: LR side = image_size / scale
     hflip: bool = True  # random horizontal flips
     photo_crops: int = 512  # crops drawn from the sample photographs when source = "photos"
+    resize: bool = False  # source = "folder": resize each image to image_size (shorter side) before cropping
 
 
 @dataclass

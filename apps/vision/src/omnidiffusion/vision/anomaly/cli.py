@@ -17,7 +17,7 @@ import torch
 
 from ..flags import as_flags
 from ..imaging import read_image
-from .data import anomaly_test_set, read_pairs
+from .data import anomaly_test_set, read_mvtec_test, read_pairs
 from .evaluation import evaluate_anomaly
 from .pipeline import AnomalyDetector, map_image, overlay
 from .training import train
@@ -77,7 +77,12 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     size = det.model.image_size
     if bool(args.image_dir) != bool(args.mask_dir):
         raise ValueError("--image-dir, --mask-dir: give both folders (images and their masks), or neither")
-    if args.image_dir:
+    if args.data_dir:  # an MVTec AD class folder: its test split and ground truth
+        images, masks, names = read_mvtec_test(args.data_dir, det.model.channels, size)
+        defects = sorted({n.split("/")[0] for n in names})
+        counts = {d: sum(n.startswith(f"{d}/") for n in names) for d in defects}
+        data = {"mvtec_class": str(args.data_dir), "images_per_defect": counts, "resized_to": size}
+    elif args.image_dir:
         images, masks, _ = read_pairs(args.image_dir, args.mask_dir, det.model.channels, size)
         data = {"image_dir": str(args.image_dir), "mask_dir": str(args.mask_dir)}
     else:

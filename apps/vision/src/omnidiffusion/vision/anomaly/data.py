@@ -11,7 +11,9 @@ Bundled (nothing is downloaded):
   normal (empty mask) for the image-level AUROC.
 
 User data: `read_pairs(image_dir, mask_dir)` pairs images and masks by file name (masks: white = anomalous,
-thresholded at 0.5); `write_pairs` writes the same layout as PNG.
+thresholded at 0.5); `write_pairs` writes the same layout as PNG. MVTec AD (Bergmann et al. 2019), one class
+folder `<class>/`: `train/good/` trains (data.source = "folder"), and `read_mvtec_test(class_dir)` reads
+`test/<defect>/*.png` with `ground_truth/<defect>/<name>_mask.png` (`test/good/` has no masks: all normal).
 """
 
 from __future__ import annotations
@@ -228,4 +230,45 @@ def read_pairs(
             raise ValueError(f"image_dir: {name} is {tuple(img.shape[-2:])}, the model expects {size}x{size}")
         xs.append(img)
         ms.append(mask > 0.5)
+    return torch.stack(xs), torch.stack(ms), names
+
+
+def read_mvtec_test(
+    class_dir: str | Path, channels: int, size: int | None = None
+) -> tuple[Tensor, Tensor, list[str]]:
+    """MVTec AD's test split of one class: images (N, C, S, S) in [0, 1], masks (N, 1, S, S) bool and each
+    image's `<defect>/<name>`, resized to `size` when given (images with antialiasing, masks by nearest).
+
+    `class_dir` holds `test/<defect>/` and `ground_truth/<defect>/<name>_mask.png`; `test/good/` images are
+    normal (an empty mask). A defect image without its mask, or a mask of another size, is refused by name."""
+    class_dir = Path(class_dir)
+    test = class_dir / "test"
+    if not test.is_dir():
+        raise FileNotFoundError(f"{class_dir}: no test/ folder (expected an MVTec AD class folder, e.g. bottle/)")
+    defects = sorted(d.name for d in test.iterdir() if d.is_dir())
+    if not defects:
+        raise ValueError(f"{test}: no defect folders (expected test/good/ and test/<defect>/)")
+    xs, ms, names = [], [], []
+    for defect in defects:
+        for path in image_files(test / defect):
+            img = read_image(path, channels, notes=False)
+            if defect == "good":
+                mask = torch.zeros(1, *img.shape[-2:], dtype=torch.bool)
+            else:
+                mask_path = class_dir / "ground_truth" / defect / f"{path.stem}_mask.png"
+                if not mask_path.is_file():
+                    raise FileNotFoundError(f"{mask_path}: no mask for test image {defect}/{path.name}")
+                mask = read_image(mask_path, 1, notes=False) > 0.5
+                if mask.shape[-2:] != img.shape[-2:]:
+                    raise ValueError(
+                        f"{mask_path}: mask is {tuple(mask.shape[-2:])}, the image {tuple(img.shape[-2:])}"
+                    )
+            if size is not None and tuple(img.shape[-2:]) != (size, size):
+                img = F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True)[0].clamp(0, 1)
+                mask = F.interpolate(mask[None].float(), size=(size, size), mode="nearest")[0] > 0.5
+            if xs and img.shape != xs[0].shape:
+                raise ValueError(f"{path}: {tuple(img.shape[-2:])}, expected {tuple(xs[0].shape[-2:])} (or pass size)")
+            xs.append(img)
+            ms.append(mask)
+            names.append(f"{defect}/{path.name}")
     return torch.stack(xs), torch.stack(ms), names

@@ -30,7 +30,7 @@ def train(config: VisionConfig, out_dir: str | Path, *, resume: bool | None = No
         config = replace(config, task="anomaly")
     d = config.data
     if d.source == "folder":
-        data = training_images("folder", d.channels, d.image_size, d.folder)
+        data = training_images("folder", d.channels, d.image_size, d.folder, resize=d.resize)
         mean = torch.stack([data[i] for i in range(len(data))]).mean(dim=0) * 0.5 + 0.5
     else:
         if d.channels != 1:
