@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from omnidiffusion.purification.cifar10 import (
+from omnidiffusion.purification.data import load_images
+from omnidiffusion.vision.cifar10 import (
     CLASSES,
     RECORD_BYTES,
     cifar10_binary,
@@ -23,7 +24,6 @@ from omnidiffusion.purification.cifar10 import (
     read_batch,
     read_class_names,
 )
-from omnidiffusion.purification.data import load_images
 
 TRAIN_RECORDS = 3  # per data_batch_k.bin
 TEST_RECORDS = 4

@@ -123,3 +123,25 @@ def test_train_image_ddpm_rejects_bad_images(tmp_path):
         train_image_ddpm(torch.rand(4, 3, 16, 16), "ddpm-digits", tmp_path, overrides=TINY)
     with pytest.raises(ValueError, match="unknown config key"):
         train_image_ddpm(torch.rand(4, 1, 16, 16), "ddpm-digits", tmp_path, overrides=["model.width=3"])
+
+
+def test_training_images_read_cifar10_binary(tmp_path):
+    """data.source = cifar10: the five training batches of cifar-10-batches-bin, byte / 255 scaled to [-1, 1]."""
+    from omnidiffusion.vision.data import training_images
+
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(1, 6):
+        rec = np.concatenate([rng.integers(0, 10, (3, 1)), rng.integers(0, 256, (3, 3072))], axis=1).astype(np.uint8)
+        (folder / f"data_batch_{i}.bin").write_bytes(rec.tobytes())
+        records.append(rec)
+    x = training_images("cifar10", 3, 32, str(tmp_path))
+    assert x.shape == (15, 3, 32, 32)
+    want = np.concatenate(records)[:, 1:].reshape(15, 3, 32, 32) / 255.0 * 2 - 1  # R plane, G plane, B plane
+    np.testing.assert_allclose(x.numpy(), want, atol=1e-6)
+    with pytest.raises(ValueError, match="data.folder"):
+        training_images("cifar10", 3, 32, "")
+    with pytest.raises(FileNotFoundError, match="data.folder"):
+        training_images("cifar10", 3, 32, str(tmp_path / "absent"))

@@ -10,8 +10,9 @@ accuracy for the classifier alone, transfer, BPDA+EOT and full-gradient EOT-PGD 
 `omnidiffusion-purification evaluate`.
 """
 
+from omnidiffusion.vision.cifar10 import cifar10_binary
+
 from .attacks import ATTACKS, NORMS, THREATS, AttackConfig, make_attack
-from .cifar10 import cifar10_binary
 from .classifier import SmallCNN, TorchvisionClassifier, build_classifier, predict_labels, train_classifier
 from .data import digits_images, digits_split, image_folder, load_images, torchvision_dataset
 from .diffpure import PURIFY_METHODS, DiffPure, check_unit_range

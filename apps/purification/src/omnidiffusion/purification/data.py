@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from omnidiffusion.core.checks import positive_int
+from omnidiffusion.vision.cifar10 import cifar10_binary, is_cifar10_binary, is_cifar10_python
 from omnidiffusion.vision.imaging import decode_image
-
-from .cifar10 import cifar10_binary, is_cifar10_binary, is_cifar10_python
 
 Note = Callable[[str], None]  # receives a one-line note when images are converted (resized, channels changed)
 

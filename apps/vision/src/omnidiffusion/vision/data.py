@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .cifar10 import cifar10_binary
 from .imaging import check_scale, image_files, read_image, read_images
 
 SPLITS = ("train", "test", "all")
@@ -238,8 +239,12 @@ def training_images(
         if not folder:
             raise ValueError("data.folder: expected a folder of images when data.source = 'folder', got ''")
         return ImageFolder(folder, size, channels, resize=resize)
+    elif source == "cifar10":
+        if not folder:
+            raise ValueError("data.folder: expected the folder holding cifar-10-batches-bin (source cifar10)")
+        x = cifar10_binary(folder, "train", size=size, channels=channels, name="data.folder")[0]
     else:
-        raise ValueError(f"data.source: expected digits, faces, lfw, photos or folder, got {source!r}")
+        raise ValueError(f"data.source: expected digits, faces, lfw, photos, folder or cifar10, got {source!r}")
     if x.shape[1] != channels:
         raise ValueError(f"data.channels: the {source} images have {x.shape[1]} channel(s), got {channels}")
     return x * 2.0 - 1.0

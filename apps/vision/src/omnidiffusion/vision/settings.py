@@ -77,9 +77,10 @@ class VisionScheduleConfig(ScheduleConfig):
 @dataclass
 class DataConfig:
     """Training images. source: digits | faces | lfw (the training faces and lfw_subset's non-face patches) |
-    photos | folder (PNG/JPEG files under `folder`)."""
+    photos | folder (PNG/JPEG files under `folder`) | cifar10 (the training batches of the binary CIFAR-10,
+    `folder`/cifar-10-batches-bin, never the pickled python version)."""
 
-    source: Literal["digits", "faces", "lfw", "photos", "folder"] = "digits"
+    source: Literal["digits", "faces", "lfw", "photos", "folder", "cifar10"] = "digits"
     folder: str = ""
     image_size: int = 16  # training crop side (HR side for SR)
     channels: int = 1  # 1 = grayscale, 3 = RGB
