@@ -26,7 +26,7 @@ from omnidiffusion.core.training import is_main_process
 
 from .data import read_csv
 from .estimator import CSDIPredictor
-from .evaluation import evaluate_forecast, evaluate_imputation, evaluate_physionet
+from .evaluation import evaluate_forecast, evaluate_imputation, evaluate_physionet, evaluate_pm25
 from .pipeline import Imputer, load_model
 from .plots import fan_chart
 from .settings import PACKAGE, TimeseriesConfig
@@ -127,11 +127,12 @@ def run_forecast(args: argparse.Namespace, config: TimeseriesConfig) -> None:
 
 def run_evaluate(args: argparse.Namespace, config: TimeseriesConfig) -> None:
     model = _load_model(args, config)
-    if not isinstance(model, CSDIPredictor) and model.config.data.format == "physionet" and args.csv is None:
-        print_json(evaluate_physionet(model))  # the checkpoint's own test fold
+    own = {"physionet": evaluate_physionet, "pm25": evaluate_pm25}
+    if not isinstance(model, CSDIPredictor) and model.config.data.format in own and args.csv is None:
+        print_json(own[model.config.data.format](model))  # the checkpoint's own test part
         return
     if args.csv is None:
-        raise ValueError("--csv: required (only a model trained with data.format = 'physionet' brings its test data)")
+        raise ValueError("--csv: required (only models trained with data.format physionet or pm25 bring test data)")
     frame = read_csv(args.csv, "--csv")
     seed = model.config.sampler.seed
     with as_flags(**FLAGS):
@@ -183,7 +184,7 @@ _evaluate = cli.add_command(
 for _sub in (_impute, _forecast):
     _sub.add_argument("--csv", required=True, help="wide CSV: rows are time steps, columns features, NaN = missing")
 _evaluate.add_argument(
-    "--csv", default=None, help="wide CSV to score (not needed for a data.format = physionet model: its test fold)"
+    "--csv", default=None, help="wide CSV to score (not for data.format physionet / pm25 models: their test part)"
 )
 for _sub in (_impute, _forecast):
     _sub.add_argument("--plot", default=None, help="fan-chart PNG path")

@@ -316,3 +316,35 @@ def read_jsonlines(path: str | Path, freq: str) -> list[dict]:
     if not entries:
         raise ValueError(f"{path}: no entries")
     return entries
+
+
+def pm25_windows(
+    protocol: dict, months: tuple[int, ...], length: int, *, test: bool = False
+) -> dict[str, torch.Tensor]:
+    """Windows (N, K, length) inside each of `months` of a pm25_protocol: stride 1 for training; with `test`,
+    CSDI's evaluation windows (stride `length`, the last one ending at the month's end) with "target" (the
+    missing file's hidden entries) and "scored" (False on the steps a last window shares with the one before)."""
+    z, observed, target = (protocol[k].to_numpy() for k in ("z", "observed", "target"))
+    month_of = protocol["z"].index.month
+    parts: dict[str, list[np.ndarray]] = {"values": [], "observed": [], "target": [], "scored": []}
+    for month in months:
+        rows = np.flatnonzero(month_of == month)
+        if len(rows) < length:
+            raise ValueError(f"data.window: month {month} has {len(rows)} hours, fewer than the window of {length}")
+        if test:
+            starts = list(range(0, len(rows) - length + 1, length))
+            if len(rows) % length:
+                starts.append(len(rows) - length)
+        else:
+            starts = list(range(len(rows) - length + 1))
+        for k, start in enumerate(starts):
+            idx = rows[start : start + length]
+            scored = np.ones((z.shape[1], length), bool)
+            if test and k and start < starts[k - 1] + length:  # overlaps the previous window: score the rest only
+                scored[:, : starts[k - 1] + length - start] = False
+            for key, arr in (("values", z), ("observed", observed), ("target", target)):
+                parts[key].append(arr[idx].T)
+            parts["scored"].append(scored)
+    out = {k: torch.as_tensor(np.stack(v)) for k, v in parts.items()}
+    out["values"] = out["values"].float()
+    return out if test else {"values": out["values"], "observed": out["observed"]}

@@ -101,12 +101,15 @@ class DataConfig:
     # format "long-csv" / "jsonl" (task.task = "forecast"): the gluonts entries of a long-format CSV (item_id,
     # timestamp, values) or of gluonts JSON lines at `root` (at frequency `freq`; long-csv infers it when None);
     # each entry's first data.train_fraction of time trains.
-    format: Literal["table", "physionet", "long-csv", "jsonl"] = "table"
+    # format "pm25": the STMVL PM2.5 tables at `root` (pm25_ground.txt, pm25_missing.txt) under CSDI's protocol:
+    # windows inside the training months, `valid_month` (one of 1, 2, 4, 5, 7, 8, 10, 11) validates.
+    format: Literal["table", "physionet", "pm25", "long-csv", "jsonl"] = "table"
     root: str | None = None
     freq: str | None = None
     missing_ratio: float = 0.1
     fold: int = 0
     split_seed: int = 1
+    valid_month: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str | os.PathLike) or not str(self.source).strip():
@@ -115,7 +118,11 @@ class DataConfig:
         positive_int(self.stride, "data.stride")
         real_number(self.train_fraction, "data.train_fraction", low=0.0, high=1.0, low_open=True)
         real_number(self.val_fraction, "data.val_fraction", low=0.0, high=0.5)
-        _one_of(self.format, "data.format", ("table", "physionet", "long-csv", "jsonl"))
+        _one_of(self.format, "data.format", ("table", "physionet", "pm25", "long-csv", "jsonl"))
+        if self.valid_month not in (1, 2, 4, 5, 7, 8, 10, 11):
+            raise ValueError(
+                f"data.valid_month: expected a training month 1, 2, 4, 5, 7, 8, 10 or 11, got {self.valid_month!r}"
+            )
         if self.root is not None and not str(self.root).strip():
             raise ValueError("data.root: expected a folder, got an empty string")
         real_number(self.missing_ratio, "data.missing_ratio", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -192,7 +199,7 @@ def legacy_config(metadata: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     sampler.n_samples -> sampler.samples), with `overrides` ('a.b=value') applied."""
     settings = metadata.get("settings")
     if not isinstance(settings, Mapping):
-        raise ValueError("config.json: holds neither a run_config.json beside it nor the old \"settings\" metadata")
+        raise ValueError('config.json: holds neither a run_config.json beside it nor the old "settings" metadata')
     tables = {k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.items()}
     diffusion = tables.pop("diffusion", None) or {}
     tables["schedule"] = {

@@ -29,11 +29,15 @@ from .data import Scaler, WindowDataset, as_array, entry_target, last_window, lo
 from .datasets import (
     PHYSIONET_HOURS,
     PHYSIONET_PARAMETERS,
+    PM25_TRAIN_MONTHS,
     physionet_protocol,
     physionet_windows,
+    pm25_protocol,
+    pm25_windows,
     read_jsonlines,
     read_long_csv,
     read_physionet,
+    read_pm25,
 )
 from .forecasting import table_to_dataset
 from .selection import SelectingLoss, Validation, validation_starts
@@ -70,6 +74,8 @@ def train(
             raise ValueError(f"task.horizon: expected fewer steps than data.window = {L}, got {H}")
     if config.task.task == "impute" and config.data.format == "physionet" and table is None:
         return _train_physionet(config, out_dir, resume)
+    if config.task.task == "impute" and config.data.format == "pm25" and table is None:
+        return _train_pm25(config, out_dir, resume)
     if config.data.format in ("long-csv", "jsonl") and table is None:
         if config.task.task != "forecast":
             raise ValueError(f"data.format: {config.data.format!r} holds gluonts entries, for task.task = 'forecast'")
@@ -142,6 +148,28 @@ def _train_physionet(config: TimeseriesConfig, out_dir: str | Path, resume: bool
         }
         where = {"stays": [str(stays.ids[i]) for i in chosen], "windows": int(len(chosen))}
     meta["physionet"] = {"stays": len(stays.ids), "train": int(len(p["train"])), "valid": int(len(p["valid"]))}
+    return _fit_and_select(config, windows, val, scaler, meta, where, out_dir, resume)
+
+
+def _train_pm25(config: TimeseriesConfig, out_dir: str | Path, resume: bool | None) -> TimeseriesTrainResult:
+    """data.format = pm25: windows of data.window hours (stride data.stride) inside each training month; the
+    validation month's windows select the model; the test months are never read here."""
+    d = config.data
+    if d.root is None:
+        raise ValueError("data.root: expected the STMVL SampleData folder (pm25_ground.txt, pm25_missing.txt)")
+    ground, missing = read_pm25(d.root)
+    p = pm25_protocol(ground, missing, valid_index=PM25_TRAIN_MONTHS.index(d.valid_month))
+    windows = pm25_windows(p, p["train_months"], d.window)
+    if d.stride > 1:
+        windows = {k: v[:: d.stride] for k, v in windows.items()}
+    scaler = Scaler(mean=p["mean"], std=p["std"])
+    meta = {"kind": "csdi-imputer", "scaler": scaler.to_dict(), "columns": [str(c) for c in ground.columns]}
+    val, where = None, {}
+    if d.val_fraction > 0:
+        v = pm25_windows(p, p["valid_months"], d.window, test=True)
+        keep = _spread(np.arange(len(v["values"])))
+        val = {"values": v["values"][keep], "observed": v["observed"][keep], "scored": v["scored"][keep]}
+        where = {"valid_month": d.valid_month, "windows": int(len(keep))}
     return _fit_and_select(config, windows, val, scaler, meta, where, out_dir, resume)
 
 
@@ -298,6 +326,8 @@ def validation_message(summary: dict | None) -> str:
     part = (
         f"validation rows {summary['rows'][0]}-{summary['rows'][1] - 1}"
         if "rows" in summary
+        else f"validation month {summary['valid_month']} ({summary['windows']} windows)"
+        if "valid_month" in summary
         else f"validation on {summary['windows']} stays"
     )
     head = (
