@@ -103,23 +103,14 @@ def evaluate_physionet(imputer: Imputer, root: str | None = None) -> dict:
     windows = physionet_windows(p, p["test"])
     cond = torch.as_tensor(p["cond"][p["test"]].transpose(0, 2, 1))
     scores = score_masks(imputer, windows, cond, imputer.config.sampler.seed)
-    s = imputer.config.sampler
-    return {
-        "model": scores.pop(f"csdi {s.method} {s.steps}"),
-        "baselines": scores,
-        "protocol": {
-            "task": "imputation",
-            "data": f"PhysioNet 2012 at {root}: {len(stays.ids)} stays, fold {d.fold} of 5 ({len(p['test'])} stays)",
-            "missing_ratio": d.missing_ratio,
-            "split_seed": d.split_seed,
-            "targets": int(p["target"][p["test"]].sum()),
-            "units": "z-scores with the statistics of every stay's observed values (CSDI's; scaler 1)",
-            "sampler": s.method,
-            "steps": s.steps,
-            "samples": s.samples,
-            "metrics": "CRPS over 19 quantiles / sum|y| (CSDI), MAE and RMSE of the median, 5-95% coverage",
-        },
+    protocol = {
+        "data": f"PhysioNet 2012 at {root}: {len(stays.ids)} stays, fold {d.fold} of 5 ({len(p['test'])} stays)",
+        "missing_ratio": d.missing_ratio,
+        "split_seed": d.split_seed,
+        "targets": int(p["target"][p["test"]].sum()),
+        "units": "z-scores with the statistics of every stay's observed values (CSDI's; scaler 1)",
     }
+    return _report(imputer, scores, protocol)
 
 
 def evaluate_imputation(
@@ -248,17 +239,25 @@ def evaluate_pm25(imputer: Imputer, root: str | None = None) -> dict:
     cond = windows["observed"] & ~windows["target"]
     scaler = Scaler(mean=p["mean"], std=p["std"])
     scores = score_masks(imputer, windows, cond, imputer.config.sampler.seed, scored=windows["scored"], scaler=scaler)
+    protocol = {
+        "data": f"Beijing PM2.5 (STMVL) at {root}: {ground.shape[1]} stations",
+        "test_months": list(p["test_months"]),
+        "windows": int(windows["values"].shape[0]),
+        "targets": int((windows["target"] & windows["scored"]).sum()),
+        "units": "the data's own (ug/m3), de-normalised with the non-test months' mean and std (CSDI's)",
+    }
+    return _report(imputer, scores, protocol)
+
+
+def _report(imputer: Imputer, scores: dict, protocol: dict) -> dict:
+    """`evaluate`'s JSON for a protocol-defined imputation test: the model's row, the baselines, the protocol."""
     s = imputer.config.sampler
     return {
         "model": scores.pop(f"csdi {s.method} {s.steps}"),
         "baselines": scores,
         "protocol": {
             "task": "imputation",
-            "data": f"Beijing PM2.5 (STMVL) at {root}: {ground.shape[1]} stations",
-            "test_months": list(p["test_months"]),
-            "windows": int(windows["values"].shape[0]),
-            "targets": int((windows["target"] & windows["scored"]).sum()),
-            "units": "the data's own (ug/m3), de-normalised with the non-test months' mean and std (CSDI's)",
+            **protocol,
             "sampler": s.method,
             "steps": s.steps,
             "samples": s.samples,
