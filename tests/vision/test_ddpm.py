@@ -141,6 +141,13 @@ def test_training_images_read_cifar10_binary(tmp_path):
     assert x.shape == (15, 3, 32, 32)
     want = np.concatenate(records)[:, 1:].reshape(15, 3, 32, 32) / 255.0 * 2 - 1  # R plane, G plane, B plane
     np.testing.assert_allclose(x.numpy(), want, atol=1e-6)
+    test = np.concatenate([rng.integers(0, 10, (2, 1)), rng.integers(0, 256, (2, 3072))], axis=1).astype(np.uint8)
+    (folder / "test_batch.bin").write_bytes(test.tobytes())
+    from omnidiffusion.vision.data import load_folder_images
+
+    held_out = load_folder_images(tmp_path, 3)  # evaluate's --hr-dir / --image-dir: the test batch
+    np.testing.assert_allclose(held_out.numpy(), test[:, 1:].reshape(2, 3, 32, 32) / 255.0, atol=1e-6)
+    assert load_folder_images(folder, 1, 16).shape == (2, 1, 16, 16)  # grey, center-cropped
     with pytest.raises(ValueError, match="data.folder"):
         training_images("cifar10", 3, 32, "")
     with pytest.raises(FileNotFoundError, match="data.folder"):

@@ -251,12 +251,18 @@ _evaluate = add(
     "evaluate", run_evaluate, help="score a model against its baselines on a folder of images; prints one JSON object"
 )
 _evaluate.add_argument("--task", choices=("sr", "inpaint", *EXTRA_TASKS), required=True)
-_evaluate.add_argument("--hr-dir", default=None, help="--task sr: folder of high-resolution images")
+_evaluate.add_argument(
+    "--hr-dir", default=None, help="--task sr: folder of HR images (or holding cifar-10-batches-bin: its test batch)"
+)
 _evaluate.add_argument(
     "--scale", type=count_arg(), default=None, help="--task sr: SR factor (must match the checkpoint)"
 )
 _evaluate.add_argument("--regression", default=None, help="--task sr: a RegressionSR checkpoint to compare with")
-_evaluate.add_argument("--image-dir", default=None, help="--task inpaint | inverse | seg | anomaly: folder of images")
+_evaluate.add_argument(
+    "--image-dir",
+    default=None,
+    help="--task inpaint | inverse | seg | anomaly: folder of images (inpaint, inverse: or of cifar-10-batches-bin)",
+)
 _evaluate.add_argument("--mask-dir", default=None, help="--task seg | anomaly: folder of ground-truth masks (PNG)")
 _evaluate.add_argument(
     "--data-dir",

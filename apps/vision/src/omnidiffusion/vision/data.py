@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .cifar10 import cifar10_binary
+from .cifar10 import cifar10_binary, is_cifar10_binary
 from .imaging import check_scale, image_files, read_image, read_images
 
 SPLITS = ("train", "test", "all")
@@ -207,8 +207,13 @@ class PairedFolders(Dataset):
 def load_folder_images(folder: str | Path, channels: int, size: int | None = None) -> Tensor:
     """All images of a folder as one (N, C, H, W) tensor in [0, 1] (center-cropped to `size` when given).
 
-    Without `size` every image must have the same size (a ValueError names the first that differs).
+    Without `size` every image must have the same size (a ValueError names the first that differs). A folder
+    holding CIFAR-10's binary version (cifar-10-batches-bin) gives its test batch, the 10,000 images of the
+    paper's test split.
     """
+    if is_cifar10_binary(folder):
+        x = cifar10_binary(folder, "test", channels=channels, name=str(folder))[0]
+        return x if size is None else center_crop(x, size)
     images = []
     paths = image_files(folder)
     for path, img in zip(paths, read_images(paths, channels, str(folder)), strict=True):
