@@ -84,6 +84,13 @@ CLI_CASES = [
     ("seed -1", lambda e: _evaluate(e, "--set", "sampler.seed=-1"), ("sampler.seed", "integer >= 0")),
     ("seed flag", lambda e: _evaluate(e, "--seed", "1"), ("unrecognized arguments: --seed",)),
     ("steps flag", lambda e: _evaluate(e, "--steps", "1"), ("unrecognized arguments: --steps",)),
+    ("no csv", lambda e: ["evaluate", "--checkpoint", e / "imp"], ("--csv", "required")),
+    ("physionet no root", lambda e: ["train", "--config", "tiny", "--out", e / "p0", "--set", "data.format=physionet"],
+     ("data.root", "set-a")),  # fmt: skip
+    ("pm25 bad month", lambda e: ["train", "--config", "tiny", "--out", e / "p1", "--set", "data.valid_month=3"],
+     ("data.valid_month", "training month")),  # fmt: skip
+    ("jsonl for impute", lambda e: ["train", "--config", "tiny", "--out", e / "p2", "--set", "data.format=jsonl",
+     "--set", f"data.root={e / 'good.csv'}"], ("data.format", "forecast")),  # fmt: skip
     *[
         (f"windows {w}", lambda e, w=w: _evaluate_forecast(e, "--windows", w), ("--windows", "integer >= 1"))
         for w in ("0", "-1")
