@@ -121,3 +121,12 @@ def test_inference_commands_take_a_checkpoint(app):
     assert verbs, f"omnidiffusion-{app}: no inference command found"
     lacking = [n for n in verbs if "--checkpoint" not in _options(cli.commands[n][1])]
     assert not lacking, f"omnidiffusion-{app}: {lacking} run a model without --checkpoint"
+
+
+@pytest.mark.parametrize("app", INSTALLED)
+def test_data_location_is_data_root(app):
+    """Where a user's dataset lives is `data.root` in every app (issue 24's `--set data.root=DIR`)."""
+    table = get_type_hints(_root_config(app))["data"]
+    names = {f.name for f in dataclasses.fields(table)}
+    assert "root" in names, f"omnidiffusion.{app}: [data] has no root key ({sorted(names)})"
+    assert not names & {"folder", "path", "data_dir", "dir"}, f"omnidiffusion.{app}: [data] names its location twice"

@@ -176,3 +176,28 @@ def test_print_config_and_print_json(capsys) -> None:
     print_json({"model": {"fid": np.float32(1.5), "nll": float("nan")}, "baselines": {}, "protocol": {"n": 3}})
     assert json.loads(capsys.readouterr().out) == {
         "model": {"fid": 1.5, "nll": None}, "baselines": {}, "protocol": {"n": 3}}
+
+
+@dataclass
+class _RenamedData:
+    RENAMED = {"folder": "root"}  # a class attribute, not a field: keys this table renamed
+    root: str = ""
+    size: int = 8
+
+
+@dataclass
+class _RenamedRun:
+    data: _RenamedData = field(default_factory=_RenamedData)
+
+
+def test_renamed_keys_still_load_under_their_old_name(tmp_path: Path) -> None:
+    from omnidiffusion.core.config import apply_override
+
+    assert from_dict(_RenamedRun, {"data": {"folder": "/x", "size": 4}}).data.root == "/x"
+    assert to_dict(from_dict(_RenamedRun, {"data": {"folder": "/x"}})) == {"data": {"root": "/x", "size": 8}}
+    assert apply_override(_RenamedRun(), "data.folder=/y").data.root == "/y"
+    assert apply_override(_RenamedRun(), "data.root=/z").data.root == "/z"
+    with pytest.raises(ValueError, match="given twice"):
+        from_dict(_RenamedRun, {"data": {"folder": "/x", "root": "/y"}})
+    with pytest.raises(ValueError, match="unknown config key 'path'"):
+        from_dict(_RenamedRun, {"data": {"path": "/x"}})

@@ -122,8 +122,8 @@ _CLI = [
     (TRAIN + ["--set", "diffusion.T=10"], "unknown config key 'diffusion'"),
     (TRAIN + ["--resume"], "resume=True", "no checkpoint"),
     (TRAIN + ["--set", "classifier.kernel_size=4"], "classifier.kernel_size", "odd"),
-    (TRAIN + ["--set", "data.path={files}/missing.txt"], "data.path", "no such file"),
-    (TRAIN + ["--set", "data.path={files}/empty.txt"], "data.path", "empty"),
+    (TRAIN + ["--set", "data.root={files}/missing.txt"], "data.root", "no such file"),
+    (TRAIN + ["--set", "data.path={files}/empty.txt"], "data.root", "empty"),  # the old name still reads
 ]
 CLI_CASES = [(case[0], case[1:]) for case in _CLI]
 

@@ -105,8 +105,8 @@ def test_bad_inputs(checkpoint, cli_error):
 def test_empty_corpus_is_refused(tmp_path, cli_error):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    argv = ["train", "--config", "tiny", "--set", f"data.path={empty}", "--out", tmp_path / "o"]
-    cli_error(cli, argv, "data.path", "empty")
+    argv = ["train", "--config", "tiny", "--set", f"data.root={empty}", "--out", tmp_path / "o"]
+    cli_error(cli, argv, "data.root", "empty")
 
 
 def test_a_checkpoint_without_run_config_still_loads(checkpoint, tmp_path, capsys):

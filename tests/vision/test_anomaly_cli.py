@@ -215,7 +215,7 @@ def test_train_on_mvtec_good_and_evaluate_its_test_split(tmp_path, capsys):
     _write_mvtec_class(tmp_path / "bottle", np.random.default_rng(1))
     out = tmp_path / "model"
     good = tmp_path / "bottle" / "train" / "good"
-    folder = ["--set", "data.source=folder", "--set", f"data.folder={good}", "--set", "data.resize=true"]
+    folder = ["--set", "data.source=folder", "--set", f"data.root={good}", "--set", "data.resize=true"]
     assert cli.main(["train", "--config", "anomaly-textures", "--out", str(out), *TINY, *folder]) == 0
     capsys.readouterr()
     assert (

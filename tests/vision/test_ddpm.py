@@ -148,7 +148,7 @@ def test_training_images_read_cifar10_binary(tmp_path):
     held_out = load_folder_images(tmp_path, 3)  # evaluate's --hr-dir / --image-dir: the test batch
     np.testing.assert_allclose(held_out.numpy(), test[:, 1:].reshape(2, 3, 32, 32) / 255.0, atol=1e-6)
     assert load_folder_images(folder, 1, 16).shape == (2, 1, 16, 16)  # grey, center-cropped
-    with pytest.raises(ValueError, match="data.folder"):
+    with pytest.raises(ValueError, match="data.root"):
         training_images("cifar10", 3, 32, "")
-    with pytest.raises(FileNotFoundError, match="data.folder"):
+    with pytest.raises(FileNotFoundError, match="data.root"):
         training_images("cifar10", 3, 32, str(tmp_path / "absent"))

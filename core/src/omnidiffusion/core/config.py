@@ -47,6 +47,12 @@ def _fields(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
+def _current_key(cls: type, key: str) -> str:
+    """A key's current name: a config class lists keys it renamed in a class attribute
+    `RENAMED = {"old": "new"}`, so files and --set values written with the old name still load."""
+    return getattr(cls, "RENAMED", {}).get(key, key)
+
+
 def _unknown_key(where: str, key: str, valid: Sequence[str]) -> ValueError:
     section = f" in [{where.rstrip('.')}]" if where else ""
     return ValueError(f"unknown config key {key!r}{section}; valid keys: {', '.join(sorted(valid))}")
@@ -134,9 +140,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
         raise ValueError(f"{where or cls.__name__}: expected a table, got {data!r}")
     fields = _fields(cls)
     kwargs = {}
-    for key, value in data.items():
+    for old, value in data.items():
+        key = _current_key(cls, old)
         if key not in fields:
-            raise _unknown_key(where, key, list(fields))
+            raise _unknown_key(where, old, list(fields))
+        if key in kwargs:
+            raise ValueError(f"{where}{key}: given twice (as {key!r} and under its old name {old!r})")
         kwargs[key] = _check(value, fields[key], f"{where}{key}")
     try:
         return cls(**kwargs)
@@ -246,9 +255,9 @@ def apply_override(config: T, override: str) -> T:
 
 def _set(obj: Any, keys: list[str], text: str, where: str) -> Any:
     fields = _fields(type(obj))
-    name = keys[0]
+    name = _current_key(type(obj), keys[0])
     if name not in fields:
-        raise _unknown_key(where, name, list(fields))
+        raise _unknown_key(where, keys[0], list(fields))
     path = f"{where}{name}"
     if len(keys) == 1:
         value = _check(_parse_text(text, fields[name], path), fields[name], path)

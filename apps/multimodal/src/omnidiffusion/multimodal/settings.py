@@ -39,15 +39,16 @@ def _ints(values: Any, name: str, minimum: int = 1) -> list[int]:
 class DataConfig:
     """The bundled scenes: `train_size` training images drawn once with `seed` (held-out pairs excluded)."""
 
+    RENAMED = {"folder": "root"}  # the name before every app called its data location data.root
     train_size: int = 12000
     seed: int = 0
-    folder: str | None = None  # a folder with captions.csv (file,caption) to train on instead
+    root: str | None = None  # a folder with captions.csv (file,caption) to train on instead
 
     def __post_init__(self) -> None:
         positive_int(self.train_size, "data.train_size", minimum=2)
         non_negative_int(self.seed, "data.seed")
-        if self.folder is not None and (not isinstance(self.folder, str) or not self.folder.strip()):
-            raise ValueError(f"data.folder: expected a folder path or none, got {self.folder!r}")
+        if self.root is not None and (not isinstance(self.root, str) or not self.root.strip()):
+            raise ValueError(f"data.root: expected a folder path or none, got {self.root!r}")
 
 
 @dataclass

@@ -37,9 +37,9 @@ from .text import bert_config, encode_captions, load_pretrained_encoder, save_to
 
 
 def training_data(config: MultimodalConfig) -> tuple[torch.Tensor, list[str]]:
-    """The training images and captions: the bundled train split, or `data.folder`."""
-    if config.data.folder is not None:
-        return load_folder(config.data.folder)
+    """The training images and captions: the bundled train split, or `data.root`."""
+    if config.data.root is not None:
+        return load_folder(config.data.root)
     s = make_split("train", config.data.train_size, seed=config.data.seed)
     return s.images, s.captions
 

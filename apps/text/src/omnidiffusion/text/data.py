@@ -51,7 +51,7 @@ def _check_file(path: str | Path, what: str) -> Path:
 
 
 def named(error: OSError | ValueError, name: str) -> OSError | ValueError:
-    """`error` again with the argument that named the file (`--data`, `data.path`) before its message."""
+    """`error` again with the argument that named the file (`--data`, `data.root`) before its message."""
     if isinstance(error, FileNotFoundError):
         return FileNotFoundError(f"{name}: {error}")
     return OSError(f"{name}: {error}") if isinstance(error, OSError) else ValueError(f"{name}: {error}")

@@ -44,7 +44,8 @@ def _heads_divide(hidden: int, heads: int, where: str, hidden_name: str, heads_n
 
 @dataclass
 class DataConfig:
-    path: str = ""  # "" = the bundled generated restaurant corpus; else a file in `format`
+    RENAMED = {"path": "root"}  # the name before every app called its data location data.root
+    root: str = ""  # "" = the bundled generated restaurant corpus; else a corpus file in `format`
     format: str = "auto"  # auto | e2e | e2e-csv | rocstories | plain
     n_train: int = 6000  # bundled corpus sizes
     n_valid: int = 500

@@ -53,12 +53,12 @@ from .settings import TextConfig
 def load_examples(config: TextConfig) -> dict[str, list[Example]]:
     """{"train": ..., "valid": ..., "test": ...} from the bundled generator, or {"train": file} for a user corpus."""
     d = config.data
-    if not d.path:
+    if not d.root:
         return demo_splits(d.n_train, d.n_valid, d.n_test, d.seed)
     try:
-        return {"train": read_corpus(d.path, d.format)}
+        return {"train": read_corpus(d.root, d.format)}
     except (OSError, ValueError) as e:
-        raise named(e, "data.path") from None
+        raise named(e, "data.root") from None
 
 
 def label_names(examples: list[Example]) -> list[str]:

@@ -242,12 +242,12 @@ def training_images(
         return load_photo_crops("train", size, photo_crops, channels) * 2.0 - 1.0
     elif source == "folder":
         if not folder:
-            raise ValueError("data.folder: expected a folder of images when data.source = 'folder', got ''")
+            raise ValueError("data.root: expected a folder of images when data.source = 'folder', got ''")
         return ImageFolder(folder, size, channels, resize=resize)
     elif source == "cifar10":
         if not folder:
-            raise ValueError("data.folder: expected the folder holding cifar-10-batches-bin (source cifar10)")
-        x = cifar10_binary(folder, "train", size=size, channels=channels, name="data.folder")[0]
+            raise ValueError("data.root: expected the folder holding cifar-10-batches-bin (source cifar10)")
+        x = cifar10_binary(folder, "train", size=size, channels=channels, name="data.root")[0]
     else:
         raise ValueError(f"data.source: expected digits, faces, lfw, photos, folder or cifar10, got {source!r}")
     if x.shape[1] != channels:

@@ -77,11 +77,13 @@ class VisionScheduleConfig(ScheduleConfig):
 @dataclass
 class DataConfig:
     """Training images. source: digits | faces | lfw (the training faces and lfw_subset's non-face patches) |
-    photos | folder (PNG/JPEG files under `folder`) | cifar10 (the training batches of the binary CIFAR-10,
-    `folder`/cifar-10-batches-bin, never the pickled python version)."""
+    photos | folder (PNG/JPEG files under `root`) | cifar10 (the training batches of the binary CIFAR-10,
+    `root`/cifar-10-batches-bin, never the pickled python version)."""
+
+    RENAMED = {"folder": "root"}  # the name before every app called its data location data.root
 
     source: Literal["digits", "faces", "lfw", "photos", "folder", "cifar10"] = "digits"
-    folder: str = ""
+    root: str = ""
     image_size: int = 16  # training crop side (HR side for SR)
     channels: int = 1  # 1 = grayscale, 3 = RGB
     scale: int = 4  # SR factor: LR side = image_size / scale

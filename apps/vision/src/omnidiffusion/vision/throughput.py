@@ -60,7 +60,7 @@ def paper_scale_throughput(
         torch.cuda.reset_peak_memory_stats(dev)
     d = config.data
     bs = batch_size or config.train.batch_size
-    data = image_dataset(training_images(d.source, d.channels, d.image_size, d.folder, d.photo_crops, d.resize), config)
+    data = image_dataset(training_images(d.source, d.channels, d.image_size, d.root, d.photo_crops, d.resize), config)
     if config.task == "sr3":
         model = SR3(d.image_size, d.channels, d.scale, config.model.unet_kwargs(), config.schedule.to_dict())
         loss = SR3Loss(model.schedule, d.image_size, d.scale, config.loss, d.hflip)

@@ -81,7 +81,7 @@ def image_dataset(images: Tensor | Dataset | None, config: VisionConfig) -> Data
     config.data.source."""
     d = config.data
     if images is None:
-        images = training_images(d.source, d.channels, d.image_size, d.folder, d.photo_crops, d.resize)
+        images = training_images(d.source, d.channels, d.image_size, d.root, d.photo_crops, d.resize)
     if isinstance(images, Tensor):
         check_images(images, "images", channels=d.channels)
         if images.shape[-1] < d.image_size or images.shape[-2] < d.image_size:

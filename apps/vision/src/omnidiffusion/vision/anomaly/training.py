@@ -3,7 +3,7 @@
 `train(config, out_dir)` fits `anoddpm.AnoDDPMLoss` (Gaussian or simplex noise at steps below
 anomaly.train_max_index) through vision's `fit_model` (core `fit`, run config stored) and writes the mean training
 image beside the weights (`anomaly_reference.safetensors`, the |x - mean| baseline of `evaluate`). Data: the
-bundled textures / digits of [anomaly], or the PNG/JPEG files of data.folder when data.source = "folder".
+bundled textures / digits of [anomaly], or the PNG/JPEG files of data.root when data.source = "folder".
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def train(config: VisionConfig, out_dir: str | Path, *, resume: bool | None = No
         config = replace(config, task="anomaly")
     d = config.data
     if d.source == "folder":
-        data = training_images("folder", d.channels, d.image_size, d.folder, resize=d.resize)
+        data = training_images("folder", d.channels, d.image_size, d.root, resize=d.resize)
         mean = torch.stack([data[i] for i in range(len(data))]).mean(dim=0) * 0.5 + 0.5
     else:
         if d.channels != 1:
