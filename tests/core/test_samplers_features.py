@@ -211,7 +211,7 @@ def test_low_precision_states_stay_in_their_dtype(method, dtype, tol):
 
 def test_noise_follows_the_state_device_from_any_generator():
     """A CPU generator feeds a state on another device (meta stands in for CUDA here): same draws, moved."""
-    from omnidiffusion.core.samplers.common import randn, randn_like
+    from omnidiffusion.core.tensors import randn, randn_like
 
     x = torch.empty(3, 4, device="meta")
     z = randn_like(x, torch.Generator().manual_seed(0))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from omnidiffusion.core import GRIDS, Denoiser, DiscreteVP, sample
 from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.denoiser import clip_x0
-from omnidiffusion.core.samplers.common import randn
+from omnidiffusion.core.tensors import randn
 
 from .noise import check_betas, draw_noise_levels, training_betas, training_levels
 from .wavegrad import WaveGradNet

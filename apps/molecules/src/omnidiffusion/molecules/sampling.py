@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from omnidiffusion.core import make_grid, sample
-from omnidiffusion.core.samplers.common import randn
+from omnidiffusion.core.tensors import randn
 
 from .graph import center_pos
 from .settings import PAPER_METHOD, GeoDiffSamplerConfig

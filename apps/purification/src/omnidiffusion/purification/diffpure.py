@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from omnidiffusion.core import DenoiserBase, DenoiserOutput, ForwardProcess, make_grid, sample
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.samplers import METHODS
-from omnidiffusion.core.samplers.common import randn_like
+from omnidiffusion.core.tensors import randn_like
 
 # Purification methods: our names -> (core sampler, its options).
 PURIFY_METHODS: dict[str, tuple[str, dict]] = {

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule
-from ..tensors import randn, randn_like  # noqa: F401  (re-exported: the samplers' one source of noise)
 
 # callback(i, t, x, x0_hat): step index, time at the start of the step, state, the model's x0 estimate.
 Callback = Callable[[int, float, Tensor, Tensor], None]

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, grid_coeffs, randn_like
+from ..tensors import randn_like
+from .common import Callback, grid_coeffs
 from .noise import Noise
 
 

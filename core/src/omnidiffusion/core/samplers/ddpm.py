@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, grid_coeffs, posterior_terms, randn_like
+from ..tensors import randn_like
+from .common import Callback, grid_coeffs, posterior_terms
 from .noise import Noise
 
 VARIANCES = ("fixed-small", "fixed-large", "learned", "analytic")

@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 from ..denoiser import DenoiserBase, check_state
 from ..processes import prior_std
+from ..tensors import randn
 from ..timesteps import check_grid, make_grid
-from .common import Callback, randn
+from .common import Callback
 from .consistency import consistency
 from .ddpm import ddim, ddpm
 from .dpm_solver import dpm_solver, dpm_solver_pp

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, coeffs, grid_coeffs, randn_like
+from ..tensors import randn_like
+from .common import Callback, coeffs, grid_coeffs
 
 
 def heun(

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from ..denoiser import DenoiserBase
-from .common import Callback, coeffs, grid_coeffs, posterior_terms, randn_like
+from ..tensors import randn_like
+from .common import Callback, coeffs, grid_coeffs, posterior_terms
 from .noise import Noise
 
 PREDICTORS = ("euler-maruyama", "ddpm")

@@ -29,8 +29,9 @@ from omnidiffusion.core import sample
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
 from omnidiffusion.core.conditioning import repaint_schedule
 from omnidiffusion.core.processes import ForwardProcess
-from omnidiffusion.core.samplers.common import coeffs, posterior_terms, randn_like
+from omnidiffusion.core.samplers.common import coeffs, posterior_terms
 from omnidiffusion.core.schedules import DiscreteVP
+from omnidiffusion.core.tensors import randn_like
 from omnidiffusion.core.timesteps import make_grid
 
 from .operators import LinearOperator
