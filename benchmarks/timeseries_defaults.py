@@ -37,6 +37,7 @@ VARIANTS = {
     "default": [],
     "no window scaling": ["task.window_scale=none"],
     "scale_min_known 2": ["task.scale_min_known=2"],
+    "known values only as input": ["task.interp_input=observed"],  # CSDI's cond_obs instead of the interpolation
     "x0 prediction": ["task.prediction=x0"],
     "v prediction": ["task.prediction=v"],
     "3000 train steps": ["train.steps=3000"],

@@ -183,3 +183,31 @@ def test_prediction_parameterisations_train_and_impute():
             torch.testing.assert_close(out, lin.expand_as(out), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="task.prediction"):
         CSDITask(prediction="score")
+
+
+def test_interp_input_observed_hides_the_interpolation_at_hidden_entries():
+    from omnidiffusion.timeseries.task import CSDITask
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x_t, t, *, cond_mask, interp, timepoints=None):
+            seen.append((cond_mask.clone(), interp.clone()))
+            return x_t * self.w
+
+    values = torch.randn(2, 3, 8)
+    cond = masks.fixed_rate_mask(torch.ones_like(values, dtype=torch.bool), 0.5, torch.Generator().manual_seed(0))
+    for mode in ("interpolation", "observed"):
+        seen.clear()
+        CSDITask(interp_input=mode).impute(Spy(), values, cond, n_samples=1, method="ddim", steps=2)
+        c, interp = seen[0]
+        hidden = ~c.bool()
+        assert (interp[hidden] == 0).all() == (mode == "observed")
+        assert (interp[~hidden] != 0).any()  # the known entries are always seen
+    with pytest.raises(ValueError, match="task.interp_input"):
+        CSDITask(interp_input="both")
+

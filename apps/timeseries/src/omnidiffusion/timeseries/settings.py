@@ -23,7 +23,7 @@ from omnidiffusion.core.training import TrainConfig
 
 from .masks import STRATEGIES
 from .models import CSDINet
-from .task import PREDICTIONS, CSDITask
+from .task import INTERP_INPUTS, PREDICTIONS, CSDITask
 
 PACKAGE = "omnidiffusion.timeseries"
 
@@ -142,6 +142,8 @@ class TaskConfig:
     window_scale: float | None = None  # instance normalisation floor (see task.conditioning); None = off
     scale_min_known: int = 2  # features with fewer known entries in the window stay in z-units
     prediction: str = "eps"  # what the network outputs: eps (CSDI), x0 (the residual itself) or v
+    # the conditioning channel: the interpolation everywhere (PriSTI) or the known values only (CSDI's cond_obs)
+    interp_input: str = "interpolation"
 
     def __post_init__(self) -> None:
         _one_of(self.task, "task.task", ("impute", "forecast"))
@@ -152,6 +154,7 @@ class TaskConfig:
             real_number(self.window_scale, "task.window_scale", low=0.0, low_open=True)
         non_negative_int(self.scale_min_known, "task.scale_min_known")
         _one_of(self.prediction, "task.prediction", PREDICTIONS)
+        _one_of(self.interp_input, "task.interp_input", INTERP_INPUTS)
 
 
 @dataclass
@@ -183,6 +186,7 @@ class TimeseriesConfig:
             window_scale=self.task.window_scale,
             scale_min_known=self.task.scale_min_known,
             prediction=self.task.prediction,
+            interp_input=self.task.interp_input,
         )
 
 

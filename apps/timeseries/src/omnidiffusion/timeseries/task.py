@@ -93,6 +93,9 @@ def calibrate(residual: Tensor, median_share: float = 1.0, spread: float = 1.0) 
     return median_share * median + spread * (residual - median)
 
 
+INTERP_INPUTS = ("interpolation", "observed")
+
+
 @dataclass
 class CSDITask:
     """The schedule (CSDI's: quadratic, T = 50, beta 1e-4 to 0.5; `[schedule]` builds it) and the training masks."""
@@ -104,10 +107,19 @@ class CSDITask:
     window_scale: float | None = None
     scale_min_known: int = 2
     prediction: str = "eps"
+    interp_input: str = "interpolation"
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"task.prediction: expected one of {', '.join(PREDICTIONS)}, got {self.prediction!r}")
+        if self.interp_input not in INTERP_INPUTS:
+            expected = ", ".join(INTERP_INPUTS)
+            raise ValueError(f"task.interp_input: expected one of {expected}, got {self.interp_input!r}")
+
+    def net_input(self, centred: Tensor, cond: Tensor) -> Tensor:
+        """The conditioning channel the network sees: the centred interpolation everywhere ("interpolation",
+        PriSTI's), or only at the known entries and 0 elsewhere ("observed", CSDI's cond_obs)."""
+        return centred if self.interp_input == "interpolation" else centred * cond
 
     def denoiser(self, net: nn.Module) -> Denoiser:
         return Denoiser(net, self.schedule, prediction=self.prediction)
@@ -124,7 +136,7 @@ class CSDITask:
         a = append_dims(self.schedule.alpha(t), 3).to(x0)
         s = append_dims(self.schedule.sigma(t), 3).to(x0)
         x_t = a * x0 + s * noise
-        out = self.denoiser(net).predict(x_t, t, cond_mask=cond, interp=centred)
+        out = self.denoiser(net).predict(x_t, t, cond_mask=cond, interp=self.net_input(centred, cond))
         # Each parameterisation regresses its own target (CSDI: eps; x0 weights the loss by SNR in eps terms).
         if self.prediction == "eps":
             err = (out.eps - noise) ** 2
@@ -175,7 +187,7 @@ class CSDITask:
         B, K, L = values.shape
         denoiser = self.denoiser(net)
         rep = lambda x: x.unsqueeze(0).expand(n_samples, B, K, L).reshape(n_samples * B, K, L)  # noqa: E731
-        flat_cond, flat_centred = rep(cond), rep(centred)
+        flat_cond, flat_centred = rep(cond), rep(self.net_input(centred, cond))
         dtype = next(net.parameters()).dtype
         chunks = []
         for lo in range(0, n_samples * B, batch_size):
