@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from omnidiffusion.core.io import save_pretrained, save_run_config
-from omnidiffusion.core.training import TrainResult, fit, is_main_process
+from omnidiffusion.core.training import TrainResult, fit, is_main_process, seed_everything
 
 from .data import Scaler, WindowDataset, as_array, entry_target, last_window, load_table, make_windows, time_split
 from .datasets import (
@@ -194,6 +194,7 @@ def _fit_and_select(
     train_config = config.train
     if windows["values"].shape[0] < train_config.batch_size:  # a short table: one batch is all its windows
         train_config = replace(train_config, batch_size=int(windows["values"].shape[0]))
+    seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
     net = config.build_net(n_features)
     task = config.build_task()
     loss = task.loss
@@ -292,6 +293,7 @@ def train_forecaster(
         obs = ~np.isnan(t.T)
         parts.append(make_windows(scaler.transform(np.where(obs, t.T, 0.0), obs), obs, L, config.data.stride))
     windows = {k: torch.cat([p[k] for p in parts]) for k in ("values", "observed")}
+    seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
     net = config.build_net(K)
     task = config.build_task()
     meta = {
