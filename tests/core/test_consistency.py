@@ -114,6 +114,77 @@ def test_distilled_consistency_function_reaches_the_ode_endpoint_in_one_step():
         assert _rms(cm(x_t, t), exact) < 2e-2, t
 
 
+def test_clip_clamps_the_euler_x0_and_round_trips_through_spec():
+    """clip=(low, high): f is the Euler step to t_min from the clamped x0 (DDPM's clipped sampling), checked
+    against the formula; spec rebuilds the same model; "edm" refuses clip."""
+    sched = S.LinearVP()
+    exact = GAUSS.denoiser(sched, "eps")
+    cm = ConsistencyDenoiser(exact.net, sched, "euler", prediction="eps", clip=(-0.5, 0.5))
+    x = 3.0 * torch.randn(64, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    t = 0.6
+    a, s_, smin = sched.alpha(t), sched.sigma(t), cm.sigma_min_ve
+    x0 = exact.predict(x, t).x0.clamp(-0.5, 0.5)
+    sig = s_ / a
+    assert torch.allclose(cm(x, t), (smin / sig) * x / a + (1 - smin / sig) * x0, atol=1e-12)
+    assert not torch.allclose(cm(x, t), ConsistencyDenoiser(exact.net, sched, "euler", prediction="eps")(x, t))
+    again = ConsistencyDenoiser(exact.net, sched, **cm.spec)
+    assert cm.spec["clip"] == [-0.5, 0.5] and torch.equal(again(x, t), cm(x, t))
+    with pytest.raises(ValueError, match="clip"):
+        ConsistencyDenoiser(exact.net, sched, "edm", clip=(-1, 1))
+
+
+class ShiftedSlotAffine(SlotAffine):
+    """SlotAffine for data GAUSS + shift, the shift given per sample as conditioning: exact at the grid times."""
+
+    def forward(self, x, t, *, shift):
+        a = self.schedule.alpha(t.to(F64))[:, None]
+        return super().forward(x - a * shift, t) + shift
+
+
+def test_conditional_distillation_reads_cond_and_mask_from_the_batch():
+    """batch_fn hands the conditioning to teacher and student: data GAUSS + shift with a per-sample shift, the exact
+    conditional teacher (the Gaussian's eps at x_t - alpha shift); the distilled f maps x_1 to the exact
+    conditional PF-ODE endpoint in one step. A loss mask that hides coordinate 3 leaves its slots untrained (w, b
+    stay exactly 0, so f is off the endpoint there) while the other coordinates still match it."""
+    sched = S.LinearVP()
+    exact = GAUSS.denoiser(sched, "eps")
+
+    def teacher_net(x, t, *, shift):
+        return exact.net(x - sched.alpha(t.to(F64))[:, None] * shift, t)
+
+    from omnidiffusion.core import Denoiser
+
+    teacher = Denoiser(teacher_net, sched, "eps")
+    intervals = 4
+    grid = consistency_grid(sched, intervals)
+    g = torch.Generator().manual_seed(0)
+    shift = 2.0 * torch.randn(20000, 4, generator=g, dtype=F64)
+    data = torch.utils.data.TensorDataset(GAUSS.sample(20000, g) + shift, shift)
+    hide = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=F64)[None]
+    config = TrainConfig(steps=300, batch_size=512, lr=5e-2, ema_decay=None, grad_clip=None, progress=False,
+                         log_every=300, ckpt_every=300, device="cpu")
+    x = torch.randn(2000, 4, generator=torch.Generator().manual_seed(1), dtype=F64)
+    c = 2.0 * torch.randn(2000, 4, generator=torch.Generator().manual_seed(2), dtype=F64)
+    truth = GAUSS.ode_endpoint(x - sched.alpha(1.0) * c, sched, 1.0, 0.0) + c
+    for mask in (None, hide):
+        student = ShiftedSlotAffine(sched, grid, GAUSS.mean)
+        cm = consistency_distillation(
+            teacher, data, student_net=student, prediction="x0", intervals=intervals, solver="heun", substeps=8,
+            random_shift=False, config=config,
+            batch_fn=lambda b, m=mask: (b[0], {"shift": b[1]}) if m is None else (b[0], {"shift": b[1]}, m),
+        )
+        one = sample(cm, x, "consistency", 1, shift=c)
+        if mask is None:
+            assert _rms(one, truth) < 1e-2
+        else:
+            assert _rms(one[:, :3], truth[:, :3]) < 1.5e-2  # same steps, 3/4 of the entries per sample
+            assert torch.all(cm.net.w[:, 3] == 0) and torch.all(cm.net.b[:, 3] == 0)
+            assert _rms(one[:, 3], truth[:, 3]) > 0.05
+    with pytest.raises(ValueError, match="batch_fn"):
+        consistency_distillation(teacher, data, student_net=ShiftedSlotAffine(sched, grid, GAUSS.mean),
+                                 prediction="x0", intervals=intervals, config=config, batch_fn=lambda b: [b[0]])
+
+
 def test_ema_target_network_follows_the_paper_update_and_resumes_exactly(tmp_path):
     """CD with an EMA target f^- (Song et al. 2023, Algorithm 2): after each optimiser step theta^- <- mu theta^- +
     (1 - mu) theta, checked against that recursion run by hand over the student's weights at every step; and a

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .checks import positive_int, real_number
-from .denoiser import PREDICTIONS, Denoiser, DenoiserBase, DenoiserOutput, check_state
+from .denoiser import PREDICTIONS, Denoiser, DenoiserBase, DenoiserOutput, check_state, clip_x0
 from .distillation import TensorRows, batch_tensor, teacher_device
 from .samplers import METHODS
 from .schedules import NoiseSchedule
@@ -65,6 +66,9 @@ class ConsistencyDenoiser(DenoiserBase):
         prediction: for "euler", the prediction type of `net` (eps, x0, v, score, edm).
         t_min: boundary time where f is the identity (default the schedule's t_min).
         sigma_data: sd of the "edm" scalings and of an "edm" prediction (default the schedule's, else 0.5).
+        clip: (low, high) of the data, for "euler": the net's x0 estimate is clamped to it before the Euler step
+            (DDPM's clipped sampling). An eps teacher whose x0 is clipped, as SR3's samplers do, then starts
+            the student at its own clipped one-step map, well conditioned at t = 1 without re-reading the net.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class ConsistencyDenoiser(DenoiserBase):
         prediction: str = "eps",
         t_min: float | None = None,
         sigma_data: float | None = None,
+        clip: tuple[float, float] | list[float] | None = None,
     ):
         if parameterisation not in PARAMETERISATIONS:
             raise ValueError(f"parameterisation: expected one of {PARAMETERISATIONS}, got {parameterisation!r}")
@@ -92,7 +97,26 @@ class ConsistencyDenoiser(DenoiserBase):
         self.t_min = t_min
         self.sigma_min_ve = schedule.sigma_ve(t_min).item()
         self.sigma_data = float(sigma_data if sigma_data is not None else getattr(schedule, "sigma_data", 0.5))
-        self._inner = Denoiser(net, schedule, prediction, sigma_data=self.sigma_data)
+        hooks = []
+        if clip is not None:
+            if parameterisation != "euler":
+                raise ValueError(f"clip: only the 'euler' parameterisation clips its x0, got {parameterisation!r}")
+            if not (isinstance(clip, tuple | list) and len(clip) == 2):
+                raise ValueError(f"clip: expected (low, high), got {clip!r}")
+            clip = (float(clip[0]), float(clip[1]))
+            hooks.append(clip_x0(*clip))
+        self.clip = clip
+        self._inner = Denoiser(net, schedule, prediction, sigma_data=self.sigma_data, x0_hooks=hooks)
+
+    @property
+    def spec(self) -> dict:
+        """The keyword arguments that rebuild this model around its net (JSON-like; apps store it with the
+        weights): ConsistencyDenoiser(net, schedule, **spec)."""
+        spec = {"parameterisation": self.parameterisation, "prediction": self.prediction, "t_min": self.t_min,
+                "sigma_data": self.sigma_data}
+        if self.clip is not None:
+            spec["clip"] = list(self.clip)
+        return spec
 
     def predict(self, x_t: Tensor, t: float | Tensor, **cond) -> DenoiserOutput:
         check_state(x_t, "x_t")
@@ -184,11 +208,21 @@ def grid_pairs(schedule: NoiseSchedule, grid: Tensor, batch: int, *, random_shif
     return t_hi.clamp(max=float(g[0])), t_lo
 
 
-def _distance(a: Tensor, b: Tensor, metric: str, huber_c: float | None) -> Tensor:
+def _distance(a: Tensor, b: Tensor, metric: str, huber_c: float | None, mask: Tensor | None = None) -> Tensor:
+    """Per-sample d(a, b); with `mask` (broadcastable to a, 1 = scored) only the masked entries count: L2 is their
+    mean, pseudo-Huber's dimension and squared norm are theirs."""
+    sq = (a - b) ** 2
+    if mask is None:
+        if metric == "l2":
+            return mean_flat(sq)
+        c = 0.00054 * math.sqrt(a[0].numel()) if huber_c is None else huber_c
+        return torch.sqrt(sum_flat(sq) + c**2) - c
+    m = mask.to(sq.dtype).expand_as(sq)
+    count = sum_flat(m)
     if metric == "l2":
-        return mean_flat((a - b) ** 2)
-    c = 0.00054 * math.sqrt(a[0].numel()) if huber_c is None else huber_c
-    return torch.sqrt(sum_flat((a - b) ** 2) + c**2) - c
+        return sum_flat(sq * m) / count.clamp_min(1.0)
+    c = 0.00054 * torch.sqrt(count) if huber_c is None else torch.full_like(count, huber_c)
+    return torch.sqrt(sum_flat(sq * m) + c**2) - c
 
 
 def _check_metric(metric: str) -> None:
@@ -269,13 +303,19 @@ def consistency_distillation_loss(
     reduce: bool = True,
     target: DenoiserBase | None = None,
     random_shift: bool = False,
+    mask: Tensor | None = None,
     **cond,
 ) -> Tensor:
     """d(f(x_{t_n}, t_n), sg[f^-(x^_{t_{n+1}}, t_{n+1})]) with x^ one teacher ODE step (Song et al. 2023,
     Algorithm 2); n uniform over the grid's intervals. target: f^-, the EMA target network of the paper
-    (None: the online student under stop-gradient, the mu = 0 case). random_shift: see `grid_pairs`."""
+    (None: the online student under stop-gradient, the mu = 0 case). random_shift: see `grid_pairs`.
+    mask: which entries the distance scores (broadcastable to x0; e.g. CSDI's hidden targets), default all.
+    cond: the conditioning kwargs of teacher and student (the same for both)."""
     check_state(x0, "x0")
     _check_metric(metric)
+    if mask is not None and (not isinstance(mask, Tensor) or mask.ndim != x0.ndim):
+        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(f"mask: expected a tensor broadcastable to x0 {tuple(x0.shape)}, got {got}")
     if target is not None and not isinstance(target, DenoiserBase):
         raise ValueError(f"target: expected a Denoiser or None, got {type(target).__name__}")
     t_hi, t_lo = grid_pairs(teacher.schedule, grid, x0.shape[0], random_shift=random_shift, generator=generator)
@@ -285,7 +325,7 @@ def consistency_distillation_loss(
     x_lo = teacher_step(teacher, x_hi, t_hi, t_lo, solver, substeps, **cond)
     with torch.no_grad():
         goal = (student if target is None else target).predict(x_lo, t_lo, **cond).x0
-    err = _distance(student.predict(x_hi, t_hi, **cond).x0, goal, metric, huber_c)
+    err = _distance(student.predict(x_hi, t_hi, **cond).x0, goal, metric, huber_c, mask)
     return err.mean() if reduce else err
 
 
@@ -348,15 +388,19 @@ def consistency_distillation(
     huber_c: float | None = None,
     t_min: float | None = None,
     sigma_data: float | None = None,
+    clip: tuple[float, float] | None = None,
     target_ema: float = 0.0,
     random_shift: bool = True,
     config: TrainConfig | None = None,
     out_dir: str | Path | None = None,
+    batch_fn: Callable | None = None,
+    resume: bool | None = None,
 ) -> ConsistencyDenoiser:
     """Distil `teacher` into a consistency model (Song et al. 2023, Algorithm 2) through `training.fit`.
 
     student_net: None copies the teacher's network (with parameterisation "euler", the paper's initialisation).
     prediction: for "euler", how the student's net is read; default the teacher's prediction type.
+    clip: the student's x0 clamp (`ConsistencyDenoiser`).
     intervals: N of the Karras grid from 1 to t_min (`consistency_grid`); solver/substeps: the teacher's ODE
     step between adjacent grid times (`teacher_step`). target_ema: mu of the target network f^- (Song et al.
     2023 use 0.95 on CIFAR-10; 0 = the online student under stop-gradient); the target is saved in every
@@ -365,8 +409,11 @@ def consistency_distillation(
     teacher on a VP schedule, prediction="v" reads the copied net well conditioned at t = 1, where eps -> x0
     multiplies the net's errors by sigma/alpha (152 on LinearVP): on the two-moons benchmark it takes the
     1-step W2 from 0.255 to 0.153 (benchmarks/core_consistency.py). config: default 2000 steps of batch 128, lr 1e-4,
-    EMA 0.999 (the sampling weights, not the target). Returns the student (EMA weights when EMA is on), in
-    eval mode.
+    EMA 0.999 (the sampling weights, not the target). batch_fn: how a conditional model reads a batch of `data`,
+    batch -> x0, or (x0, cond), or (x0, cond, mask): cond the kwargs teacher and student are called with (SR3's
+    lr_up, CSDI's cond_mask and interp), mask the entries the loss scores (`consistency_distillation_loss`);
+    default: the batch is x0 (its first tensor). resume: as in `fit` (None: continue from a checkpoint in out_dir
+    when there is one). Returns the student (EMA weights when EMA is on), in eval mode.
     """
     if not isinstance(teacher, DenoiserBase):
         raise ValueError(f"teacher: expected a Denoiser, got {type(teacher).__name__}")
@@ -384,7 +431,7 @@ def consistency_distillation(
     schedule = teacher.schedule
     grid = consistency_grid(schedule, intervals, t_min=t_min)
     build = partial(ConsistencyDenoiser, schedule=schedule, parameterisation=parameterisation,
-                    prediction=prediction, t_min=t_min, sigma_data=sigma_data)
+                    prediction=prediction, t_min=t_min, sigma_data=sigma_data, clip=clip)
     build(student_net)  # validate the arguments before training
     config = config or _default_config(teacher_device(teacher))
     dataset = TensorRows(data) if isinstance(data, Tensor) else data
@@ -401,14 +448,15 @@ def consistency_distillation(
             core = getattr(model, "module", model)  # DDP wraps the module
             core.track(target_ema, grad_accum)
             target = build(core.target)
-        return consistency_distillation_loss(build(model), teacher, batch_tensor(batch), grid, solver=solver,
-                                             substeps=substeps, metric=metric, huber_c=huber_c, target=target,
-                                             random_shift=random_shift)
+        x0, cond, mask = _read_batch(batch, batch_fn)
+        return consistency_distillation_loss(build(model), teacher, x0, grid, solver=solver, substeps=substeps,
+                                             metric=metric, huber_c=huber_c, target=target,
+                                             random_shift=random_shift, mask=mask, **cond)
 
     trained = _WithTarget(student_net) if target_ema > 0 else student_net
     try:
         with tempfile.TemporaryDirectory(prefix="cd-") as tmp:
-            result = fit(trained, loss_fn, dataset, config, Path(tmp) if out_dir is None else out_dir)
+            result = fit(trained, loss_fn, dataset, config, Path(tmp) if out_dir is None else out_dir, resume=resume)
     finally:
         if teacher_mode is not None:
             teacher_net.train(teacher_mode)
@@ -416,6 +464,20 @@ def consistency_distillation(
     if target_ema > 0:
         final = (final.module.net if hasattr(final, "module") else final.net).eval()
     return build(final)
+
+
+def _read_batch(batch, batch_fn: Callable | None) -> tuple[Tensor, dict, Tensor | None]:
+    """(x0, cond, mask) of one batch through `batch_fn` (see `consistency_distillation`)."""
+    if batch_fn is None:
+        return batch_tensor(batch), {}, None
+    out = batch_fn(batch)
+    if isinstance(out, Tensor):
+        return out, {}, None
+    if isinstance(out, tuple) and len(out) in (2, 3) and isinstance(out[0], Tensor) and isinstance(out[1], dict):
+        return out[0], out[1], (out[2] if len(out) == 3 else None)
+    raise ValueError(
+        f"batch_fn: expected it to return x0, (x0, cond dict) or (x0, cond dict, mask), got {type(out).__name__}"
+    )
 
 
 class _WithTarget(nn.Module):
