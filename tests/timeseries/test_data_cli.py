@@ -205,6 +205,24 @@ def test_a_checkpoint_from_before_run_config_still_loads(imputer_dir, tmp_path, 
     assert (tmp_path / "old.csv").read_text() == (tmp_path / f"{imputer_dir.name}.csv").read_text()
 
 
+def test_cli_distil_then_impute_with_the_student(imputer_dir, tmp_path, capsys):
+    cd = tmp_path / "cd"
+    assert main(["distil", "--checkpoint", str(imputer_dir), "--out", str(cd), "--distil-steps", "3"]) == 0
+    student = Imputer.from_pretrained(cd)
+    assert student.task.consistency is not None and student.config.sampler.method == "consistency"
+    frame = load_bundled("macrodata").iloc[150:]
+    gappy = frame.mask(np.random.default_rng(2).random(frame.shape) < 0.3)
+    gappy.to_csv(tmp_path / "gaps.csv")
+    argv = ["impute", "--checkpoint", str(cd), "--csv", str(tmp_path / "gaps.csv"), "--out", str(tmp_path / "f.csv")]
+    assert main(argv) == 0
+    filled = pd.read_csv(tmp_path / "f.csv", index_col=0)
+    known = gappy.notna().to_numpy()
+    assert np.array_equal(filled.to_numpy()[known], gappy.to_numpy()[known]) and filled.notna().all().all()
+    capsys.readouterr()
+    assert main(["distil", "--checkpoint", str(cd), "--out", str(tmp_path / "again")]) == 2
+    assert "distilled" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", sorted(cli.commands))
 def test_every_command_has_help(command, capsys):
     assert cli.main([command, "--help"]) == 0

@@ -1,6 +1,7 @@
-"""`omnidiffusion-timeseries train | impute | forecast | evaluate` (parse, load config, wire; no logic).
+"""`omnidiffusion-timeseries train | distil | impute | forecast | evaluate` (parse, load config, wire; no logic).
 
     omnidiffusion-timeseries train --config default --out runs/macro                  # imputer on macrodata
+    omnidiffusion-timeseries distil --checkpoint runs/macro --out runs/macro-cd       # its 2-step version
     omnidiffusion-timeseries train --config forecast --out runs/fc                    # forecaster (gluonts)
     omnidiffusion-timeseries impute --checkpoint runs/macro --csv gaps.csv --out filled.csv --plot fan.png
     omnidiffusion-timeseries forecast --checkpoint runs/fc --csv history.csv --out next.csv --plot fan.png
@@ -27,7 +28,7 @@ from omnidiffusion.core.training import is_main_process
 from .data import read_csv
 from .estimator import CSDIPredictor
 from .evaluation import evaluate_forecast, evaluate_imputation, evaluate_physionet, evaluate_pm25
-from .pipeline import Imputer, load_model
+from .pipeline import Imputer, distil_imputer, load_model
 from .plots import fan_chart
 from .settings import PACKAGE, TimeseriesConfig
 from .training import train, validation_message
@@ -146,6 +147,17 @@ def run_evaluate(args: argparse.Namespace, config: TimeseriesConfig) -> None:
     print_json(report)
 
 
+def run_distil(args: argparse.Namespace, config: TimeseriesConfig) -> None:
+    if config.train.device == "auto":
+        config.train.device = str(args.device)
+    table = read_csv(args.csv, "--csv") if args.csv else None
+    with as_flags(**FLAGS, teacher_dir="--checkpoint", steps="--distil-steps", lr="--distil-lr"):
+        distil_imputer(args.checkpoint, args.out, config=config, table=table, steps=args.distil_steps,
+                       lr=args.distil_lr, resume=args.resume)  # fmt: skip
+    if is_main_process():
+        print(f"wrote {args.out} (a consistency imputer: samples in 2 steps; --set sampler.steps=1 or 4 to change)")
+
+
 cli = AppCLI(
     "omnidiffusion-timeseries", "CSDI probabilistic imputation and forecasting of time series.", package=PACKAGE
 )
@@ -158,6 +170,18 @@ cli.add_command(
     out=("runs/timeseries", "output directory (checkpoints, final weights, run_config.json)"),
     resume=True,
 )
+_distil = cli.add_command(
+    "distil",
+    run_distil,
+    TimeseriesConfig,
+    help="consistency-distil a trained imputer into a 1/2/4-step imputer (on the teacher's training windows)",
+    checkpoint="required",
+    out=("runs/timeseries-cd", "directory of the distilled imputer (checkpoints, weights, run_config.json)"),
+    resume=True,
+)
+_distil.add_argument("--csv", default=None, help="wide CSV the teacher was trained on (default: its data.source)")
+_distil.add_argument("--distil-steps", type=count_arg(), default=2000, help="optimiser steps of the distillation")
+_distil.add_argument("--distil-lr", type=float, default=1e-4, help="learning rate of the distillation")
 _impute = cli.add_command(
     "impute",
     run_impute,

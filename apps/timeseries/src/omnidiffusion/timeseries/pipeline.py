@@ -7,12 +7,15 @@
 A series longer than the model's window is cut into consecutive windows (the last one aligned to the end);
 a shorter one is front-padded with missing entries. Values are returned in the table's own units. Sampling
 follows the checkpoint's `[sampler]` (run_config.json) unless `impute` is told otherwise.
+
+    distil_imputer("runs/macro", "runs/macro-cd")          # consistency distillation: 1-, 2- or 4-step sampling
+    Imputer.from_pretrained("runs/macro-cd").impute(frame_with_nans)   # samples with method "consistency"
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,17 @@ import torch
 from torch import nn
 
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number, resolve_device
-from omnidiffusion.core.io import has_run_config, load_run_config, open_pretrained, read_pretrained_config
+from omnidiffusion.core.consistency import consistency_distillation
+from omnidiffusion.core.io import (
+    has_run_config,
+    load_run_config,
+    open_pretrained,
+    read_pretrained_config,
+    save_pretrained,
+    save_run_config,
+)
 
-from .data import Scaler, as_array
+from .data import Scaler, WindowDataset, as_array, load_table, make_windows
 from .estimator import CSDIPredictor
 from .metrics import QUANTILES
 from .models import CSDINet
@@ -74,7 +85,10 @@ class Imputer:
         scaler = Scaler.from_dict(pre.metadata["scaler"])
         if config is None:  # a checkpoint from before run_config.json keeps its settings in the metadata
             config = pre.config if stored else legacy_config(pre.metadata)
-        return cls(pre.model, scaler, config, pre.metadata.get("columns"), device=pre.device)
+        imputer = cls(pre.model, scaler, config, pre.metadata.get("columns"), device=pre.device)
+        if pre.metadata.get("consistency") is not None:  # written by training.distil_imputer
+            imputer.task = replace(imputer.task, consistency=dict(pre.metadata["consistency"]))
+        return imputer
 
     @property
     def window(self) -> int:
@@ -156,6 +170,65 @@ class Imputer:
             wrap = lambda a: pd.DataFrame(a, index=data.index, columns=data.columns)  # noqa: E731
             return ImputationResult(samples, wrap(median), {q: wrap(a) for q, a in qs.items()})
         return ImputationResult(samples, median, qs)
+
+
+def distil_imputer(
+    teacher_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    config: TimeseriesConfig | None = None,
+    table: pd.DataFrame | None = None,
+    steps: int = 2000,
+    lr: float = 1e-4,
+    intervals: int = 18,
+    solver: str = "heun",
+    sample_steps: int = 2,
+    resume: bool | None = None,
+) -> Imputer:
+    """Consistency distillation (core `consistency_distillation`, Song et al. 2023) of a trained CSDI imputer.
+
+    The student starts as a copy of the teacher's network, read as v for an eps teacher (core.consistency: eps
+    read at t = 1 multiplies errors by sigma/alpha), else as the teacher's prediction, and learns on the
+    teacher's own training windows (the table of its run config or `table`, the rows before its validation
+    part, its scaler) with fresh training masks, the loss scoring the hidden entries only. `steps` optimiser
+    steps of the teacher's train config at learning rate `lr` (min_lr lr/10). out_dir loads with
+    `Imputer.from_pretrained` (returned); its run config samples with method "consistency" in `sample_steps` steps (grid
+    auto: time-uniform) and keeps the teacher's median_share / spread. `config` replaces the teacher's stored
+    run config (the CLI passes it with --set applied). Calling again resumes (as core `fit`).
+    """
+    teacher = Imputer.from_pretrained(teacher_dir, config=config)
+    meta = read_pretrained_config(teacher_dir).get("metadata", {})
+    config = teacher.config
+    if teacher.task.consistency is not None:
+        raise ValueError(f"teacher_dir: {teacher_dir} holds a distilled imputer; distil the imputer `train` wrote")
+    if config.data.format != "table" and table is None:
+        raise ValueError(
+            f"data.format: distillation reads the teacher's windows from a table, got {config.data.format!r} "
+            "(pass `table`)"
+        )
+    steps, lr = positive_int(steps, "steps"), real_number(lr, "lr", low=0.0, low_open=True)
+    frame = load_table(config.data.source, "data.source") if table is None else load_table(table, "table")
+    values, observed = as_array(frame)
+    end = int(meta.get("fit_end", meta.get("train_end", values.shape[0])))
+    z = teacher.scaler.transform(values[:end], observed[:end])
+    windows = make_windows(z, observed[:end], config.data.window, config.data.stride)
+    train_config = replace(config.train, steps=steps, lr=lr, min_lr=min(config.train.min_lr, lr / 10),
+                           batch_size=min(config.train.batch_size, int(windows["values"].shape[0])))  # fmt: skip
+    task = teacher.task
+    net = teacher.net.to(resolve_device(train_config.device)).eval()  # beside the student fit trains
+    cm = consistency_distillation(
+        task.denoiser(net), WindowDataset(windows), prediction="v" if task.prediction == "eps" else task.prediction,
+        intervals=intervals, solver=solver,
+        config=train_config, out_dir=out_dir, batch_fn=task.training_example, resume=resume,
+    )  # fmt: skip
+    run = replace(config, train=train_config,
+                  sampler=replace(config.sampler, method="consistency", steps=positive_int(sample_steps,
+                                  "sample_steps")))  # fmt: skip
+    meta = {**meta, "consistency": cm.spec, "distilled_from": str(teacher_dir)}
+    meta.pop("validation", None)
+    save_pretrained(cm.net, out_dir, metadata=meta)
+    save_run_config(out_dir, run)
+    return Imputer.from_pretrained(out_dir)
 
 
 def load_model(

@@ -68,7 +68,7 @@ class CSDISamplerConfig(SamplerConfig):
 
     method: str = "ddpm"
     steps: int = 50
-    grid: str = "auto"  # time-uniform for ddpm, logsnr for the others (see CSDITask.impute)
+    grid: str = "auto"  # time-uniform for ddpm and consistency, logsnr for the others (see CSDITask.impute)
     batch_size: int = 2048  # (window, sample) pairs per network call
     samples: int = 100  # samples per window
     # Recalibration around the interpolation (task.calibrate); `train` sets both from its validation part.

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from omnidiffusion.core import Denoiser, DiscreteVP, sample
 from omnidiffusion.core.checks import positive_int
+from omnidiffusion.core.consistency import ConsistencyDenoiser
+from omnidiffusion.core.denoiser import DenoiserBase
 from omnidiffusion.core.losses import sample_t
 from omnidiffusion.core.tensors import append_dims
 
@@ -108,6 +110,7 @@ class CSDITask:
     scale_min_known: int = 2
     prediction: str = "eps"
     interp_input: str = "interpolation"
+    consistency: dict | None = None  # a distilled imputer: core ConsistencyDenoiser kwargs (training.distil_imputer)
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
@@ -121,22 +124,31 @@ class CSDITask:
         PriSTI's), or only at the known entries and 0 elsewhere ("observed", CSDI's cond_obs)."""
         return centred if self.interp_input == "interpolation" else centred * cond
 
-    def denoiser(self, net: nn.Module) -> Denoiser:
+    def denoiser(self, net: nn.Module) -> DenoiserBase:
+        """The core Denoiser of `net` (its `prediction`), or the ConsistencyDenoiser of a distilled imputer."""
+        if self.consistency is not None:
+            return ConsistencyDenoiser(net, self.schedule, **self.consistency)
         return Denoiser(net, self.schedule, prediction=self.prediction)
+
+    def training_example(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """(x0, cond kwargs, target mask) of a batch of windows (values, observed (B, K, L)): a training mask
+        hides part of the observed entries (`strategy`), x0 is their residual around the interpolation of the
+        rest, and the targets are the hidden observed entries (what the losses score)."""
+        values, observed = batch["values"], batch["observed"].bool()
+        cond = training_mask(observed, self.strategy, horizon=self.horizon, forecast_share=self.forecast_share)
+        interp, centred, scale = conditioning(values, cond, self.window_scale, self.scale_min_known)
+        x0 = torch.where(observed, (values - interp) / scale, torch.zeros_like(values))
+        return x0, {"cond_mask": cond, "interp": self.net_input(centred, cond)}, observed & ~cond
 
     def loss(self, net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         """Masked eps-MSE on the hidden targets (CSDI `calc_loss`); batch: values, observed (B, K, L)."""
-        values, observed = batch["values"], batch["observed"].bool()
-        cond = training_mask(observed, self.strategy, horizon=self.horizon, forecast_share=self.forecast_share)
-        target = observed & ~cond
-        interp, centred, scale = conditioning(values, cond, self.window_scale, self.scale_min_known)
-        x0 = torch.where(observed, (values - interp) / scale, torch.zeros_like(values))
-        t = sample_t(self.schedule, values.shape[0], device=values.device)
+        x0, cond, target = self.training_example(batch)
+        t = sample_t(self.schedule, x0.shape[0], device=x0.device)
         noise = torch.randn_like(x0)
         a = append_dims(self.schedule.alpha(t), 3).to(x0)
         s = append_dims(self.schedule.sigma(t), 3).to(x0)
         x_t = a * x0 + s * noise
-        out = self.denoiser(net).predict(x_t, t, cond_mask=cond, interp=self.net_input(centred, cond))
+        out = self.denoiser(net).predict(x_t, t, **cond)
         # Each parameterisation regresses its own target (CSDI: eps; x0 weights the loss by SNR in eps terms).
         if self.prediction == "eps":
             err = (out.eps - noise) ** 2
@@ -167,12 +179,12 @@ class CSDITask:
 
         `cond` marks the known entries; they come back exactly. `batch_size` bounds how many (window, sample)
         pairs go through the network at once (the sample dimension is batched, not looped). grid "auto":
-        "time-uniform" for ddpm (with steps = T it visits every table step: the paper's chain) and the
-        log-SNR grid of DPM-Solver (Lu et al. 2022) for every other method. `median_share` and `spread`
+        "time-uniform" for ddpm (with steps = T it visits every table step: the paper's chain) and consistency,
+        the log-SNR grid of DPM-Solver (Lu et al. 2022) for every other method. `median_share` and `spread`
         recalibrate the residual samples around the interpolation (see `calibrate`; 1, 1 leaves them as drawn).
         """
         if grid == "auto":
-            grid = "time-uniform" if method == "ddpm" else "logsnr"
+            grid = "time-uniform" if method in ("ddpm", "consistency") else "logsnr"
         if values.shape != cond.shape or values.ndim != 3:
             raise ValueError(
                 f"values, cond: expected equal shapes (B, K, L), got {tuple(values.shape)}, {tuple(cond.shape)}"
