@@ -108,6 +108,17 @@ def test_train_sr3_then_evaluate_and_upscale(tmp_path, capsys, cli_error):
     # a folder holding a file that is not an image: clear error naming it
     (hr_dir / "broken.png").write_bytes(b"not a png")
     cli_error(cli, ["evaluate", "--task", "sr", "--checkpoint", str(out), "--hr-dir", str(hr_dir)], "broken.png")
+    # distil: a consistency SR3 that upscales with its stored run config (method consistency, 2 steps)
+    cd = tmp_path / "cd"
+    argv = ["distil", "--checkpoint", str(out), "--out", str(cd), "--distil-steps", "2", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert SR3.from_pretrained(cd).consistency is not None
+    capsys.readouterr()
+    assert cli.main(["upscale", "--checkpoint", str(cd), "--input", str(tmp_path / "lr.png"), "--out",
+                     str(tmp_path / "sr_cd.png")]) == 0  # fmt: skip
+    assert "(consistency, 2 steps)" in capsys.readouterr().out
+    cli_error(cli, ["distil", "--checkpoint", str(cd), "--out", str(tmp_path / "cd2"), "--distil-steps", "1"],
+              "consistency-distilled")  # fmt: skip
 
 
 def test_train_ddpm_resume_and_evaluate_inpaint(tmp_path, capsys, cli_error):

@@ -190,3 +190,42 @@ def test_pipelines_round_trip_types(tmp_path):
         inp.inpaint(img, torch.ones(6, 6, dtype=torch.bool), steps=2)
     with pytest.raises(ValueError, match="image_size"):
         inp.inpaint(torch.rand(1, 6, 6), "box", steps=2)
+
+
+def test_distil_sr3_leaves_the_teacher_alone_and_round_trips(tmp_path):
+    """distil_sr3 (its learning is checked on the exact conditional oracle in tests/core/test_consistency.py and
+    measured in benchmarks/vision_sr_few_step.py): the teacher's weights and dropout are untouched (the student
+    trains a dropout-free copy), the student reads the LR input, the folder loads back as the same consistency
+    SR3 (clipped eps read) and samples with its run config (consistency, 2 steps); a distilled SR3 is refused
+    as a teacher."""
+    from omnidiffusion.core.consistency import ConsistencyDenoiser
+    from omnidiffusion.core.io import load_run_config
+    from omnidiffusion.vision import VisionConfig, distil_sr3, load_vision_config
+
+    unet = {**TINY_UNET, "dropout": 0.1}
+    teacher = _randomise(SR3(8, 1, 2, unet, _linear(50, 0.2)), std=0.1)
+    weights = {k: v.clone() for k, v in teacher.state_dict().items()}
+    over = ["data.image_size=8", "data.scale=2", "train.batch_size=8", "train.progress=false", "train.log_every=5",
+            "train.ckpt_every=10"]  # fmt: skip
+    config = load_vision_config("sr3-faces", over)
+    images = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    student = distil_sr3(teacher, images, config, tmp_path / "cd", steps=10)
+    assert all(torch.equal(weights[k], v) for k, v in teacher.state_dict().items())
+    assert all(m.p == 0.1 for m in teacher.modules() if isinstance(m, torch.nn.Dropout))
+    assert not all(torch.equal(weights[k], v) for k, v in student.state_dict().items())  # it trained
+    den = student.denoiser()
+    assert isinstance(den, ConsistencyDenoiser) and student.consistency["clip"] == [-1.0, 1.0]
+    x, lr_up = torch.randn(2, 1, 8, 8), torch.rand(2, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        f = den.predict(x, 0.4, lr_up=lr_up).x0
+        assert not torch.allclose(f, den.predict(x, 0.4, lr_up=-lr_up).x0)
+    loaded = SR3.from_pretrained(tmp_path / "cd")
+    assert loaded.consistency == student.consistency
+    lr = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    a = sr3_upscale(loaded, lr, method="consistency", steps=2, generator=torch.Generator().manual_seed(0))
+    b = sr3_upscale(student, lr, method="consistency", steps=2, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (1, 3, 1, 8, 8) and torch.equal(a, b)
+    run = load_run_config(tmp_path / "cd", VisionConfig)
+    assert (run.sampler.method, run.sampler.steps) == ("consistency", 2)
+    with pytest.raises(ValueError, match="teacher"):
+        distil_sr3(student, images, config, tmp_path / "again", steps=2)

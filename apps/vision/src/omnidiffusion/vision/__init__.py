@@ -1,7 +1,8 @@
 """omnidiffusion.vision: image diffusion on omnidiffusion-core.
 
 - `ImageDDPM` / `train_image_ddpm`: unconditional image DDPM (Ho et al. 2020) on core's UNet and `fit`.
-- `SR3` / `train_sr3` / `SuperResolution`: SR3 super-resolution (Saharia et al. 2021).
+- `SR3` / `train_sr3` / `SuperResolution`: SR3 super-resolution (Saharia et al. 2021); `distil_sr3`: its
+  consistency-distilled 1/2/4-step version (core.consistency).
 - `repaint_inpaint` / `Inpainter`: RePaint inpainting with any unconditional model (Lugmayr et al. 2022).
 - `Segmenter` / `SegDiff` / `SegUNet` / `train_ddpm_seg`: segmentation by mask diffusion (Amit et al. 2021) and
   DDPM-Seg pixel classifiers (Baranchuk et al. 2022); see `segmentation`.
@@ -30,7 +31,7 @@ from .segmentation.pipeline import Segmenter
 from .segmentation.training import train_seg_unet, train_segdiff
 from .settings import VisionConfig, load_vision_config
 from .sr3 import sample_noise_level, sr3_upscale
-from .training import train, train_image_ddpm, train_regression, train_sr3
+from .training import distil_sr3, train, train_image_ddpm, train_regression, train_sr3
 
 __version__ = "0.1.0"
 
@@ -72,6 +73,7 @@ __all__ = [
     "RegressionSR",
     "VisionConfig",
     "data",
+    "distil_sr3",
     "imaging",
     "load_digits_16",
     "load_faces",

@@ -1,8 +1,10 @@
-"""`omnidiffusion-vision`: train | sample | upscale | inpaint | restore | segment | points-* | anomaly-score | evaluate.
+"""`omnidiffusion-vision`: train | distil | sample | upscale | inpaint | restore | segment | points-* |
+anomaly-score | evaluate.
 
 omnidiffusion-vision train --config sr3-faces | ddpm-faces | ddpm-digits [--set train.steps=500] [--out DIR]
 omnidiffusion-vision sample --checkpoint DIR --n 16 --out grid.png [--set sampler.steps=50]
 omnidiffusion-vision upscale --checkpoint DIR --input lr.png --out sr.png
+omnidiffusion-vision distil --checkpoint SR3_DIR --out CD_DIR    # then upscale --checkpoint CD_DIR: 2 steps
 omnidiffusion-vision inpaint --checkpoint DIR --input img.png --mask mask.png|box|half|lines|strokes --out out.png
 omnidiffusion-vision evaluate --task sr --checkpoint DIR --hr-dir FOLDER --scale 4
 omnidiffusion-vision evaluate --task inpaint --checkpoint DIR --image-dir FOLDER --mask box
@@ -52,7 +54,7 @@ from .points import cli as points_cli
 from .priors import load_image_prior
 from .segmentation import cli as seg_cli
 from .settings import PACKAGE, VisionConfig, legacy_config
-from .training import train
+from .training import distil_sr3, train
 
 # The Vision II tasks: each module trains its config.task values, answers `evaluate --task <name>`, adds its verbs.
 EXTRA_TASKS = {
@@ -227,6 +229,30 @@ cli.add_command(
     out=(None, "checkpoint directory (default: runs/vision/<config name>)"),
     resume=True,
 )
+
+def run_distil(args: argparse.Namespace, config: VisionConfig) -> int:
+    if config.train.device == "auto":
+        config.train.device = str(args.device)
+    teacher = SR3.from_pretrained(args.checkpoint)
+    student = distil_sr3(teacher, None, config, args.out, steps=args.distil_steps, lr=args.distil_lr,
+                         resume=args.resume)  # fmt: skip
+    if is_main_process():
+        print(f"distilled {args.checkpoint} into a {student.consistency['parameterisation']} consistency SR3 -> "
+              f"{args.out} (it samples with method consistency in 2 steps; --set sampler.steps=1 or 4 to change)")
+    return 0
+
+
+_distil = cli.add_command(
+    "distil",
+    _with_checkpoint_config(run_distil),
+    VisionConfig,
+    help="consistency-distil a trained SR3 into a 1/2/4-step SR3 (on the data of its run config)",
+    checkpoint="required",
+    out=("runs/vision/sr3-cd", "directory of the distilled SR3 (checkpoints, weights, run_config.json)"),
+    resume=True,
+)
+_distil.add_argument("--distil-steps", type=count_arg(), default=500, help="optimiser steps of the distillation")
+_distil.add_argument("--distil-lr", type=float, default=1e-4, help="learning rate of the distillation")
 
 _sample = add(
     "sample", run_sample, help="draw images from an unconditional DDPM ([sampler] settings)",

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 
 from omnidiffusion.core import Denoiser, DiscreteVP, clip_x0
 from omnidiffusion.core.checks import positive_int
+from omnidiffusion.core.consistency import ConsistencyDenoiser
+from omnidiffusion.core.denoiser import DenoiserBase
 from omnidiffusion.core.io import ConfigurableModule, Pretrained, has_run_config, open_pretrained, save_pretrained
 from omnidiffusion.core.nn import UNet
 from omnidiffusion.core.settings import SCHEDULE_KEYS
@@ -155,7 +157,9 @@ class SR3(PretrainedModule):
     """SR3 network: UNet([x_t, upsample(LR)], gamma) predicting eps, gamma = sqrt(alpha_bar) (Saharia et al. 2021).
 
     Args: HR `image_size`, `channels`, SR factor `scale`, core UNet kwargs `unet`, `schedule` (default SR3's linear
-    1e-6..1e-2 over timesteps=2000), `noise_embedding_scale` (sinusoids of scale * gamma; WaveGrad uses 5000).
+    1e-6..1e-2 over timesteps=2000), `noise_embedding_scale` (sinusoids of scale * gamma; WaveGrad uses 5000),
+    `consistency` (None: an eps-prediction SR3; a dict of core ConsistencyDenoiser kwargs: a consistency-distilled
+    SR3, `training.distil_sr3`, sampled with method "consistency" in 1, 2 or 4 steps).
     """
 
     def __init__(
@@ -166,12 +170,16 @@ class SR3(PretrainedModule):
         unet: dict | None = None,
         schedule: dict | None = None,
         noise_embedding_scale: float = 5000.0,
+        consistency: dict | None = None,
     ) -> None:
         super().__init__()
         if image_size % scale:
             raise ValueError(f"image_size: {image_size} is not divisible by scale {scale}")
+        if consistency is not None and not isinstance(consistency, dict):
+            raise ValueError(f"consistency: expected None or a dict of ConsistencyDenoiser kwargs, got {consistency!r}")
         self.image_size, self.channels, self.scale = int(image_size), int(channels), int(scale)
         self.prediction = "eps"
+        self.consistency = None if consistency is None else dict(consistency)
         self.schedule_spec = dict(SR3_SCHEDULE if schedule is None else schedule)
         self.schedule = make_schedule(self.schedule_spec)
         self.net = UNet(
@@ -192,9 +200,14 @@ class SR3(PretrainedModule):
         """x_t (B, C, H, W), t (B,) in [0, 1], lr_up (B, C, H, W) bicubic-upsampled LR -> eps_hat (B, C, H, W)."""
         return self.net(x_t, self.noise_level(t), cond=lr_up)
 
-    def denoiser(self, clip: bool = True) -> Denoiser:
-        """The core Denoiser (eps-prediction); pass `lr_up=` to the sampler as conditioning."""
-        return Denoiser(self, self.schedule, "eps", x0_hooks=[clip_x0()] if clip else ())
+    def denoiser(self, clip: bool = True, net: nn.Module | None = None) -> DenoiserBase:
+        """The core Denoiser (eps-prediction, x0_hat clipped to [-1, 1] with `clip`), or for a distilled model the
+        ConsistencyDenoiser; pass `lr_up=` to the sampler as conditioning. `net`: a stand-in for this module
+        with the same call (e.g. the tiled network of sr3.sr3_upscale)."""
+        net = self if net is None else net
+        if self.consistency is not None:
+            return ConsistencyDenoiser(net, self.schedule, **self.consistency)
+        return Denoiser(net, self.schedule, "eps", x0_hooks=[clip_x0()] if clip else ())
 
 
 class RegressionSR(PretrainedModule):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from omnidiffusion.core import Denoiser, DiscreteVP, clip_x0, sample
+from omnidiffusion.core import DiscreteVP, sample
 from omnidiffusion.core.checks import positive_int
 
 from .data import random_crop_flip
@@ -210,7 +210,7 @@ def sr3_upscale(
         factor = network_factor(model)
         per_call = max(1, batch_size // lr.shape[0])  # tiles per network call
         net = TiledNetwork(model, side, default_overlap(side, factor), factor, batch_size=per_call)
-        den = Denoiser(net, model.schedule, "eps", x0_hooks=[clip_x0()])
+        den = model.denoiser(net=net)
     else:
         den = model.denoiser()
     outs = []

@@ -8,6 +8,8 @@
   uniformly drawn table step, through core's `denoising_loss`); returns the EMA model.
 - `train_sr3(images, config, out_dir)`: SR3 with continuous noise levels (see sr3.py).
 - `train_regression(images, config, out_dir)`: the same-size UNet trained with L2 (SR3's regression baseline).
+- `distil_sr3(teacher, images, config, out_dir)`: consistency distillation of a trained SR3 (core.consistency), a
+  1-, 2- or 4-step SR3 sampled with method "consistency".
 
 The pieces the task packages share are public here: `TensorImages`, `DDPMLoss`, `image_dataset` and `fit_model`
 (core fit with the task's metadata and the run config). Each run writes `out_dir` as core's fit does (config.json +
@@ -19,6 +21,7 @@ config.data.image_size, random left-right flip) on torch's global RNG, which the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,14 +30,17 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from omnidiffusion.core import Denoiser, denoising_loss
+from omnidiffusion.core.checks import positive_int, real_number, resolve_device
 from omnidiffusion.core.config import apply_override
-from omnidiffusion.core.training import TrainResult, fit, unwrap_model
+from omnidiffusion.core.consistency import consistency_distillation
+from omnidiffusion.core.io import save_run_config
+from omnidiffusion.core.training import TrainResult, fit, seed_everything, unwrap_model
 
 from .data import random_crop_flip, training_images
-from .imaging import check_images
+from .imaging import check_images, upsample
 from .models import SR3, ImageDDPM, RegressionSR
 from .settings import VisionConfig, load_vision_config
-from .sr3 import RegressionLoss, SR3Loss
+from .sr3 import RegressionLoss, SR3Loss, make_lr
 
 IMAGE_TASKS = ("ddpm", "sr3", "regression")
 
@@ -136,6 +142,7 @@ def _run(task: str, images, config: VisionConfig, out_dir, resume: bool | None) 
     if config.task != task:  # the stored run config names what was trained
         config = replace(config, task=task)
     data = image_dataset(images, config)
+    seed_everything(config.train.seed)  # the initial weights (fit seeds only its own loop)
     model, loss = BUILDERS[task](data, config)
     return fit_model(model, loss, data, config, out_dir, resume, task)
 
@@ -195,3 +202,78 @@ def train_regression(
 ) -> RegressionSR:
     """Train the regression baseline (same UNet settings as SR3, L2 on the HR image); returns the EMA model."""
     return final_model(_run("regression", images, resolve_config(config, overrides), out_dir, resume))
+
+
+class SR3Pairs:
+    """batch_fn of consistency distillation for SR3: random crop + flip of the HR batch -> (HR, {"lr_up": ...}),
+    the same pairs `SR3Loss` trains on."""
+
+    def __init__(self, size: int, scale: int, hflip: bool = True) -> None:
+        self.size, self.scale, self.hflip = size, scale, hflip
+
+    def __call__(self, batch) -> tuple[Tensor, dict]:
+        hr = batch[0] if isinstance(batch, list | tuple) else batch
+        hr = random_crop_flip(hr, self.size, self.hflip)
+        return hr, {"lr_up": upsample(make_lr(hr, self.scale), self.scale, "bicubic")}
+
+
+def distil_sr3(
+    teacher: SR3,
+    images: Tensor | Dataset | None = None,
+    config: VisionConfig | str | None = "sr3-faces",
+    out_dir: str | Path | None = None,
+    *,
+    steps: int = 500,
+    lr: float = 1e-4,
+    intervals: int = 18,
+    solver: str = "heun",
+    sample_steps: int = 2,
+    resume: bool | None = None,
+) -> SR3:
+    """Consistency distillation (core `consistency_distillation`, Song et al. 2023) of a trained SR3 on the HR
+    crops it was trained on; returns the distilled SR3 (EMA weights), also saved in `out_dir`.
+
+    The student starts as a copy of the teacher (dropout off), read as eps with its x0 clipped to [-1, 1], and
+    the teacher's ODE steps clip its x0 too, as SR3's samplers do (`clip`). Without clipping, eps read at t = 1
+    multiplies errors by sigma/alpha (about 150 on SR3's schedule); a copy read as v starts far from the
+    teacher and did not recover in 1000 steps (benchmarks/vision_sr_few_step.py, docs/vision.md). The teacher
+    steps between adjacent times of an `intervals`-interval Karras grid with `solver` (random shifts).
+    `steps` optimiser steps of config.train (batch size, EMA, AMP, device) at learning rate `lr` (min_lr
+    lr/10). The saved folder loads with `SR3.from_pretrained(out_dir)`; its run config samples with method
+    "consistency" in `sample_steps` steps on the time-uniform grid. Calling again with the same out_dir
+    resumes (as core `fit`).
+    """
+    if not isinstance(teacher, SR3):
+        raise ValueError(f"teacher: expected a trained SR3, got {type(teacher).__name__}")
+    if teacher.consistency is not None:
+        raise ValueError("teacher: expected an SR3 trained by train_sr3, got a consistency-distilled one")
+    if out_dir is None or str(out_dir) == "":
+        raise ValueError("out_dir: expected the directory to distil into")
+    config = resolve_config(config)
+    lr = real_number(lr, "lr", low=0.0, low_open=True)
+    d = config.data
+    train_config = replace(config.train, steps=positive_int(steps, "steps"), lr=lr, min_lr=min(config.train.min_lr,
+                           lr / 10), warmup_steps=min(config.train.warmup_steps, steps // 10))  # fmt: skip
+    was_training = teacher.training
+    teacher = teacher.to(resolve_device(train_config.device)).eval()  # beside the student fit trains
+    student = copy.deepcopy(teacher)
+    for module in student.modules():  # the two student calls of one loss must see the same network
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    try:
+        cm = consistency_distillation(
+            teacher.denoiser(clip=True), image_dataset(images, config), student_net=student, prediction="eps",
+            clip=(-1.0, 1.0), intervals=intervals, solver=solver, config=train_config, out_dir=out_dir,
+            batch_fn=SR3Pairs(d.image_size, d.scale, d.hflip), resume=resume,
+        )  # fmt: skip
+    finally:
+        teacher.train(was_training)
+    student = SR3(**{**teacher.init_kwargs, "consistency": cm.spec})
+    student.load_state_dict(cm.net.state_dict())
+    student.eval()
+    run = replace(config, task="sr3", train=train_config,
+                  sampler=replace(config.sampler, method="consistency", steps=positive_int(sample_steps,
+                                  "sample_steps"), grid="time-uniform"))  # fmt: skip
+    student.save_pretrained(out_dir, metadata={"task": "sr3", "distilled": "consistency"})
+    save_run_config(out_dir, run)
+    return student
