@@ -133,6 +133,22 @@ def test_clip_clamps_the_euler_x0_and_round_trips_through_spec():
         ConsistencyDenoiser(exact.net, sched, "edm", clip=(-1, 1))
 
 
+def test_t_max_starts_the_training_grid_there():
+    """consistency_grid(t_max=...) runs from t_max down to t_min on the same Karras spacing in sigma~; the
+    distillation trains only on pairs inside it; a t_max at or below t_min is refused."""
+    sched = S.LinearVP()
+    grid = consistency_grid(sched, 6, t_max=0.5)
+    assert grid[0].item() == pytest.approx(0.5, abs=1e-12) and grid[-1].item() == pytest.approx(sched.t_min)
+    sig = sched.sigma_ve(grid)
+    lo, hi = sig[-1].item() ** (1 / 7), sig[0].item() ** (1 / 7)
+    expected = torch.tensor([hi + i / 6 * (lo - hi) for i in range(7)], dtype=F64) ** 7
+    assert torch.allclose(sig, expected, rtol=1e-9)
+    t_hi, t_lo = grid_pairs(sched, grid, 500, random_shift=True, generator=torch.Generator().manual_seed(0))
+    assert t_hi.max() <= 0.5 + 1e-12 and (t_lo < t_hi).all()
+    with pytest.raises(ValueError, match="t_max"):
+        consistency_grid(sched, 6, t_max=sched.t_min)
+
+
 class ShiftedSlotAffine(SlotAffine):
     """SlotAffine for data GAUSS + shift, the shift given per sample as conditioning: exact at the grid times."""
 

@@ -158,11 +158,13 @@ class ConsistencyDenoiser(DenoiserBase):
 
 
 def consistency_grid(schedule: NoiseSchedule, intervals: int, *, t_min: float | None = None,
-                     rho: float = 7.0) -> Tensor:
-    """The N-interval training grid from t = 1 down to t_min, Karras rho = 7 in sigma~ (Song et al. 2023)."""
+                     rho: float = 7.0, t_max: float = 1.0) -> Tensor:
+    """The N-interval training grid from t_max (default 1) down to t_min, Karras rho = 7 in sigma~ (Song et al.
+    2023)."""
     intervals = positive_int(intervals, "intervals")
     lo = float(schedule.t_min if t_min is None else t_min)
-    return make_grid(schedule, "karras", intervals, t_end=lo, rho=rho)
+    real_number(t_max, "t_max", low=lo, high=1.0, low_open=True)
+    return make_grid(schedule, "karras", intervals, t_start=float(t_max), t_end=lo, rho=rho)
 
 
 def lognormal_weights(schedule: NoiseSchedule, grid: Tensor, p_mean: float = -1.1, p_std: float = 2.0) -> Tensor:
@@ -389,6 +391,7 @@ def consistency_distillation(
     t_min: float | None = None,
     sigma_data: float | None = None,
     clip: tuple[float, float] | None = None,
+    t_max: float = 1.0,
     target_ema: float = 0.0,
     random_shift: bool = True,
     config: TrainConfig | None = None,
@@ -400,7 +403,8 @@ def consistency_distillation(
 
     student_net: None copies the teacher's network (with parameterisation "euler", the paper's initialisation).
     prediction: for "euler", how the student's net is read; default the teacher's prediction type.
-    clip: the student's x0 clamp (`ConsistencyDenoiser`).
+    clip: the student's x0 clamp (`ConsistencyDenoiser`). t_max: the highest time trained (the grid's start; below
+    1, multistep sampling should re-noise to at most t_max after its first step).
     intervals: N of the Karras grid from 1 to t_min (`consistency_grid`); solver/substeps: the teacher's ODE
     step between adjacent grid times (`teacher_step`). target_ema: mu of the target network f^- (Song et al.
     2023 use 0.95 on CIFAR-10; 0 = the online student under stop-gradient); the target is saved in every
@@ -429,7 +433,7 @@ def consistency_distillation(
     if not isinstance(student_net, nn.Module):
         raise ValueError(f"student_net: expected an nn.Module, got {type(student_net).__name__}")
     schedule = teacher.schedule
-    grid = consistency_grid(schedule, intervals, t_min=t_min)
+    grid = consistency_grid(schedule, intervals, t_min=t_min, t_max=t_max)
     build = partial(ConsistencyDenoiser, schedule=schedule, parameterisation=parameterisation,
                     prediction=prediction, t_min=t_min, sigma_data=sigma_data, clip=clip)
     build(student_net)  # validate the arguments before training
