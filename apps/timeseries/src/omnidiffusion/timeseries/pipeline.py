@@ -86,7 +86,7 @@ class Imputer:
         if config is None:  # a checkpoint from before run_config.json keeps its settings in the metadata
             config = pre.config if stored else legacy_config(pre.metadata)
         imputer = cls(pre.model, scaler, config, pre.metadata.get("columns"), device=pre.device)
-        if pre.metadata.get("consistency") is not None:  # written by training.distil_imputer
+        if pre.metadata.get("consistency") is not None:  # written by distil_imputer
             imputer.task = replace(imputer.task, consistency=dict(pre.metadata["consistency"]))
         return imputer
 

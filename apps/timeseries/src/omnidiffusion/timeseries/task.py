@@ -110,7 +110,7 @@ class CSDITask:
     scale_min_known: int = 2
     prediction: str = "eps"
     interp_input: str = "interpolation"
-    consistency: dict | None = None  # a distilled imputer: core ConsistencyDenoiser kwargs (training.distil_imputer)
+    consistency: dict | None = None  # a distilled imputer: core ConsistencyDenoiser kwargs (pipeline.distil_imputer)
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:

@@ -53,11 +53,16 @@ def make_lr(hr: Tensor, scale: int) -> Tensor:
     return downsample(hr, scale).clamp(-1.0, 1.0)
 
 
+def lr_condition(hr: Tensor, scale: int) -> Tensor:
+    """What the networks see of an HR batch (B, C, H, W): its LR version bicubic-upsampled back to (H, W)."""
+    return upsample(make_lr(hr, scale), scale, "bicubic")
+
+
 def sr3_loss(model: nn.Module, hr: Tensor, schedule: DiscreteVP, scale: int, norm: str = "l1") -> Tensor:
     """SR3 training loss on an HR batch (B, C, H, W) in [-1, 1]: mean |eps_hat - eps|^p, p = 1 ("l1") or 2 ("l2")."""
     if norm not in ("l1", "l2"):
         raise ValueError(f"norm: expected 'l1' or 'l2', got {norm!r}")
-    lr_up = upsample(make_lr(hr, scale), scale, "bicubic")  # (B, C, H, W)
+    lr_up = lr_condition(hr, scale)  # (B, C, H, W)
     gamma, t, _ = sample_noise_level(schedule, hr.shape[0], device=hr.device)
     g = gamma.to(hr.dtype)[:, None, None, None]
     eps = torch.randn_like(hr)
@@ -77,6 +82,19 @@ class SR3Loss:
         return sr3_loss(model, random_crop_flip(hr, self.size, self.hflip), self.schedule, self.scale, self.norm)
 
 
+class SR3Pairs:
+    """batch_fn of consistency distillation (training.distil_sr3): random crop + flip of the HR batch ->
+    (HR, {"lr_up": ...}), the pairs `SR3Loss` trains on."""
+
+    def __init__(self, size: int, scale: int, hflip: bool = True) -> None:
+        self.size, self.scale, self.hflip = size, scale, hflip
+
+    def __call__(self, batch) -> tuple[Tensor, dict]:
+        hr = batch[0] if isinstance(batch, list | tuple) else batch
+        hr = random_crop_flip(hr, self.size, self.hflip)
+        return hr, {"lr_up": lr_condition(hr, self.scale)}
+
+
 class RegressionLoss:
     """loss_fn(model, batch): L2 between RegressionSR(upsample(LR)) and the HR crop (SR3's regression baseline)."""
 
@@ -86,7 +104,7 @@ class RegressionLoss:
     def __call__(self, model: nn.Module, batch) -> Tensor:
         hr = batch[0] if isinstance(batch, list | tuple) else batch
         hr = random_crop_flip(hr, self.size, self.hflip)
-        lr_up = upsample(make_lr(hr, self.scale), self.scale, "bicubic")
+        lr_up = lr_condition(hr, self.scale)
         return (model(lr_up) - hr).pow(2).mean()
 
 

@@ -37,10 +37,10 @@ from omnidiffusion.core.io import save_run_config
 from omnidiffusion.core.training import TrainResult, fit, seed_everything, unwrap_model
 
 from .data import random_crop_flip, training_images
-from .imaging import check_images, upsample
+from .imaging import check_images
 from .models import SR3, ImageDDPM, RegressionSR
 from .settings import VisionConfig, load_vision_config
-from .sr3 import RegressionLoss, SR3Loss, make_lr
+from .sr3 import RegressionLoss, SR3Loss, SR3Pairs
 
 IMAGE_TASKS = ("ddpm", "sr3", "regression")
 
@@ -204,19 +204,6 @@ def train_regression(
     return final_model(_run("regression", images, resolve_config(config, overrides), out_dir, resume))
 
 
-class SR3Pairs:
-    """batch_fn of consistency distillation for SR3: random crop + flip of the HR batch -> (HR, {"lr_up": ...}),
-    the same pairs `SR3Loss` trains on."""
-
-    def __init__(self, size: int, scale: int, hflip: bool = True) -> None:
-        self.size, self.scale, self.hflip = size, scale, hflip
-
-    def __call__(self, batch) -> tuple[Tensor, dict]:
-        hr = batch[0] if isinstance(batch, list | tuple) else batch
-        hr = random_crop_flip(hr, self.size, self.hflip)
-        return hr, {"lr_up": upsample(make_lr(hr, self.scale), self.scale, "bicubic")}
-
-
 def distil_sr3(
     teacher: SR3,
     images: Tensor | Dataset | None = None,
@@ -256,13 +243,13 @@ def distil_sr3(
                            lr / 10), warmup_steps=min(config.train.warmup_steps, steps // 10))  # fmt: skip
     was_training = teacher.training
     teacher = teacher.to(resolve_device(train_config.device)).eval()  # beside the student fit trains
-    student = copy.deepcopy(teacher)
-    for module in student.modules():  # the two student calls of one loss must see the same network
+    start = copy.deepcopy(teacher)
+    for module in start.modules():  # the two student calls of one loss must see the same network
         if isinstance(module, nn.Dropout):
             module.p = 0.0
     try:
         cm = consistency_distillation(
-            teacher.denoiser(clip=True), image_dataset(images, config), student_net=student, prediction="eps",
+            teacher.denoiser(clip=True), image_dataset(images, config), student_net=start, prediction="eps",
             clip=(-1.0, 1.0), intervals=intervals, solver=solver, config=train_config, out_dir=out_dir,
             batch_fn=SR3Pairs(d.image_size, d.scale, d.hflip), resume=resume,
         )  # fmt: skip
