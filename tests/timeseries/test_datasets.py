@@ -309,6 +309,26 @@ def test_pm25_windows_cover_each_test_entry_once():
     assert set(train) == {"values", "observed"} and train["values"].shape[1:] == (3, 8)
 
 
+def test_pm25_training_patterns_come_from_months_2_5_8_11_in_turn():
+    from omnidiffusion.timeseries.datasets import pm25_windows
+
+    ground, missing = _pm25_tables()
+    p = pm25_protocol(ground, missing, valid_index=3)  # month 5 validates: patterns from 2, 8, 11 only
+    w = pm25_windows(p, p["train_months"], 4, patterns=True)
+    # enumerate the stride-1 windows from the ground table itself: (month, observed (K, 4)) in month order
+    windows = []
+    for month in p["train_months"]:
+        obs = ground[ground.index.month == month].notna().to_numpy()
+        windows += [(month, obs[s : s + 4].T) for s in range(len(obs) - 3)]
+    givers = [obs for month, obs in windows if month in (2, 8, 11)]
+    assert len(givers) > 0 and w["pattern"].shape == w["observed"].shape == (len(windows), 3, 4)
+    for n in range(len(windows)):
+        np.testing.assert_array_equal(w["observed"][n].numpy(), windows[n][1])
+        np.testing.assert_array_equal(w["pattern"][n].numpy(), givers[n % len(givers)])
+    with pytest.raises(ValueError, match="hold none of them"):
+        pm25_windows(p, (1, 4), 4, patterns=True)
+
+
 def test_train_and_evaluate_on_pm25_layout(tmp_path, capsys):
     from omnidiffusion.timeseries.cli import cli
 
@@ -316,7 +336,7 @@ def test_train_and_evaluate_on_pm25_layout(tmp_path, capsys):
     write_pm25(tmp_path, ground, missing)
     run = tmp_path / "run"
     sets = ["data.format=pm25", f"data.root={tmp_path}", "data.window=8", "data.val_fraction=0.1"]
-    sets += ["train.steps=4", "train.ckpt_every=2", "sampler.samples=3", "data.valid_month=2"]
+    sets += ["train.steps=4", "train.ckpt_every=2", "sampler.samples=3", "data.valid_month=2", "task.strategy=mix"]
     args = ["train", "--config", "tiny", "--out", str(run)] + [a for s in sets for a in ("--set", s)]
     assert cli.main(args) == 0
     assert "validation month 2 (" in capsys.readouterr().out

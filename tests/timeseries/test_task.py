@@ -44,6 +44,14 @@ def test_forecast_historical_and_mix_masks():
     assert torch.equal(hist, observed & observed.roll(1, 0))
     mix = masks.training_mask(observed, "mix", generator=torch.Generator().manual_seed(0))
     assert not (mix & ~observed).any()
+    # with the data's own patterns (PM2.5), sample i is masked by sample i - 1's pattern (CSDI's get_hist_mask)
+    patterns = torch.rand(observed.shape, generator=torch.Generator().manual_seed(1)) < 0.5
+    hist = masks.training_mask(observed, "historical", patterns=patterns)
+    for i in range(observed.shape[0]):
+        assert torch.equal(hist[i], observed[i] & patterns[i - 1])
+    mix = masks.training_mask(observed, "mix", patterns=patterns, generator=torch.Generator().manual_seed(2))
+    from_pattern = [torch.equal(mix[i], hist[i]) for i in range(observed.shape[0])]
+    assert any(from_pattern) and not (mix & ~observed).any()
     with pytest.raises(ValueError, match="horizon"):
         masks.forecast_mask(observed, 20)
     with pytest.raises(ValueError, match="strategy"):
@@ -113,9 +121,10 @@ def test_tiny_overfit_loss_falls():
     t = torch.linspace(0, 6.28, 12)
     base = torch.stack([torch.sin(t + p) for p in torch.rand(32) * 6.28])  # (32, L)
     values = torch.stack([base, 2 * base, -base], dim=1)  # (32, 3, 12): features tied together
-    data = WindowDataset({"values": values, "observed": torch.ones_like(values, dtype=torch.bool)})
+    observed = torch.ones_like(values, dtype=torch.bool)
+    data = WindowDataset({"values": values, "observed": observed})
     task, net = CSDITask(), _tiny_net()
-    first = np.mean([task.loss(net, {"values": values[:8], "observed": data.observed[:8]}).item() for _ in range(20)])
+    first = np.mean([task.loss(net, {"values": values[:8], "observed": observed[:8]}).item() for _ in range(20)])
     cfg = TrainConfig(
         steps=200, batch_size=8, lr=3e-3, ema_decay=None, progress=False, log_every=50, ckpt_every=1000, device="cpu"
     )
@@ -123,7 +132,7 @@ def test_tiny_overfit_loss_falls():
 
     res = fit(net, task.loss, data, cfg, tempfile.mkdtemp())
     last = np.mean(
-        [task.loss(res.model, {"values": values[:8], "observed": data.observed[:8]}).item() for _ in range(20)]
+        [task.loss(res.model, {"values": values[:8], "observed": observed[:8]}).item() for _ in range(20)]
     )
     assert last < 0.7 * first
 

@@ -147,16 +147,21 @@ def make_windows(z: np.ndarray, observed: np.ndarray, length: int, stride: int =
 
 
 class WindowDataset(Dataset):
-    """Map-style dataset of windows for core's `fit`: item i is {"values": (K, L), "observed": (K, L)}."""
+    """Map-style dataset of windows for core's `fit`: item i is {"values": (K, L), "observed": (K, L)}, plus
+    "pattern" (K, L), its historical missing pattern, where the windows bring one (PM2.5)."""
 
     def __init__(self, windows: dict[str, torch.Tensor]) -> None:
-        self.values, self.observed = windows["values"], windows["observed"]
+        keys = ("values", "observed", "pattern") if "pattern" in windows else ("values", "observed")
+        self.windows = {k: windows[k] for k in keys}
+        n = {k: v.shape[0] for k, v in self.windows.items()}
+        if len(set(n.values())) != 1:
+            raise ValueError(f"windows: expected one window count for every key, got {n}")
 
     def __len__(self) -> int:
-        return self.values.shape[0]
+        return self.windows["values"].shape[0]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"values": self.values[i], "observed": self.observed[i]}
+        return {k: v[i] for k, v in self.windows.items()}
 
 
 def entry_target(entry: dict, name: str = "dataset") -> np.ndarray:

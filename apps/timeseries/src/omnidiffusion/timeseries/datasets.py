@@ -25,7 +25,8 @@ column and one column per station (36 stations, hourly, 2014-05 to 2015-04).
 `pm25_protocol` follows CSDI's dataset_pm25.py / download.py: test months 3, 6, 9, 12; training months
 1, 2, 4, 5, 7, 8, 10, 11 with one of them (`valid_index`) held out for validation; normalisation by the mean and
 std (pandas' describe: NaN skipped, ddof 1) of every non-test month; targets of the test months are the entries
-observed in the ground file and missing in the missing file.
+observed in the ground file and missing in the missing file. Training windows can carry CSDI's historical
+missing patterns (`pm25_windows(..., patterns=True)`), drawn from months 2, 5, 8 and 11 only.
 
 Forecasting data as gluonts entries ({"start": pd.Period, "target": (T,) or (K, T), "item_id"}), for `train`
 with task.task = "forecast" (data.format "long-csv" / "jsonl") or any gluonts pipeline:
@@ -61,6 +62,7 @@ PHYSIONET_HOURS = 48
 PHYSIONET_HEADER = "Time,Parameter,Value"
 PM25_TEST_MONTHS = (3, 6, 9, 12)
 PM25_TRAIN_MONTHS = (1, 2, 4, 5, 7, 8, 10, 11)
+PM25_PATTERN_MONTHS = (2, 5, 8, 11)  # CSDI's flag_for_histmask: the training months that give historical patterns
 _COLUMN = {name: k for k, name in enumerate(PHYSIONET_PARAMETERS)}
 _TIME = re.compile(r"^(\d{1,3}):([0-5]\d)$")
 _RECORD = re.compile(r"\d{6}")
@@ -319,14 +321,19 @@ def read_jsonlines(path: str | Path, freq: str) -> list[dict]:
 
 
 def pm25_windows(
-    protocol: dict, months: tuple[int, ...], length: int, *, test: bool = False
+    protocol: dict, months: tuple[int, ...], length: int, *, test: bool = False, patterns: bool = False
 ) -> dict[str, torch.Tensor]:
     """Windows (N, K, length) inside each of `months` of a pm25_protocol: stride 1 for training; with `test`,
     CSDI's evaluation windows (stride `length`, the last one ending at the month's end) with "target" (the
-    missing file's hidden entries) and "scored" (False on the steps a last window shares with the one before)."""
+    missing file's hidden entries) and "scored" (False on the steps a last window shares with the one before).
+
+    With `patterns` (training windows), each window also gets "pattern": the observed mask of a window from a
+    month in PM25_PATTERN_MONTHS, the n-th window the n-th of those in turn (CSDI's hist_mask). Months 1, 4, 7
+    and 10 never give patterns: the missing file's test patterns were made from them."""
     z, observed, target = (protocol[k].to_numpy() for k in ("z", "observed", "target"))
     month_of = protocol["z"].index.month
     parts: dict[str, list[np.ndarray]] = {"values": [], "observed": [], "target": [], "scored": []}
+    window_month: list[int] = []
     for month in months:
         rows = np.flatnonzero(month_of == month)
         if len(rows) < length:
@@ -345,6 +352,18 @@ def pm25_windows(
             for key, arr in (("values", z), ("observed", observed), ("target", target)):
                 parts[key].append(arr[idx].T)
             parts["scored"].append(scored)
+            window_month.append(month)
     out = {k: torch.as_tensor(np.stack(v)) for k, v in parts.items()}
     out["values"] = out["values"].float()
-    return out if test else {"values": out["values"], "observed": out["observed"]}
+    if test:
+        return out
+    train = {"values": out["values"], "observed": out["observed"]}
+    if patterns:
+        givers = np.flatnonzero(np.isin(window_month, PM25_PATTERN_MONTHS))
+        if len(givers) == 0:
+            raise ValueError(
+                f"task.strategy: historical patterns come from months {PM25_PATTERN_MONTHS}, "
+                f"and the training months {months} hold none of them"
+            )
+        train["pattern"] = out["observed"][givers[np.arange(len(window_month)) % len(givers)]]
+    return train

@@ -4,7 +4,8 @@ All masks are bool tensors (B, K, L), True = given to the model as conditioning.
 `observed & ~cond`. Strategies (Tashiro et al. 2021, appendix B; CSDI main_model.py):
 
   random      per sample a ratio r ~ U(0, 1); hide round(r * #observed) observed entries chosen at random
-  historical  keep only the entries observed in another sample of the batch (its missing pattern, index i - 1)
+  historical  keep only the entries observed in another sample of the batch (its missing pattern, index i - 1);
+              where the data bring their own patterns (PM2.5: windows of other months), sample i - 1's pattern
   mix         a fair coin per sample between random and historical
   forecast    hide the last `horizon` time points (every feature)
 
@@ -82,12 +83,15 @@ def training_mask(
     *,
     horizon: int = 0,
     forecast_share: float = 1.0,
+    patterns: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """The conditioning mask of one training batch for `strategy` (one of STRATEGIES).
 
     With "forecast", a share `1 - forecast_share` of the samples gets a random mask instead, which keeps the
-    model useful for imputation inside the history too.
+    model useful for imputation inside the history too. `patterns` (B, K, L): each sample's historical missing
+    pattern where the data define one (CSDI's `hist_mask`); sample i then takes the pattern of sample i - 1, as
+    CSDI's get_hist_mask does. Without it, sample i takes the observed mask of sample i - 1.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {STRATEGIES}, got {strategy!r}")
@@ -99,7 +103,7 @@ def training_mask(
         fc = forecast_mask(observed, horizon)
         pick = rand(observed.shape[0], generator, device=observed.device) < forecast_share
         return torch.where(pick[:, None, None], fc, rnd)
-    hist = historical_mask(observed)
+    hist = historical_mask(observed, None if patterns is None else patterns.roll(1, dims=0))
     if strategy == "historical":
         return hist
     coin = rand(observed.shape[0], generator, device=observed.device) < 0.5

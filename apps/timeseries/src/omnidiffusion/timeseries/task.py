@@ -133,9 +133,16 @@ class CSDITask:
     def training_example(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """(x0, cond kwargs, target mask) of a batch of windows (values, observed (B, K, L)): a training mask
         hides part of the observed entries (`strategy`), x0 is their residual around the interpolation of the
-        rest, and the targets are the hidden observed entries (what the losses score)."""
+        rest, and the targets are the hidden observed entries (what the losses score). An optional "pattern"
+        (B, K, L) gives each window's historical missing pattern (PM2.5's)."""
         values, observed = batch["values"], batch["observed"].bool()
-        cond = training_mask(observed, self.strategy, horizon=self.horizon, forecast_share=self.forecast_share)
+        cond = training_mask(
+            observed,
+            self.strategy,
+            horizon=self.horizon,
+            forecast_share=self.forecast_share,
+            patterns=batch.get("pattern"),
+        )
         interp, centred, scale = conditioning(values, cond, self.window_scale, self.scale_min_known)
         x0 = torch.where(observed, (values - interp) / scale, torch.zeros_like(values))
         return x0, {"cond_mask": cond, "interp": self.net_input(centred, cond)}, observed & ~cond

@@ -159,7 +159,8 @@ def _train_pm25(config: TimeseriesConfig, out_dir: str | Path, resume: bool | No
         raise ValueError("data.root: expected the STMVL SampleData folder (pm25_ground.txt, pm25_missing.txt)")
     ground, missing = read_pm25(d.root)
     p = pm25_protocol(ground, missing, valid_index=PM25_TRAIN_MONTHS.index(d.valid_month))
-    windows = pm25_windows(p, p["train_months"], d.window)
+    historical = config.task.strategy in ("historical", "mix")
+    windows = pm25_windows(p, p["train_months"], d.window, patterns=historical)
     if d.stride > 1:
         windows = {k: v[:: d.stride] for k, v in windows.items()}
     scaler = Scaler(mean=p["mean"], std=p["std"])
