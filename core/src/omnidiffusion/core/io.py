@@ -19,6 +19,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,6 +111,69 @@ def load_tensors(path: str | Path, *, map_location: str | torch.device = "cpu") 
         raise ValueError(
             f"{path}: not a readable safetensors file (truncated or another format): {e}.{hint}"
         ) from None
+
+
+def _refusal_reason(e: Exception) -> str:
+    """The part of torch's weights-only refusal that names the cause (ANSI styling and advice removed)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines() if ln.strip())
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return f"the file holds a {m[1]} object"
+    m = re.search(r"WeightsUnpickler error: (.*)", text)
+    return (m[1] if m and m[1].strip() else text or "no message")[:160]
+
+
+def read_state_dict(path: str | Path, name: str = "weights") -> dict[str, Tensor]:
+    """A flat {name: tensor} state dict from a .safetensors file or a weights-only torch file, never unpickled.
+
+    A torch file may nest the state dict under "state_dict", "model_state_dict" or "model" (common checkpoint
+    layouts); a "module." prefix (DataParallel) is dropped. `name` is the setting or flag the path came from.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: {path}: no such file (expected .safetensors, or .pt/.pth weights)")
+    if path.suffix == ".safetensors":
+        state = load_tensors(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any failure of the restricted unpickler is a refusal
+            raise ValueError(
+                f"{name}: {path}: refused: torch.load(weights_only=True) cannot read it ({type(e).__name__}: "
+                f"{_refusal_reason(e)}); weights are never unpickled, save them as safetensors or as a plain state dict"
+            ) from None
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"{name}: {path}: expected a non-empty {{name: tensor}} state dict, got {type(state).__name__}"
+        )
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def load_matching_state(model: nn.Module, state: Mapping[str, Tensor], where: str) -> nn.Module:
+    """Load `state` into `model` in place when every name and shape matches (BatchNorm `num_batches_tracked`
+    counters may be absent, as in older checkpoints); otherwise a ValueError lists what differs. `where` names
+    the source in the message ("flag: path")."""
+    expected = model.state_dict()
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{where}: weights do not match {type(model).__name__}: missing {missing[:6]}"
+            f"{' ...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}"
+        )
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items() if v.shape != expected[k].shape
+    ]
+    if wrong:
+        raise ValueError(f"{where}: tensor shapes differ from {type(model).__name__} (file vs model): {wrong[:4]}")
+    model.load_state_dict(dict(state), strict=False)
+    return model
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@
 - Faithfulness (the GLIDE/DALL-E-style "does the image show the prompt" score, read by a classifier as in
   compositional benchmarks such as CLEVR-based ones): per attribute, the share of generated images whose
   classifier reading equals the prompt's value; "all_correct" needs count and every attribute of every object.
-- `frechet_distance`: ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2}) between Gaussians fitted to two feature
-  sets (Heusel et al. 2017), with the matrix square root's trace from eigenvalues of S1^{1/2} S2 S1^{1/2}.
+- `frechet_distance` (core.metrics, re-exported): the Frechet distance between Gaussians fitted to two feature
+  sets (Heusel et al. 2017).
 - `diversity`: mean pairwise L2 distance between the features of images generated for the same prompt.
 """
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnidiffusion.core.io import ConfigurableModule
+from omnidiffusion.core.metrics import frechet_distance  # noqa: F401 - part of this module's metrics
 
 from .data import COLOURS, SHAPES, SIZES, make_split
 
@@ -127,29 +128,6 @@ def faithfulness(predicted: Tensor, target: Tensor) -> dict[str, float]:
         out[name] = float(hit.sum() / valid.sum())
     out["all_correct"] = float((predicted == target).all(1).float().mean())
     return out
-
-
-def _sqrtm_trace(a: np.ndarray, b: np.ndarray) -> float:
-    """tr((A B)^{1/2}) for symmetric PSD A, B: the eigenvalues of A^{1/2} B A^{1/2} (PSD) are those of A B."""
-    wa, va = np.linalg.eigh(a)
-    ra = (va * np.sqrt(np.clip(wa, 0, None))) @ va.T
-    w = np.linalg.eigvalsh(ra @ b @ ra)
-    return float(np.sqrt(np.clip(w, 0, None)).sum())
-
-
-def frechet_distance(x: Tensor | np.ndarray, y: Tensor | np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to feature sets x (N, D) and y (M, D) (Heusel et al. 2017)."""
-    x = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64)
-    y = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y, dtype=np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"x, y: expected (N, D) and (M, D) feature arrays, got {x.shape} and {y.shape}")
-    if x.shape[0] < 2 or y.shape[0] < 2:
-        raise ValueError(f"x, y: expected at least 2 rows each, got {x.shape[0]} and {y.shape[0]}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("x, y: expected finite features, got NaN or inf")
-    mu1, mu2 = x.mean(0), y.mean(0)
-    s1, s2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * _sqrtm_trace(s1, s2))
 
 
 def diversity(features: Tensor, groups: Sequence[int] | Tensor) -> float:

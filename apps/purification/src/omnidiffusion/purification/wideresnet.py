@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnidiffusion.core.checks import positive_int, real_number
-from omnidiffusion.core.io import ConfigurableModule, load_tensors
+from omnidiffusion.core.io import ConfigurableModule, load_matching_state, read_state_dict
 
 ARCH = re.compile(r"^wrn-(\d+)-(\d+)$")  # "wrn-28-10": depth 28, widen factor 10
 
@@ -141,48 +141,6 @@ def parse_wrn(arch: str) -> tuple[int, int] | None:
     return (int(m[1]), int(m[2])) if m else None
 
 
-def _reason(e: Exception) -> str:
-    """The part of torch's weights-only refusal that names the cause (ANSI styling and advice removed)."""
-    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines() if ln.strip())
-    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if m:
-        return f"the file holds a {m[1]} object"
-    m = re.search(r"WeightsUnpickler error: (.*)", text)
-    return (m[1] if m and m[1].strip() else text or "no message")[:160]
-
-
-def read_state_dict(path: str | Path, name: str = "weights") -> dict[str, Tensor]:
-    """A flat {name: tensor} state dict from a .safetensors file or a weights-only torch file, never unpickled.
-
-    A torch file may nest the state dict under "state_dict", "model_state_dict" or "model" (common checkpoint
-    layouts); a "module." prefix (DataParallel) is dropped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name}: {path}: no such file (expected .safetensors, or .pt/.pth weights)")
-    if path.suffix == ".safetensors":
-        state = load_tensors(path)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure of the restricted unpickler is a refusal
-            raise ValueError(
-                f"{name}: {path}: refused: torch.load(weights_only=True) cannot read it ({type(e).__name__}: "
-                f"{_reason(e)}); weights are never unpickled, save them as safetensors or as a plain state dict"
-            ) from None
-        for key in ("state_dict", "model_state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(
-            f"{name}: {path}: expected a non-empty {{name: tensor}} state dict, got {type(state).__name__}"
-        )
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
 def load_classifier_weights(model: nn.Module, path: str | Path, name: str = "weights") -> nn.Module:
     """Load a user's weight file into `model` in place (names and shapes must match; see `read_state_dict`).
 
@@ -194,22 +152,7 @@ def load_classifier_weights(model: nn.Module, path: str | Path, name: str = "wei
     inner = getattr(model, "net", None)
     if isinstance(inner, nn.Module) and not any(k.startswith("net.") for k in state):
         target = inner  # TorchvisionClassifier: the file holds torchvision's names
-    expected = target.state_dict()
-    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{name}: {path}: weights do not match {type(model).__name__}: missing {missing[:6]}"
-            f"{' ...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}"
-        )
-    wrong = [
-        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items() if v.shape != expected[k].shape
-    ]
-    if wrong:
-        raise ValueError(
-            f"{name}: {path}: tensor shapes differ from {type(model).__name__} (file vs model): {wrong[:4]}"
-        )
-    target.load_state_dict(state, strict=False)
+    load_matching_state(target, state, f"{name}: {path}")
     return model.eval()
 
 

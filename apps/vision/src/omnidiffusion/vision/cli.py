@@ -8,6 +8,8 @@ omnidiffusion-vision distil --checkpoint SR3_DIR --out CD_DIR    # then upscale 
 omnidiffusion-vision inpaint --checkpoint DIR --input img.png --mask mask.png|box|half|lines|strokes --out out.png
 omnidiffusion-vision evaluate --task sr --checkpoint DIR --hr-dir FOLDER --scale 4
 omnidiffusion-vision evaluate --task inpaint --checkpoint DIR --image-dir FOLDER --mask box
+omnidiffusion-vision evaluate --task fid --checkpoint DIR --inception pt_inception-2015-12-05-6726825d.pth \\
+    --fid-ref /data/cifar10 [--n 50000]     # FID and IS against CIFAR-10's training images
 omnidiffusion-vision segment --checkpoint DIR --input img.png --out mask.png
 omnidiffusion-vision points-generate --checkpoint DIR --n 8 --out clouds/
 omnidiffusion-vision points-complete --checkpoint DIR --input partial.ply --out full.ply
@@ -43,8 +45,10 @@ from omnidiffusion.core.io import has_run_config, read_pretrained_config
 from omnidiffusion.core.training import is_main_process
 
 from .anomaly import cli as anomaly_cli
+from .cifar10 import cifar10_binary, is_cifar10_binary
 from .data import load_folder_images
-from .evaluation import evaluate_inpaint, evaluate_sr
+from .evaluation import evaluate_fid, evaluate_inpaint, evaluate_sr
+from .fid import load_fid_inception, read_statistics
 from .flags import as_flags, image_output
 from .imaging import read_image, tensor_to_pil, to_pixel_range
 from .inverse import cli as inverse_cli
@@ -198,11 +202,40 @@ def _evaluate_inpaint(args: argparse.Namespace, config: VisionConfig) -> dict:
     return result
 
 
+def _evaluate_fid(args: argparse.Namespace, config: VisionConfig) -> dict:
+    if not args.inception:
+        raise ValueError(
+            "--inception: expected the FID Inception weight file for --task fid (pytorch-fid's "
+            "pt_inception-2015-12-05-6726825d.pth, or a .safetensors of it)"
+        )
+    if not args.fid_ref:
+        raise ValueError(
+            "--fid-ref: expected the reference for --task fid: a folder holding cifar-10-batches-bin (its 50,000 "
+            "training images), a folder of images, or an .npz with mu and sigma"
+        )
+    inception = load_fid_inception(args.inception, "--inception")
+    model = load_image_prior(args.checkpoint, args.device)
+    ref = Path(args.fid_ref)
+    if ref.suffix == ".npz":
+        reference = read_statistics(ref, "--fid-ref")
+    elif is_cifar10_binary(ref):
+        reference = cifar10_binary(ref, "train", name="--fid-ref")[0]
+    else:
+        reference = load_folder_images(ref, 3)
+    s = config.sampler
+    result = evaluate_fid(
+        model, inception, reference, n=args.n, method=s.method, steps=s.steps, grid=s.grid, seed=s.seed,
+        batch_size=s.batch_size, device=args.device,
+    )  # fmt: skip
+    result["protocol"]["reference"] = f"{result['protocol']['reference']} from {ref}"
+    return result
+
+
 def run_evaluate(args: argparse.Namespace, config: VisionConfig) -> int:
     if args.task in EXTRA_TASKS:
         result = EXTRA_TASKS[args.task].evaluate(args, config)
     else:
-        result = {"sr": _evaluate_sr, "inpaint": _evaluate_inpaint}[args.task](args, config)
+        result = {"sr": _evaluate_sr, "inpaint": _evaluate_inpaint, "fid": _evaluate_fid}[args.task](args, config)
     print_json(result)
     return 0
 
@@ -276,7 +309,7 @@ _inpaint.add_argument("--mask", default="box", help="box | half | lines | stroke
 _evaluate = add(
     "evaluate", run_evaluate, help="score a model against its baselines on a folder of images; prints one JSON object"
 )
-_evaluate.add_argument("--task", choices=("sr", "inpaint", *EXTRA_TASKS), required=True)
+_evaluate.add_argument("--task", choices=("sr", "inpaint", "fid", *EXTRA_TASKS), required=True)
 _evaluate.add_argument(
     "--hr-dir", default=None, help="--task sr: folder of HR images (or holding cifar-10-batches-bin: its test batch)"
 )
@@ -299,6 +332,17 @@ _evaluate.add_argument(
     "--mask", default="box", help="--task inpaint | inverse: box | half | lines | strokes | mask file"
 )
 _evaluate.add_argument("--crop", type=count_arg(), default=None, help="center-crop every image to this side")
+_evaluate.add_argument(
+    "--inception", default=None, help="--task fid: the FID Inception weights (pt_inception-2015-12-05-6726825d.pth)"
+)
+_evaluate.add_argument(
+    "--fid-ref",
+    default=None,
+    help="--task fid: folder holding cifar-10-batches-bin (its training images), image folder, or .npz (mu, sigma)",
+)
+_evaluate.add_argument(
+    "--n", type=count_arg(), default=50_000, help="--task fid: images to draw (50000, DDPM's protocol)"
+)
 inverse_cli.evaluate_flags(_evaluate)
 
 for _module in EXTRA_TASKS.values():

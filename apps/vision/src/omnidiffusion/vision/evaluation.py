@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from omnidiffusion.core.checks import positive_int
 from omnidiffusion.core.samplers import nfe
 
 from .baselines import INPAINT_BASELINES, inpaint_baseline, interpolate_sr
+from .fid import feature_statistics, gaussian_frechet_distance, inception_outputs, inception_score
 from .imaging import UPSAMPLE_MODES, check_images, check_scale, to_model_range, to_pixel_range
 from .inpaint import network_calls, repaint_inpaint
 from .masks import make_mask
@@ -178,3 +181,70 @@ def _inpaint_metrics(x: Tensor, ref: Tensor, mask: Tensor) -> dict[str, float]:
         "hole_mse": float(hole_mse(x, ref, mask).mean()),
         "psnr": mean_db(psnr(x, ref)),
     }
+
+
+def evaluate_fid(
+    model,
+    inception,
+    reference: Tensor | tuple,
+    *,
+    n: int = 50_000,
+    method: str = "ddpm",
+    steps: int | None = None,
+    grid: str = "trailing",
+    seed: int = 0,
+    batch_size: int = 256,
+    splits: int = 10,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """FID and IS of `n` images drawn from an unconditional image model against `reference`: real images (N, C, H,
+    W) in [0, 1] (their IS is reported too) or stored Inception statistics (mu, sigma). `inception`: a
+    fid.FIDInception with the user's weights. DDPM's protocol is n = 50,000 against CIFAR-10's training images."""
+    n, batch_size = positive_int(n, "n"), positive_int(batch_size, "batch_size")
+    if n < max(2, splits):
+        raise ValueError(f"n: expected at least {max(2, splits)} images (the IS splits), got {n}")
+    steps = model.schedule.T if steps is None else positive_int(steps, "steps")
+    result_reference: dict = {}
+    if isinstance(reference, Tensor):
+        check_images(reference, "reference", low=0.0, high=1.0)
+        with tqdm(total=reference.shape[0], desc="inception (reference)", disable=not progress) as bar:
+            feats, logits = inception_outputs(inception, reference, device=device, progress=bar.update)
+        mu_ref, sigma_ref = feature_statistics(feats)
+        result_reference = dict(zip(("is_mean", "is_std"), inception_score(logits, splits), strict=True))
+        result_reference["images"] = int(reference.shape[0])
+    else:
+        mu_ref, sigma_ref = reference
+    gen = torch.Generator().manual_seed(seed)
+    feats, logits = [], []
+    t0 = time.perf_counter()
+    with tqdm(total=n, desc=f"sampling ({method}, {steps} steps)", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            k = min(batch_size, n - start)
+            x = to_pixel_range(model.generate(k, method=method, steps=steps, grid=grid, generator=gen))
+            f, z = inception_outputs(inception, x, device=device)
+            feats.append(f)
+            logits.append(z)
+            bar.update(k)
+    elapsed = time.perf_counter() - t0
+    feats_all, logits_all = np.concatenate(feats), np.concatenate(logits)
+    mu, sigma = feature_statistics(feats_all)
+    is_mean, is_std = inception_score(logits_all, splits)
+    result_model = {
+        "fid": gaussian_frechet_distance(mu, sigma, mu_ref, sigma_ref),
+        "is_mean": is_mean,
+        "is_std": is_std,
+        "seconds_per_image": elapsed / n,
+    }
+    protocol = {
+        "samples": n,
+        "sampler": method,
+        "steps": steps,
+        "grid": grid,
+        "network_calls_per_sample": nfe(method, steps),
+        "seed": seed,
+        "features": "Inception pool3 (2048-d) of the 2015-12-05 graph, 299 px bilinear, inputs scaled to [-1, 1]",
+        "is_splits": splits,
+        "reference": "images" if isinstance(reference, Tensor) else "statistics",
+    }
+    return {"model": result_model, "reference": result_reference, "protocol": protocol}
