@@ -334,3 +334,32 @@ def test_bad_input_names_the_argument():
         sample(lambda x, t: torch.zeros(*x.shape, 4), (1, 2), proc, 0)
     with pytest.raises(ValueError, match="model: expected x0 logits of shape"):
         sample(lambda x, t: torch.zeros(*x.shape, 3), (1, 2), proc, 2)
+
+
+def test_fixed_count_unmasking_is_exact_one_token_per_step_and_keeps_the_expected_counts():
+    proc = process_of("absorbing", "cosine")
+    model = exact_model("absorbing", "cosine")
+    n = 20000
+    # steps = L: exactly one token per step, in a uniformly random order: p_data exactly (any-order decoding)
+    x = sample(model, (n, L), proc, L, generator=torch.Generator().manual_seed(5), unmasking="fixed-count").numpy()
+    assert x.max() < V
+    _chi2_ok(x[:, 0] * V + x[:, 1], P_DATA)
+    # one step reveals both tokens independently given the all-mask state: the product of the data's marginals
+    x1 = sample(model, (n, L), proc, 1, generator=torch.Generator().manual_seed(6), unmasking="fixed-count").numpy()
+    marg = [np.array([P_DATA[SEQS[:, pos] == k].sum() for k in range(V)]) for pos in range(L)]
+    _chi2_ok(x1[:, 0] * V + x1[:, 1], np.outer(marg[0], marg[1]).ravel())
+    # the masks left after each step are round(M (1 - alpha_s)), M = free positions (known ones excluded)
+    left = []
+    known = torch.zeros(4, 5, dtype=torch.bool)
+    known[:, :2] = True
+    x_known = torch.zeros(4, 5, dtype=torch.long)
+    uniform = lambda x_t, t: torch.zeros(*x_t.shape, V + 1)  # noqa: E731
+    grid = np.linspace(1.0, 0.0, 8)
+    sample(uniform, (4, 5), proc, 7, x_known=x_known, known=known, unmasking="fixed-count",
+           callback=lambda i, t, x, p0: left.append((x == V).sum(1).tolist()))  # fmt: skip
+    want = [[round(3 * (1 - math.cos(math.pi * s / 2) ** 2))] * 4 for s in grid[1:]]
+    assert left == want
+    with pytest.raises(ValueError, match="unmasking: 'fixed-count' needs the absorbing kernel"):
+        sample(exact_model("uniform", "linear"), (2, L), process_of("uniform"), 2, unmasking="fixed-count")
+    with pytest.raises(ValueError, match="unmasking: expected one of"):
+        sample(model, (2, L), proc, 2, unmasking="greedy")

@@ -51,6 +51,37 @@ def test_infilling_and_length_are_exact_by_construction(lm):
     assert [word_count(x) for x in texts] == [1, 3, 5, 8, 12, 30]
 
 
+def test_unmasking_rule_reaches_the_core_sampler(lm, monkeypatch):
+    """generate and infill pass sampler.unmasking (default fixed-count) or the keyword to core.discrete.sample;
+    with fixed-count and steps = seq_len - 1 every step reveals exactly one of the free positions."""
+    from omnidiffusion.core import discrete
+
+    seen, reveals = [], []
+    real = discrete.sample
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["unmasking"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(discrete, "sample", spy)
+    assert lm.config.sampler.unmasking == "fixed-count"
+    lm.generate(2, steps=3)
+    lm.generate(2, steps=3, unmasking="independent")
+    lm.infill_many([["The", None, "is", "."]], steps=2, unmasking="independent")
+    assert seen == ["fixed-count", "independent", "independent"]
+    monkeypatch.setattr(discrete, "sample", real)
+    mask = lm.process.mask_id
+    counts = []
+    frame = lm._frame(3)
+    real(lm._model(torch.full((3,), -1), 1.0, frame[2]), (3, lm.seq_len), lm.process, lm.seq_len - 1,
+         x_known=frame[1], known=frame[0], unmasking="fixed-count",
+         callback=lambda i, t, x, p0: counts.append((x == mask).sum(1).tolist()))  # fmt: skip
+    free = lm.seq_len - 1  # START is clamped
+    assert counts == [[free - 1 - i] * 3 for i in range(free)]
+    with pytest.raises(ValueError, match="unmasking: expected one of"):
+        lm.generate(1, steps=2, unmasking="greedy")
+
+
 def test_classifier_free_guidance_combines_the_two_log_probs(lm):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, lm.net.vocab_size + 1, (3, lm.seq_len), generator=g)
@@ -111,6 +142,7 @@ def test_bad_input_on_the_masked_model(checkpoint, lm, cli_error):
     cli_error(cli, ["generate", *ck, "--set", "sampler.method=dpm++2m"], "sampler.method", "ancestral", "dpm++2m")
     cli_error(cli, ["generate", *ck, "--control", "food=Martian"], "control", "Martian")
     cli_error(cli, ["generate", *ck, "--set", "sampler.guidance_scale=-1"], "sampler.guidance_scale", "-1")
+    cli_error(cli, ["generate", *ck, "--set", "sampler.unmasking=greedy"], "sampler.unmasking", "greedy")
     cli_error(cli, ["generate", *TINY, *ck], "--config", "not used with --checkpoint")
     cli_error(cli, ["train", "--config", "tiny", "--set", "model.kind=discrete", "--out", "x"], "model.kind", "masked")
     cli_error(cli, ["train", *TINY, "--set", "masked.schedule=sqrt", "--out", "x"], "masked.schedule", "sqrt")

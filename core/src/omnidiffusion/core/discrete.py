@@ -21,6 +21,9 @@ x0-parameterisation, sec. 3.3). All probabilities are float64.
 - `elbo`: the T-step discrete-time ELBO (prior KL + every step's KL, reconstruction included), one x_t draw
   per step; `masked_elbo`: the continuous-time bound with stratified times. `bits_per_token`, `perplexity_bound`.
 - `sample`: ancestral sampling with any number of steps; known tokens clamped (exact infilling for absorbing).
+  For the absorbing kernel, `unmasking="fixed-count"` reveals exactly the expected number of tokens per step
+  (positions uniformly at random among the masked ones): with at least as many steps as free positions it
+  reveals one token at a time, which samples the exact denoiser's distribution exactly (any-order decoding).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .tensors import append_dims, per_sample, rand, randint, sum_flat
 
 KINDS = ("absorbing", "uniform")
 DISCRETE_SCHEDULES = ("linear", "cosine")
+UNMASKING = ("independent", "fixed-count")
 
 X0Model = Callable[..., Tensor]  # model(x_t (B, ...) long, t (B,), **cond) -> x0 logits (B, ..., K)
 
@@ -338,6 +342,24 @@ def categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tens
     return idx.clamp(max=probs.shape[-1] - 1)
 
 
+def _reveal(x: Tensor, p0: Tensor, mask_id: int, still: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Unmask all but `still` (B,) of each sample's masked tokens, at uniformly drawn positions, with values drawn
+    from p0 (B, ..., K) without the mask class."""
+    masked = (x == mask_id).flatten(1)  # (B, N)
+    reveal_count = (masked.sum(1) - still).clamp(min=0)
+    keys = torch.where(masked, rand(masked.shape, generator, device=x.device, dtype=torch.float64), 2.0)
+    rank = keys.argsort(1).argsort(1)  # masked positions first, in a uniformly random order
+    reveal = (rank < reveal_count[:, None]) & masked
+    reveal = reveal.view(x.shape)
+    probs = p0.double().clone()
+    probs[..., mask_id] = 0.0
+    total = probs.sum(-1, keepdim=True)
+    if bool((total[reveal] <= 0).any()):
+        raise ValueError("model: expected x0 probabilities with mass outside the mask class at a masked position")
+    values = categorical(torch.where(total > 0, probs / total.clamp(min=1e-300), 1.0), generator)
+    return torch.where(reveal, values, x)
+
+
 @torch.no_grad()
 def sample(
     model: X0Model,
@@ -350,6 +372,7 @@ def sample(
     x_known: Tensor | None = None,
     known: Tensor | None = None,
     callback: Callable[[int, float, Tensor, Tensor], None] | None = None,
+    unmasking: str = "independent",
     **cond,
 ) -> Tensor:
     """Ancestral sampling (D3PM sec. 3.3) on the uniform grid 1 = t_0 > ... > t_steps = 0: x_s ~ p(x_s | x_t).
@@ -358,8 +381,20 @@ def sample(
     some tokens revealed is a forward-process state, so the chain samples the model's conditional exactly
     (infilling by construction); for the uniform kernel it is plain known-value replacement. The last step
     draws x0 from p(x0 | x_{t_1}) (no masks remain). `callback(i, t, x, p0)` sees every step.
+
+    unmasking (absorbing kernel): "independent" reveals each masked token with probability
+    (alpha_s - alpha_t) / (1 - alpha_t), so the number revealed per step is binomial (D3PM / MDLM);
+    "fixed-count" keeps round(M (1 - alpha_s)) tokens masked after the step to s, M the sample's free positions
+    at t = 1 (the forward process's expected count), reveals the others at positions drawn uniformly among the
+    masked ones, and draws their values from p(x0 | x_t) (the mask class excluded). Tokens revealed in one step
+    are drawn independently given x_t; with steps >= M at most one is revealed per step.
     """
     steps = positive_int(steps, "steps")
+    if unmasking not in UNMASKING:
+        raise ValueError(f"unmasking: expected one of {list(UNMASKING)}, got {unmasking!r}")
+    fixed = unmasking == "fixed-count"
+    if fixed and process.mask_id is None:
+        raise ValueError("unmasking: 'fixed-count' needs the absorbing kernel (a mask state), got kind 'uniform'")
     if known is not None:
         if x_known is None or known.shape != tuple(shape) or x_known.shape != tuple(shape):
             raise ValueError(
@@ -373,11 +408,16 @@ def sample(
     if known is not None:
         x = torch.where(known, x_known, x)
     grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    free = (x == process.mask_id).flatten(1).sum(1).double() if fixed else None  # M per sample
     for i in range(steps):
         t, s = float(grid[i]), float(grid[i + 1])
         tt = torch.full((shape[0],), t, dtype=torch.float64, device=device)
         p0 = _x0_probs(model, x, tt.float(), process.num_classes, **cond)
-        x = categorical(process.reverse_probs(x, p0, s, t), generator)
+        if fixed:
+            still = torch.round(free * (1.0 - process.alpha(s).item())).long()
+            x = _reveal(x, p0, process.mask_id, still, generator)
+        else:
+            x = categorical(process.reverse_probs(x, p0, s, t), generator)
         if known is not None:
             x = torch.where(known, x_known, x)
         if callback is not None:
@@ -388,6 +428,7 @@ def sample(
 __all__ = [
     "DISCRETE_SCHEDULES",
     "KINDS",
+    "UNMASKING",
     "CategoricalProcess",
     "bits_per_token",
     "categorical",

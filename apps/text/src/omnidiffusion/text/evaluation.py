@@ -119,7 +119,9 @@ def evaluate(
     tok, s = lm.tokenizer, lm.config.sampler if sampler is None else sampler
     masked = isinstance(lm, MaskedDiffusionLM)  # CFG control, clamped length/infilling, one sampler
     if masked:
-        kw = dict(steps=s.steps, seed=s.seed, batch_size=s.batch_size, guidance_scale=s.guidance_scale)
+        kw = dict(
+            steps=s.steps, seed=s.seed, batch_size=s.batch_size, guidance_scale=s.guidance_scale, unmasking=s.unmasking
+        )
         labels = lm.labels
     else:
         kw = dict(
@@ -150,7 +152,7 @@ def evaluate(
     baselines: dict[str, dict] = {}
     protocol: dict = {
         "n": n,
-        "sampler": "ancestral (core.discrete)" if masked else s.method,
+        "sampler": f"ancestral (core.discrete), unmasking {s.unmasking}" if masked else s.method,
         "steps": s.steps,
         "seed": s.seed,
         "held_out_examples": len(data),
@@ -187,8 +189,9 @@ def evaluate(
     filled = timed(
         "infill",
         lambda: lm.infill_many(
-            templates, steps=s.steps, resample=s.infill_resample, seed=s.seed, batch_size=s.batch_size
-        ),
+            templates, steps=s.steps, resample=s.infill_resample, seed=s.seed, batch_size=s.batch_size,
+            **({"unmasking": s.unmasking} if masked else {}),
+        ),  # fmt: skip
     )
     model["infill_keep_rate"] = infill_keep_rate(filled, templates)
     model["infill_teacher_ppl"] = perplexity(teacher_nll(teacher, tok, filled))

@@ -3,6 +3,7 @@
     lm = MaskedDiffusionLM.from_pretrained("runs/masked")      # trained with --set model.kind=masked
     lm.generate(8)                                               # the run config's [sampler] (steps, seed ...)
     lm.generate(8, steps=32)                                     # ancestral sampling, any number of steps
+    lm.generate(8, steps=32, unmasking="independent")            # MDLM's binomial reveals (default: fixed-count)
     lm.generate(8, control={"food": "Italian"})                  # classifier-free guidance on the attribute
     lm.generate(8, control={"length": 12})                       # exact: END and PAD clamped after word 12
     lm.infill("The Eagle is a _ _ near Burger King .")           # exact: the given words are clamped
@@ -20,7 +21,10 @@ renormalised per token (w = 1: the plain conditional). Length and infilling clam
 absorbing kernel samples the model's conditional exactly; blanks are restricted to ordinary words.
 
 Defaults come from the run config `train` stored (run_config.json): sampler.steps, seed, batch_size and
-guidance_scale; the masked model has one sampler (core.discrete's ancestral steps), so sampler.method must be ddpm.
+guidance_scale and unmasking; the masked model has one sampler (core.discrete's ancestral steps), so sampler.method
+must be ddpm. sampler.unmasking = "fixed-count" (default) reveals the forward process's expected number of tokens
+per step, positions uniformly at random, so with steps >= seq_len - 1 the chain reveals one token at a time and
+has no factorisation error; "independent" is D3PM / MDLM's per-token coin (binomial counts).
 """
 
 from __future__ import annotations
@@ -155,7 +159,9 @@ class MaskedDiffusionLM:
             "(train on a corpus with meaning representations, masked.conditional = true)",
         )
 
-    def _run(self, known: Tensor, x_known: Tensor, label: Tensor, steps: int, scale: float, gen, words: Tensor):
+    def _run(
+        self, known: Tensor, x_known: Tensor, label: Tensor, steps: int, scale: float, gen, words: Tensor, unmasking
+    ):
         shape = tuple(known.shape)
         model = self._model(label.to(self.device), scale, words.to(self.device))
         x = discrete.sample(
@@ -167,6 +173,7 @@ class MaskedDiffusionLM:
             device=self.device,
             x_known=x_known.to(self.device),
             known=known.to(self.device),
+            unmasking=unmasking,
         )
         return decode(self.tokenizer, x.cpu())
 
@@ -188,10 +195,13 @@ class MaskedDiffusionLM:
         seed: int | None = None,
         guidance_scale: float | None = None,
         batch_size: int | None = None,
+        unmasking: str | None = None,
     ) -> list[str]:
         """n sentences by ancestral sampling in `steps` steps; `control` as DiffusionLM.generate. None: the
-        run config's sampler.steps, seed, guidance_scale, batch_size."""
+        run config's sampler.steps, seed, guidance_scale, batch_size, unmasking ("fixed-count" or
+        "independent", core.discrete.sample)."""
         s = self.config.sampler
+        unmasking = s.unmasking if unmasking is None else unmasking
         n = positive_int(n, "n")
         steps = positive_int(s.steps if steps is None else steps, "steps")
         seed = non_negative_int(s.seed if seed is None else seed, "seed", maximum=SEED_MAX)
@@ -210,7 +220,7 @@ class MaskedDiffusionLM:
         out: list[str] = []
         for lo in range(0, n, batch_size):
             sl = slice(lo, lo + batch_size)
-            out += self._run(known[sl], x_known[sl], label[sl], steps, scale, gen, words[sl])
+            out += self._run(known[sl], x_known[sl], label[sl], steps, scale, gen, words[sl], unmasking)
         return out
 
     def parse_template(self, template):
@@ -232,12 +242,14 @@ class MaskedDiffusionLM:
         steps: int | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
+        unmasking: str | None = None,
         **_unused,
     ) -> list[str]:
         """One filling per template: START, the words, END and PAD clamped; a blank is one ordinary word.
         None: the run config's sampler values; other keywords of DiffusionLM.infill_many (resample) are ignored."""
         templates = check_templates(templates)
         s = self.config.sampler
+        unmasking = s.unmasking if unmasking is None else unmasking
         steps = positive_int(s.steps if steps is None else steps, "steps")
         seed = non_negative_int(s.seed if seed is None else seed, "seed", maximum=SEED_MAX)
         batch_size = positive_int(s.batch_size if batch_size is None else batch_size, "batch_size")
@@ -257,7 +269,7 @@ class MaskedDiffusionLM:
         out: list[str] = []
         for lo in range(0, N, batch_size):
             sl = slice(lo, lo + batch_size)
-            out += self._run(known[sl], x_known[sl], label[sl], steps, 1.0, gen, ~known[sl])
+            out += self._run(known[sl], x_known[sl], label[sl], steps, 1.0, gen, ~known[sl], unmasking)
         return out
 
     # ------------------------------------------------------------------------------------------------------------

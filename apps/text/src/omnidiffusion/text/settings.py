@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from omnidiffusion.core import GRIDS, METHODS
 from omnidiffusion.core.checks import non_negative_int, positive_int, real_number
-from omnidiffusion.core.discrete import DISCRETE_SCHEDULES
+from omnidiffusion.core.discrete import DISCRETE_SCHEDULES, UNMASKING
 from omnidiffusion.core.settings import SamplerConfig, ScheduleConfig
 from omnidiffusion.core.training import TrainConfig
 
@@ -171,6 +171,9 @@ class TextSamplerConfig(SamplerConfig):
     length_fluency: float = 0.01
     infill_resample: int = 1  # RePaint jump_n_sample (1 = plain known-value replacement)
     guidance_scale: float = 2.0  # masked model: classifier-free guidance weight (1 = plain conditional)
+    # masked model: "fixed-count" reveals the forward process's expected number of tokens per step (one at a time
+    # once steps >= seq_len); "independent" each masked token on its own coin (core.discrete.sample)
+    unmasking: str = "fixed-count"
 
     def __post_init__(self) -> None:
         non_negative_int(self.seed, "sampler.seed", maximum=SEED_MAX)
@@ -183,6 +186,7 @@ class TextSamplerConfig(SamplerConfig):
         real_number(self.semantic_fluency, "sampler.semantic_fluency", low=0.0)
         real_number(self.length_fluency, "sampler.length_fluency", low=0.0)
         real_number(self.guidance_scale, "sampler.guidance_scale", low=0.0)
+        _one_of(self.unmasking, "sampler.unmasking", UNMASKING)
 
 
 @dataclass
