@@ -56,7 +56,7 @@ def test_unmasking_rule_reaches_the_core_sampler(lm, monkeypatch):
     with fixed-count and steps = seq_len - 1 every step reveals exactly one of the free positions."""
     from omnidiffusion.core import discrete
 
-    seen, reveals = [], []
+    seen = []
     real = discrete.sample
 
     def spy(*args, **kwargs):
