@@ -208,6 +208,7 @@ def markdown(r: dict) -> str:
     d, e = r["diffusion_lm"], r["masked"]["elbo_test"]
     ec, ed = e["continuous_time"], e[f"discrete_{r['steps']}_steps"]
     w, c = r["wall_seconds"], r["cpu_seconds"]
+    unmasking = r["targets"].get("unmasking_of_the_targets", "independent")
     s1 = r["masked"]["semantic_scale_1"]
     scale = r["masked"]["protocol"]["guidance"]["classifier_free_scale"]
     lines = [
@@ -216,7 +217,8 @@ def markdown(r: dict) -> str:
         f"Bundled E2E-like corpus, `default` config for both ({r['params']['masked'] / 1e6:.2f}M-parameter masked "
         f"model, {r['params']['diffusion_lm'] / 1e6:.2f}M Diffusion-LM; 3000 steps, batch 64 each); n = {r['n']} "
         f"samples per row; one training seed; the same 2-layer GPT-2 teacher scores both. Masked model: "
-        f"{r['steps']}-step ancestral sampling (core.discrete); Diffusion-LM: 200-step ancestral with clamping.",
+        f"{r['steps']}-step ancestral sampling (core.discrete, {unmasking} unmasking); Diffusion-LM: 200-step "
+        "ancestral with clamping.",
         "",
         "| samples | teacher PPL | distinct-2 | memorised | control / infilling |",
         "|---|---|---|---|---|",
