@@ -154,7 +154,9 @@ def test_brownian_noise_keeps_the_stochastic_samplers_exact_in_law(method, opts)
 # ---------------------------------------------------------------------------------------------- explicit grids
 
 
-@pytest.mark.parametrize("kind", [list, tuple, np.array, lambda v: torch.tensor(v, dtype=F64)])
+@pytest.mark.parametrize(
+    "kind", [list, tuple, np.array, lambda v: torch.tensor(v, dtype=F64), lambda v: ",".join(map(str, v))]
+)
 def test_grid_accepts_any_explicit_sequence(kind):
     """A user's list of times is used as given: DDIM along it equals DDIM along the same tensor, and a
     one-interval grid [t, 0] is the exact posterior mean E[x0 | x_t]."""
@@ -177,6 +179,8 @@ def test_bad_explicit_grid_and_noise_are_refused():
         sample(den, _x_T(4), "ddim", grid=[1.5, 0.0])
     with pytest.raises(ValueError, match="grid: expected a grid name or a sequence"):
         sample(den, _x_T(4), "ddim", grid=[[1.0, "a"]])
+    with pytest.raises(ValueError, match="grid: expected a grid name or comma-separated times, got '1,half,0'"):
+        sample(den, _x_T(4), "ddim", grid="1,half,0")
     with pytest.raises(ValueError, match="noise: expected None, 'gaussian', 'brownian'"):
         sample(den, _x_T(4), "ddpm", 4, noise="pink")
     with pytest.raises(ValueError, match=r"options: \['noise'\] do not apply to method 'dpm\+\+2m'"):

@@ -87,8 +87,9 @@ def sample(
     Args:
         x_T: the state at `t_start`, or a shape; a shape draws N(0, s^2 I) with s = 1 on VP schedules and
             s = sigma(t_start) otherwise (in `dtype` on `device`, from `generator`).
-        grid: a name from timesteps.GRIDS, or explicit times (a tensor, numpy array, list or tuple, strictly
-            decreasing, noise end first; then `steps` and `t_start` are ignored). For "consistency" the
+        grid: a name from timesteps.GRIDS, or explicit times (a tensor, numpy array, list or tuple, or a string
+            of comma-separated times as a config value "0.6,0.4,0"; strictly decreasing, noise end first; then
+            `steps` and `t_start` are ignored). For "consistency" the
             interior times are where the model re-noises: "quadratic" puts the 2-step one at t = 1/4.
         t_start: start from a partially noised input at this time (SDEdit, DiffPure, AnoDDPM); x_T must then be
             the noised state at t_start (see processes.q_sample). Default 1.
@@ -119,6 +120,11 @@ def sample(
         raise ValueError(f"options: {sorted(unknown)} do not apply to method {method!r} (it takes: {allowed})")
 
     start = 1.0 if t_start is None else float(t_start)
+    if isinstance(grid, str) and "," in grid:  # explicit times written as text (a config value "0.6,0.4,0")
+        try:
+            grid = [float(v) for v in grid.split(",")]
+        except ValueError:
+            raise ValueError(f"grid: expected a grid name or comma-separated times, got {grid!r}") from None
     if isinstance(grid, Tensor):
         times = check_grid(grid.detach().to(torch.float64).cpu())
     elif not isinstance(grid, str):
