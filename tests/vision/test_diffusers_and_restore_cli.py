@@ -132,6 +132,29 @@ def test_cli_evaluate_inverse_prints_model_and_baseline(folders, capsys):
     assert result["protocol"]["images"] == [2, 1, SIZE, SIZE]
 
 
+def test_evaluate_inverse_samples_scores_the_first_draw_and_the_mean_of_hand_made_draws(folders, capsys):
+    from omnidiffusion.vision.data import load_folder_images
+    from omnidiffusion.vision.inverse import pixel_offset
+    from omnidiffusion.vision.metrics import mean_db, psnr
+
+    code = _main(["evaluate", "--task", "inverse", "--checkpoint", folders / "ours", "--image-dir", folders / "faces",
+                  "--inverse-task", "sr4", "--set", "inverse.solver=ddnm", "--set", "inverse.steps=3",
+                  "--set", "inverse.samples=2"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)["model"]
+    # the same restorations by hand: y from the clean faces, two draws from one generator seeded 0
+    model = load_image_prior(folders / "ours")
+    images = load_folder_images(folders / "faces", 1, SIZE)
+    op = Downsample(4, (SIZE, SIZE))
+    y = op.forward(images)  # noise-free
+    gen = torch.Generator().manual_seed(0)
+    draws = [(restore(model, 2 * y - pixel_offset(op, (1, SIZE, SIZE)), op, "ddnm", 3, gen, eta=0.85)
+              .clamp(-1, 1) + 1) / 2 for _ in range(2)]
+    assert result["psnr"] == pytest.approx(mean_db(psnr(draws[0], images)), abs=1e-4)
+    assert result["psnr_mean2"] == pytest.approx(mean_db(psnr((draws[0] + draws[1]) / 2, images)), abs=1e-4)
+    assert result["psnr_mean2"] != pytest.approx(result["psnr"], abs=1e-3)  # the second draw differs
+
+
 @pytest.mark.parametrize(
     "argv, fragments",
     [

@@ -134,7 +134,8 @@ class InverseConfig:
 
     sigma_y is the measurement noise std in pixel units ([0, 1] images); eta: DDNM's DDIM eta; zeta: DPS's step
     (zeta'); t0: SDEdit's start time; jump_length / jump_n_sample: RePaint's j and r; blur_sigma: deblur's
-    Gaussian std (px); downsample: sr4's operator, "box" (4x4 mean) or "bicubic" (anti-aliased).
+    Gaussian std (px); downsample: sr4's operator, "box" (4x4 mean) or "bicubic" (anti-aliased); samples:
+    `evaluate --task inverse` draws per image, scored on the first draw and on their mean (`restore` draws one).
     """
 
     solver: Literal["ddnm", "ddnm+", "dps", "repaint", "sdedit"] = "ddnm"
@@ -147,11 +148,12 @@ class InverseConfig:
     jump_n_sample: int = 2
     blur_sigma: float = 2.0
     downsample: Literal["box", "bicubic"] = "box"
+    samples: int = 1
     seed: int = 0
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("steps", "jump_length", "jump_n_sample", "batch_size"):
+        for name in ("steps", "jump_length", "jump_n_sample", "samples", "batch_size"):
             positive_int(getattr(self, name), f"inverse.{name}")
         non_negative_int(self.seed, "inverse.seed")
         real_number(self.sigma_y, "inverse.sigma_y", low=0.0)

@@ -3,7 +3,7 @@
 omnidiffusion-vision restore --checkpoint DIR --task sr4|inpaint|deblur|colorize --input y.png --out x.png \\
     [--mask box] [--set inverse.solver=ddnm|ddnm+|dps|repaint|sdedit] [--set inverse.steps=100]
 omnidiffusion-vision evaluate --task inverse --checkpoint DIR --image-dir F --inverse-task sr4 \\
-    [--set inverse.solver=dps]
+    [--set inverse.solver=dps] [--set inverse.samples=4]
 
 The input of `restore` is the measurement as an image: sr4 the low-resolution image (a quarter of the model's
 side), deblur the blurred image, colorize the grey image (for an RGB model), inpaint the image with its `--mask`
@@ -103,7 +103,8 @@ def evaluate(args: argparse.Namespace, config) -> dict:
     solver = s.solver
     with as_flags(steps="inverse.steps", images="--image-dir"):
         result, _ = evaluate_inverse(model, images, op, task=task, solver=solver, steps=s.steps, sigma_y=sigma_y,
-                                     seed=s.seed, batch_size=s.batch_size, **s.solver_options(solver))
+                                     seed=s.seed, batch_size=s.batch_size, samples=s.samples,
+                                     **s.solver_options(solver))
     result["protocol"]["data"] = str(args.image_dir)
     result["protocol"]["task"] = task
     return result

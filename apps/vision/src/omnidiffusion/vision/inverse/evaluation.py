@@ -4,7 +4,9 @@ Images are pixel range [0, 1] (N, C, H, W); the solvers work in the model range 
 y_m = 2 y - A 1 and the noise std doubles (A is linear). Metrics at data range 1: PSNR and SSIM (metrics.py),
 consistency = RMS of A x - y over the measurement (pixel range; for inpainting over the known pixels), seconds
 per image. Baselines: bicubic upsampling (sr4), scikit-image biharmonic inpainting, Wiener deconvolution (deblur,
-noise-to-signal ratio `wiener_nsr`), grey copy (colorize).
+noise-to-signal ratio `wiener_nsr`), grey copy (colorize). With `samples` = k > 1 the solver draws k restorations
+per image and is scored on its first draw and on the mean of the k draws (keys with the suffix `_mean{k}`), as
+the SR and inpainting evaluations do: the mean estimates the posterior mean, which is what PSNR rewards.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def evaluate_inverse(
     sigma_y: float = 0.0,
     seed: int = 0,
     batch_size: int = 64,
+    samples: int = 1,
     with_baseline: bool = True,
     wiener_nsr: float = 1e-3,
     y: Tensor | None = None,
@@ -79,27 +82,34 @@ def evaluate_inverse(
     """Restore `images` (N, C, H, W in [0, 1]) from their measurements with `solver` on the prior `model`.
 
     Returns ({"model": metrics + seconds_per_image, "baseline": {name: metrics}, "protocol": {...}}, the restored
-    images (N, C, H, W) in [0, 1]).
+    draws (samples, N, C, H, W) in [0, 1]). seconds_per_image counts one draw.
     `y` (pixel range) replaces the seeded degradation when given (the same measurements for several solvers).
     """
     from . import as_denoiser, restore
 
     check_images(images, "images", low=0.0, high=1.0)
     steps, batch_size = positive_int(steps, "steps"), positive_int(batch_size, "batch_size")
+    samples = positive_int(samples, "samples")
     sigma_y = real_number(sigma_y, "sigma_y", low=0.0)
     den = as_denoiser(model, "model")
     y = degrade(images, op, sigma_y, seed) if y is None else y
     offset = pixel_offset(op, tuple(images.shape[1:]))
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    outs = []
-    for lo in range(0, images.shape[0], batch_size):
-        y_m = 2.0 * y[lo : lo + batch_size] - offset
-        x = restore(den, y_m, op, solver, steps, gen, sigma_y=2.0 * sigma_y, **options)
-        outs.append((x.detach().cpu().float().clamp(-1.0, 1.0) + 1.0) / 2.0)
+    draws = []
+    for _ in range(samples):
+        outs = []
+        for lo in range(0, images.shape[0], batch_size):
+            y_m = 2.0 * y[lo : lo + batch_size] - offset
+            x = restore(den, y_m, op, solver, steps, gen, sigma_y=2.0 * sigma_y, **options)
+            outs.append((x.detach().cpu().float().clamp(-1.0, 1.0) + 1.0) / 2.0)
+        draws.append(torch.cat(outs))
     elapsed = time.perf_counter() - t0
-    restored = torch.cat(outs)
-    result = {"model": {**score(restored, images, op, y), "seconds_per_image": elapsed / images.shape[0]}}
+    restored = torch.stack(draws)
+    model = score(restored[0], images, op, y)
+    if samples > 1:
+        model.update({f"{k}_mean{samples}": v for k, v in score(restored.mean(0), images, op, y).items()})
+    result = {"model": {**model, "seconds_per_image": elapsed / (images.shape[0] * samples)}}
     if with_baseline:
         name = BASELINES.get(task, "baseline")
         t1 = time.perf_counter()
@@ -114,6 +124,7 @@ def evaluate_inverse(
         "sigma_y": sigma_y,
         "options": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
         "seed": seed,
+        "samples": samples,
         "data_range": 1.0,
         "consistency": "per-image RMS of A x - y over the measurement (inpainting: the known pixels), pixel range",
     }
