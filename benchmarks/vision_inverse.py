@@ -1,28 +1,30 @@
-"""Benchmark: zero-shot inverse problems (DDNM, DDNM+, DPS, RePaint, SDEdit) with ONE unconditional faces DDPM.
+"""Benchmark: zero-shot inverse problems (DDNM, DDNM+, DPS, RePaint, SDEdit) with ONE unconditional DDPM per domain.
 
-Protocol: train the unconditional DDPM of config ddpm-faces, and for the sr4 comparison SR3 and its same-size
-L2 regression UNet of config sr3-faces (the three side by side on CPU, one process and one thread each, the
-configs' 3000 steps). Restore the 20 held-out lfw faces (center 24x24 crops, pixel range [0, 1]; the solvers work
-in [-1, 1]) from y = A x + sigma_y n for the tasks
+Protocol: train the unconditional DDPM of config ddpm-faces, for the sr4 comparison SR3 and its same-size L2
+regression UNet of config sr3-faces, and for colourisation the ddpm-faces config on RGB photo crops (side by side
+on CPU, one process and one thread each, the configs' 3000 steps). Restore 20 held-out images (pixel range
+[0, 1]; the solvers work in [-1, 1]) from y = A x + sigma_y n for the tasks
   sr4        A = anti-aliased bicubic downsampling 24 -> 6 (the LR SR3 and the regression UNet are trained on;
              exact pinv from the Kronecker SVD), noise-free
   sr4-noisy  the same with sigma_y = 0.05 (pixel range)
   inpaint    A = keep the pixels outside a centred square hole (50% of the area)
   deblur     A = circular Gaussian blur, sigma 2 px (FFT)
-with every solver at 20 / 50 / 100 steps, the task's classical baseline (bicubic upsampling, biharmonic
-inpainting, Wiener deconvolution), and for sr4 SR3 (ancestral 100 steps, dpm++2m 25 steps) and the regression
-UNet. Each stochastic method draws --samples (4) restorations per image: it is scored on its first draw and on
-the mean of the draws (the estimate of the posterior mean, which PSNR rewards); the targets compare means with
+  colorize   A = ITU-R 601 grey
+on the held-out lfw faces (center 24x24 crops, grey) for the first four and, for colorize, on 24x24 crops of the
+colour photographs (astronaut, coffee, chelsea; training crops come from the left 3/4 of each photograph, test
+crops from the right 1/4) restored by the DDPM trained on 2048 training-side crops (ddpm-photos). Rows: every
+solver at 20 / 50 / 100 steps, the task's classical baseline (bicubic upsampling, biharmonic inpainting, Wiener
+deconvolution, grey copy), and for sr4 SR3 (ancestral 100 steps, dpm++2m 25 steps) and the regression UNet.
+Each stochastic method draws --samples (4) restorations per image: it is scored on its first draw and on the
+mean of the draws (the estimate of the posterior mean, which PSNR rewards); the targets compare means with
 means. PSNR / SSIM at data range 1 (metrics.py), consistency ||A x - y|| per image (RMS over measurements, pixel
 range, after the [0, 1] clamp), seconds per image and draw.
 
-Picked on TRAINING faces only (4 of them, never the held-out ones), per task at 20 steps: DPS's zeta' and
+Picked on TRAINING images only (4 of them, never the held-out ones), per task at 20 steps: DPS's zeta' and
 SDEdit's t0 (TUNED).
-Colourisation is not run: the faces DDPM is grey (1 channel), so there is no colour to restore; the Grey
-operator, `restore --task colorize` and its tests exist and need an RGB prior.
 
-    python benchmarks/vision_inverse.py                 # trains (or reuses --work), evaluates, writes results
-    python benchmarks/vision_inverse.py --train-only    # only the three trainings
+    python benchmarks/vision_inverse.py                 # trains what --work lacks, evaluates, writes results
+    python benchmarks/vision_inverse.py --train-only    # only the trainings
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import multiprocessing
 import platform
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -77,47 +80,62 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return over
 
 
+PHOTOS = ["data.source=photos", "data.channels=3", "data.photo_crops=2048"]  # the RGB prior of colorize
+
+
 def train_models(args: argparse.Namespace) -> dict:
-    """Train (or reuse) the faces DDPM, SR3 and the regression UNet under --work; returns the training record."""
+    """Train (or reuse) under --work the faces DDPM, SR3, the regression UNet and the RGB photo-crop DDPM; returns
+    the training record. A model is reused when its folder is complete and it was trained with the same overrides;
+    the missing ones are trained side by side."""
     work = Path(args.work)
     record_file = work / "training.json"
-    names = ("ddpm", "sr3", "regression")
-    if not args.retrain and record_file.is_file() and all((work / n / "config.json").is_file() for n in names):
-        record = json.loads(record_file.read_text())
-        if record.get("steps") == _overrides(args):
-            record["reused"] = True
-            return record
+    record = json.loads(record_file.read_text()) if record_file.is_file() and not args.retrain else {}
     over = _overrides(args)
     ddpm_cfg = load_vision_config("ddpm-faces", over)
     sr_cfg = load_vision_config("sr3-faces", over)
-    faces = load_faces("train") * 2 - 1  # (80, 1, 25, 25) in [-1, 1]
-    lfw = training_images(sr_cfg.data.source, sr_cfg.data.channels, sr_cfg.data.image_size)
-    jobs = [
-        (train_image_ddpm, faces, ddpm_cfg, work / "ddpm"),
-        (train_sr3, lfw, sr_cfg, work / "sr3"),
-        (train_regression, lfw, sr_cfg, work / "regression"),
-    ]
-    times = train_side_by_side(jobs, parallel=True)
-    record = {
-        "steps": over,
-        "train_steps": ddpm_cfg.train.steps,
-        "batch_size": ddpm_cfg.train.batch_size,
-        "seconds": {n: w for n, (w, _) in zip(names, times, strict=True)},
-        "cpu_seconds": {n: c for n, (_, c) in zip(names, times, strict=True)},
-        "side_by_side": "three processes, one thread each",
+    rgb_cfg = load_vision_config("ddpm-faces", [*over, *PHOTOS])
+    models = {
+        "ddpm": (train_image_ddpm, lambda: load_faces("train") * 2 - 1, ddpm_cfg),  # (80, 1, 25, 25) in [-1, 1]
+        "sr3": (train_sr3, lambda: training_images("lfw", 1, 24), sr_cfg),
+        "regression": (train_regression, lambda: training_images("lfw", 1, 24), sr_cfg),
+        "ddpm-photos": (train_image_ddpm, lambda: training_images("photos", 3, 24, photo_crops=2048), rgb_cfg),
     }
-    work.mkdir(parents=True, exist_ok=True)
-    record_file.write_text(json.dumps(record, indent=2) + "\n")
-    record["reused"] = False
+    done = record.get("models", {})
+    todo = [n for n in models if not ((work / n / "config.json").is_file() and done.get(n, {}).get("steps") == over)]
+    if todo:
+        for n in todo:
+            if (work / n).exists():
+                shutil.rmtree(work / n)  # an unfinished or outdated run
+        jobs = [(models[n][0], models[n][1](), models[n][2], work / n) for n in todo]
+        times = train_side_by_side(jobs, parallel=len(jobs) > 1)
+        for n, (wall, cpu) in zip(todo, times, strict=True):
+            done[n] = {"steps": over, "seconds": wall, "cpu_seconds": cpu, "side_by_side_with": todo}
+        work.mkdir(parents=True, exist_ok=True)
+        record = {"models": done, "train_steps": ddpm_cfg.train.steps, "batch_size": ddpm_cfg.train.batch_size,
+                  "side_by_side": "one process and one thread per model"}
+        record_file.write_text(json.dumps(record, indent=2) + "\n")
+    record = {**record, "reused": [n for n in models if n not in todo]}
     return record
 
 
-TASKS = {  # name: (operator, sigma_y in pixel units)
-    "sr4": ("sr4", 0.0),
-    "sr4-noisy": ("sr4", 0.05),
-    "inpaint": ("inpaint", 0.0),
-    "deblur": ("deblur", 0.0),
+TASKS = {  # name: (operator, sigma_y in pixel units, prior)
+    "sr4": ("sr4", 0.0, "ddpm"),
+    "sr4-noisy": ("sr4", 0.05, "ddpm"),
+    "inpaint": ("inpaint", 0.0, "ddpm"),
+    "deblur": ("deblur", 0.0, "ddpm"),
+    "colorize": ("colorize", 0.0, "ddpm-photos"),
 }
+
+
+def _images(task: str, split: str, n: int) -> Tensor:
+    """Pixel-range images of `task`: lfw faces (center 24x24 crops), or for colorize 24x24 crops of the colour
+    photographs (astronaut, coffee, chelsea; camera is grey, so its crops are skipped), train or test side."""
+    from omnidiffusion.vision.data import center_crop, load_photo_crops
+
+    if TASKS[task][2] == "ddpm-photos":
+        crops = load_photo_crops(split, 24, 4 * n, 3, seed=7)
+        return crops[torch.arange(crops.shape[0]) % 4 != 3][:n]
+    return center_crop(load_faces(split), 24)[:n]
 STEPS = (20, 50, 100)  # every solver
 SOLVER_OPTIONS = {"ddnm": {"eta": 0.85}, "ddnm+": {"eta": 0.85}, "repaint": {"jump_length": 5, "jump_n_sample": 2}}
 TUNED = {"dps": ("zeta", (0.1, 0.3, 1.0, 3.0)), "sdedit": ("t0", (0.1, 0.2, 0.3, 0.5))}  # picked per task
@@ -127,17 +145,16 @@ def _operator(task: str, size: int):
     from omnidiffusion.vision.inverse import make_operator
     from omnidiffusion.vision.masks import box_mask
 
-    name, _ = TASKS[task]
+    name = TASKS[task][0]
     # sr4 uses anti-aliased bicubic downsampling: the degradation SR3 and the regression UNet were trained on
     return make_operator(name, (size, size), mask=box_mask((size, size), 0.5), blur_sigma=2.0, kind="bicubic")
 
 
 def _tune(ddpm, task: str, size: int, steps: int, solver: str, option: str, values) -> tuple[float, dict]:
-    """`option` of `solver` picked on 4 TRAINING faces (never the held-out ones) by one-draw PSNR at `steps`."""
-    from omnidiffusion.vision.data import center_crop
+    """`option` of `solver` picked on 4 TRAINING images (never the held-out ones) by one-draw PSNR at `steps`."""
     from omnidiffusion.vision.inverse.evaluation import evaluate_inverse
 
-    train = center_crop(load_faces("train")[:4], size)
+    train = _images(task, "train", 4)
     op, sigma_y = _operator(task, size), TASKS[task][1]
     scores = {}
     for v in values:
@@ -177,15 +194,16 @@ def _sr3_rows(sr3, reg, y: Tensor, truth: Tensor, op, steps_list, k: int) -> dic
     return rows
 
 
-def evaluate_all(args, ddpm, sr3, reg, training: dict, t_start: float) -> None:
-    from omnidiffusion.vision.data import center_crop
+def evaluate_all(args, priors: dict, sr3, reg, training: dict, t_start: float) -> None:
     from omnidiffusion.vision.inverse.evaluation import BASELINES, baseline, degrade, evaluate_inverse, score
 
-    size, k = ddpm.image_size, args.samples
-    truth = center_crop(load_faces("test"), size)[: args.images]  # (N, 1, 24, 24) in [0, 1]
+    k = args.samples
     steps_list = STEPS if not args.quick else (3,)
     results, figure = {}, {}
-    for task, (_, sigma_y) in TASKS.items():
+    for task, (_, sigma_y, prior) in TASKS.items():
+        ddpm = priors[prior]
+        size = ddpm.image_size
+        truth = _images(task, "test", args.images)  # (N, C, 24, 24) in [0, 1]
         op = _operator(task, size)
         y = degrade(truth, op, sigma_y, seed=0)
         t0 = time.perf_counter()
@@ -216,7 +234,8 @@ def evaluate_all(args, ddpm, sr3, reg, training: dict, t_start: float) -> None:
             rows.update(_sr3_rows(sr3, reg, y, truth, op, sr3_steps, k))
         shown["truth"] = truth
         figure[task] = shown
-        results[task] = {"sigma_y": sigma_y, "operator": op.name, "rows": rows,
+        results[task] = {"sigma_y": sigma_y, "operator": op.name, "prior": prior, "images": list(truth.shape),
+                         "rows": rows,
                          "tuned": {sv: {"option": o, "value": v, "training_psnr": sc}
                                    for sv, (o, v, sc) in tuned.items()}}
         print(f"{task}: classical {rows[next(iter(rows))]['psnr']:.2f} dB", flush=True)
@@ -228,9 +247,10 @@ def evaluate_all(args, ddpm, sr3, reg, training: dict, t_start: float) -> None:
         "summary": summary,
         "tasks": results,
         "protocol": {
-            "images": list(truth.shape),
+            "images": "20 held-out lfw faces (grey); colorize: 20 test-side crops of the colour photographs",
             "samples": k,
-            "prior": "ddpm-faces (ImageDDPM, linear betas, T = 1000, eps-prediction)",
+            "prior": "ddpm-faces (ImageDDPM, linear betas, T = 1000, eps-prediction); colorize: the same config on "
+                     "2048 RGB train-side photo crops (ddpm-photos)",
             "grid": "trailing",
             "solver_options": SOLVER_OPTIONS,
             "tuned": "per task on 4 training faces, one draw, 20 steps, by PSNR: "
@@ -238,8 +258,6 @@ def evaluate_all(args, ddpm, sr3, reg, training: dict, t_start: float) -> None:
             "consistency": "per-image RMS of A x - y over the measurement (inpainting: known pixels), pixel range, "
                            "of the first draw after the [0, 1] clamp",
             "data_range": 1.0,
-            "not_run": "colorize: the faces DDPM is grey (1 channel), so there is no colour to restore; the Grey "
-                       "operator and the CLI task exist and are tested, the benchmark row needs an RGB prior",
         },
         "training": training,
         "wall_seconds": wall,
@@ -302,12 +320,15 @@ def _markdown(result: dict) -> str:
         "DDNM / DDNM+ (Wang et al. 2023), DPS (Chung et al. 2023), RePaint (Lugmayr et al. 2022) and SDEdit "
         "(Meng et al. 2022) on ONE unconditional DDPM (config ddpm-faces), against the classical baseline of each "
         "task and, for sr4, SR3 and the regression UNet trained for that degradation. "
-        f"Held-out lfw faces {p['images'][0]} x 24x24 (grey), pixel range [0, 1]; sr4 = anti-aliased bicubic "
+        "20 held-out lfw faces, 24x24 grey, pixel range [0, 1]; sr4 = anti-aliased bicubic "
         "downsampling 24 -> 6 (the LR SR3 is trained on); inpaint = centred box hole, 50% of the area; deblur = "
-        "circular Gaussian blur sigma 2 px; sigma_y in pixel units. "
-        f"Training: {tr['train_steps']} steps per model, batch {tr['batch_size']}, the three models side by side. "
+        "circular Gaussian blur sigma 2 px; colorize = ITU-R 601 grey of 20 test-side 24x24 crops of the colour "
+        "photographs (astronaut, coffee, chelsea), restored by the same DDPM config trained on 2048 train-side "
+        "RGB crops (ddpm-photos); sigma_y in pixel units. "
+        f"Training: {tr['train_steps']} steps per model, batch {tr['batch_size']}, one process and one thread each "
+        "(which models ran side by side: training.json). "
         f"{k} draws per image (seed 0): PSNR / SSIM of the first draw and of the {mean} draws. DPS's zeta' and "
-        "SDEdit's t0 (from A^+ y) tuned per task on 4 training faces (one draw, 20 steps). Consistency = RMS of "
+        "SDEdit's t0 (from A^+ y) tuned per task on 4 training images (one draw, 20 steps). Consistency = RMS of "
         "A x - y (pixel range, first draw, after the [0, 1] clamp). RePaint j = 5, r = 2; DDNM eta = 0.85.",
         "",
         f"| task | method | steps | PSNR (dB), 1 draw | PSNR, {mean} | SSIM, 1 draw | SSIM, {mean} | consistency "
@@ -340,18 +361,19 @@ def _markdown(result: dict) -> str:
                     for t, v in s.items())
         + ".",
         "",
-        f"Wall time {result['wall_seconds']:.0f} s (training {max(tr['seconds'].values()):.0f} s"
-        + (", reused from --work" if tr.get("reused") else "")
-        + f"), peak RSS {result['peak_rss_mb']:.0f} MB, CPU, {result['machine']['torch_threads']} torch threads "
+        f"Wall time {result['wall_seconds']:.0f} s (training "
+        + ", ".join(f"{n} {m['seconds']:.0f} s" for n, m in tr["models"].items())
+        + (f"; reused from --work: {', '.join(tr['reused'])}" if tr.get("reused") else "")
+        + f"), peak RSS {result['peak_rss_mb']:.0f} MB, CPU, torch threads: {result['machine']['torch_threads']}, "
         "on a shared 2-core machine. Figure: benchmarks/results/vision_inverse.png (rows: tasks; columns: y, "
-        "classical, one draw of each solver at 50 steps, ground truth). Not run: " + p["not_run"] + ".",
+        "classical, one draw of each solver at 50 steps, ground truth).",
         "",
     ]
     return "\n".join(lines)
 
 
 def _figure(figure: dict, path: Path, faces: int = 3) -> None:
-    """One PNG: per task and face a row y | classical | solvers at 50 steps | truth (y shown at 24x24)."""
+    """One PNG: per task and image a row y | classical | solvers at 50 steps | truth (y shown at 24x24)."""
     from PIL import Image, ImageDraw
 
     from omnidiffusion.vision.imaging import tensor_to_pil
@@ -360,10 +382,10 @@ def _figure(figure: dict, path: Path, faces: int = 3) -> None:
     names = ["y", "classical", "ddnm", "ddnm+", "dps", "repaint", "sdedit", "truth"]
     rows = [(task, k) for task in figure for k in range(faces)]
     cell, head = size * scale + pad, 14
-    img = Image.new("L", (len(names) * cell + pad, head + len(rows) * cell + pad), 255)
+    img = Image.new("RGB", (len(names) * cell + pad, head + len(rows) * cell + pad), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     for j, name in enumerate(names):
-        draw.text((pad + j * cell, 1), name, fill=0)
+        draw.text((pad + j * cell, 1), name, fill=(0, 0, 0))
     for r, (task, k) in enumerate(rows):
         for j, name in enumerate(names):
             if name not in figure[task]:
@@ -371,7 +393,7 @@ def _figure(figure: dict, path: Path, faces: int = 3) -> None:
             t = figure[task][name][k].clamp(0, 1)
             if t.shape[-1] != size:
                 t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="nearest")[0]
-            tile = tensor_to_pil(t).resize((size * scale, size * scale), Image.NEAREST)
+            tile = tensor_to_pil(t).convert("RGB").resize((size * scale, size * scale), Image.NEAREST)
             img.paste(tile, (pad + j * cell, head + pad + r * cell))
     img.save(path)
 
@@ -385,10 +407,10 @@ def main() -> None:
     if args.train_only:
         return
     work = Path(args.work)
-    ddpm = ImageDDPM.from_pretrained(work / "ddpm")
+    priors = {name: ImageDDPM.from_pretrained(work / name) for name in ("ddpm", "ddpm-photos")}
     sr3 = SR3.from_pretrained(work / "sr3")
     reg = RegressionSR.from_pretrained(work / "regression")
-    evaluate_all(args, ddpm, sr3, reg, training, t_start)
+    evaluate_all(args, priors, sr3, reg, training, t_start)
 
 
 if __name__ == "__main__":
