@@ -67,7 +67,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--retrain", action="store_true", help="train even when --work holds the models")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run on untrained tiny models")
-    p.add_argument("--images", type=int, default=20, help="held-out faces to restore (at most 20)")
+    p.add_argument("--images", type=int, default=20, help="held-out images to restore per task (at most 20)")
     p.add_argument("--samples", type=int, default=4, help="draws per image (first draw and mean of k scored)")
     return p.parse_args()
 
@@ -136,6 +136,8 @@ def _images(task: str, split: str, n: int) -> Tensor:
         crops = load_photo_crops(split, 24, 4 * n, 3, seed=7)
         return crops[torch.arange(crops.shape[0]) % 4 != 3][:n]
     return center_crop(load_faces(split), 24)[:n]
+
+
 STEPS = (20, 50, 100)  # every solver
 SOLVER_OPTIONS = {"ddnm": {"eta": 0.85}, "ddnm+": {"eta": 0.85}, "repaint": {"jump_length": 5, "jump_n_sample": 2}}
 TUNED = {"dps": ("zeta", (0.1, 0.3, 1.0, 3.0)), "sdedit": ("t0", (0.1, 0.2, 0.3, 0.5))}  # picked per task
@@ -164,18 +166,8 @@ def _tune(ddpm, task: str, size: int, steps: int, solver: str, option: str, valu
     return max(scores, key=scores.get), scores
 
 
-def _mean_keys(x_draws: Tensor, truth: Tensor, op, y: Tensor, k: int) -> dict:
-    """Scores of the first draw and (k > 1) of the mean of the k draws (keys suffixed _mean{k})."""
-    from omnidiffusion.vision.inverse.evaluation import score
-
-    out = score(x_draws[0], truth, op, y)
-    if k > 1:
-        out.update({f"{name}_mean{k}": v for name, v in score(x_draws.mean(0), truth, op, y).items()})
-    return out
-
-
 def _sr3_rows(sr3, reg, y: Tensor, truth: Tensor, op, steps_list, k: int) -> dict:
-    from omnidiffusion.vision.inverse.evaluation import score
+    from omnidiffusion.vision.inverse.evaluation import score, score_draws
     from omnidiffusion.vision.sr3 import regression_upscale, sr3_upscale
 
     rows = {}
@@ -185,7 +177,7 @@ def _sr3_rows(sr3, reg, y: Tensor, truth: Tensor, op, steps_list, k: int) -> dic
         out = sr3_upscale(sr3, lr, method=method, steps=steps, grid="trailing", samples=k,
                           generator=torch.Generator().manual_seed(0))  # (k, N, C, H, W)
         seconds = (time.perf_counter() - t0) / (truth.shape[0] * k)
-        rows[f"SR3 {method} {steps}"] = {**_mean_keys((out.clamp(-1, 1) + 1) / 2, truth, op, y, k),
+        rows[f"SR3 {method} {steps}"] = {**score_draws((out.clamp(-1, 1) + 1) / 2, truth, op, y),
                                          "seconds_per_image": seconds, "sampler": f"{method} {steps}"}
     t0 = time.perf_counter()
     x = (regression_upscale(reg, lr) + 1) / 2
@@ -253,7 +245,7 @@ def evaluate_all(args, priors: dict, sr3, reg, training: dict, t_start: float) -
                      "2048 RGB train-side photo crops (ddpm-photos)",
             "grid": "trailing",
             "solver_options": SOLVER_OPTIONS,
-            "tuned": "per task on 4 training faces, one draw, 20 steps, by PSNR: "
+            "tuned": "per task on 4 training images, one draw, 20 steps, by PSNR: "
                      + "; ".join(f"{sv} {o} among {list(v)}" for sv, (o, v) in TUNED.items()),
             "consistency": "per-image RMS of A x - y over the measurement (inpainting: known pixels), pixel range, "
                            "of the first draw after the [0, 1] clamp",
@@ -315,11 +307,11 @@ def _markdown(result: dict) -> str:
     k = p["samples"]
     mean = f"mean of {k}"
     lines = [
-        "## Vision: zero-shot inverse problems (one unconditional faces DDPM)",
+        "## Vision: zero-shot inverse problems (one unconditional DDPM per domain)",
         "",
         "DDNM / DDNM+ (Wang et al. 2023), DPS (Chung et al. 2023), RePaint (Lugmayr et al. 2022) and SDEdit "
-        "(Meng et al. 2022) on ONE unconditional DDPM (config ddpm-faces), against the classical baseline of each "
-        "task and, for sr4, SR3 and the regression UNet trained for that degradation. "
+        "(Meng et al. 2022) on ONE unconditional DDPM per domain (config ddpm-faces), against the classical "
+        "baseline of each task and, for sr4, SR3 and the regression UNet trained for that degradation. "
         "20 held-out lfw faces, 24x24 grey, pixel range [0, 1]; sr4 = anti-aliased bicubic "
         "downsampling 24 -> 6 (the LR SR3 is trained on); inpaint = centred box hole, 50% of the area; deblur = "
         "circular Gaussian blur sigma 2 px; colorize = ITU-R 601 grey of 20 test-side 24x24 crops of the colour "

@@ -57,6 +57,15 @@ def score(x: Tensor, truth: Tensor, op: LinearOperator, y: Tensor) -> dict[str, 
     }
 
 
+def score_draws(draws: Tensor, truth: Tensor, op: LinearOperator, y: Tensor) -> dict[str, float]:
+    """`score` of the first of k draws (k, N, C, H, W), and for k > 1 of their mean (keys suffixed `_mean{k}`)."""
+    k = draws.shape[0]
+    out = score(draws[0], truth, op, y)
+    if k > 1:
+        out.update({f"{name}_mean{k}": v for name, v in score(draws.mean(0), truth, op, y).items()})
+    return out
+
+
 def degrade(images: Tensor, op: LinearOperator, sigma_y: float = 0.0, seed: int = 0) -> Tensor:
     """Pixel-range measurements y = A x + sigma_y n of pixel-range images (seeded noise)."""
     return measure(op, images, sigma_y, torch.Generator().manual_seed(seed + 12345))
@@ -106,10 +115,8 @@ def evaluate_inverse(
         draws.append(torch.cat(outs))
     elapsed = time.perf_counter() - t0
     restored = torch.stack(draws)
-    model = score(restored[0], images, op, y)
-    if samples > 1:
-        model.update({f"{k}_mean{samples}": v for k, v in score(restored.mean(0), images, op, y).items()})
-    result = {"model": {**model, "seconds_per_image": elapsed / (images.shape[0] * samples)}}
+    result = {"model": {**score_draws(restored, images, op, y),
+                        "seconds_per_image": elapsed / (images.shape[0] * samples)}}
     if with_baseline:
         name = BASELINES.get(task, "baseline")
         t1 = time.perf_counter()
@@ -131,4 +138,4 @@ def evaluate_inverse(
     return result, restored
 
 
-__all__ = ["BASELINES", "baseline", "degrade", "evaluate_inverse", "score", "wiener_deconvolve"]
+__all__ = ["BASELINES", "baseline", "degrade", "evaluate_inverse", "score", "score_draws", "wiener_deconvolve"]
