@@ -16,6 +16,7 @@ from omnidiffusion.core.latent import latent_schedule
 from omnidiffusion.multimodal import cli as mm_cli
 from omnidiffusion.multimodal.data import (
     HELD_OUT,
+    canonical_caption,
     caption,
     labels_of,
     load_folder,
@@ -51,6 +52,47 @@ def test_grammar_round_trip_and_split():
     assert all(any((o.colour, o.shape) in held for o in s) for s in sample_scenes("unseen", 200))
     # "a B right of a A" puts A on the left (slot A)
     assert labels_of(parse_caption("a large blue square right of a small red circle")) == [1, 0, 0, 0, 1, 2, 1]
+
+
+def test_canonical_caption_puts_the_left_object_first():
+    for scene in sample_scenes("judge", 200, seed=4):
+        plain = caption(scene)
+        assert canonical_caption(caption(scene, swap=True)) == plain
+        assert canonical_caption(plain) == plain  # idempotent
+    assert canonical_caption("A  Large blue SQUARE right of a small red circle") == (
+        "a small red circle left of a large blue square")
+    for outside in ("", "a purple cat", "two red circles"):  # outside the grammar: unchanged
+        assert canonical_caption(outside) == outside
+
+
+def test_canonical_order_reaches_training_and_sampling(tiny_run):
+    from dataclasses import replace
+
+    from omnidiffusion.multimodal.pipeline import TextToImage
+    from omnidiffusion.multimodal.training import caption_loss
+
+    said, canon = "a large blue square right of a small red circle", "a small red circle left of a large blue square"
+    pipe = TextToImage.from_pretrained(tiny_run)
+    assert pipe.config.text.canonical
+    a, b = pipe.encode_prompts([said]), pipe.encode_prompts([canon])
+    torch.testing.assert_close(a, b)
+    raw = TextToImage(pipe.net, pipe.tokenizer, replace(pipe.config, text=replace(pipe.config.text, canonical=False)))
+    assert not torch.allclose(raw.encode_prompts([said])[0], raw.encode_prompts([canon])[0])
+
+    # training: the loss of a net whose output depends on the text sees the same caption for both phrasings
+    net = tiny_net(vocab=pipe.tokenizer.get_vocab_size())
+    config = replace(pipe.config, text=replace(pipe.config.text, caption_dropout=0.0))
+
+    def loss(config, text):
+        fn = caption_loss(lambda m: Denoiser(m, pipe.denoiser.schedule, "eps"), pipe.tokenizer, config,
+                          lambda x: torch.zeros(1, 4, 8, 8))
+        torch.manual_seed(0)
+        return fn(net, (torch.zeros(1, 3, 32, 32), [text]))
+
+    with torch.no_grad():
+        assert loss(config, said) == loss(config, canon)
+        raw_config = replace(config, text=replace(config.text, canonical=False))
+        assert loss(raw_config, said) != loss(raw_config, canon)
 
 
 def test_rendered_colours_and_sides():

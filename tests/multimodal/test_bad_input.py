@@ -8,7 +8,7 @@ import torch
 from omnidiffusion.multimodal import cli as mm_cli
 from omnidiffusion.multimodal.data import load_folder, parse_caption
 from omnidiffusion.multimodal.metrics import diversity, faithfulness, frechet_distance
-from omnidiffusion.multimodal.settings import GuidedSamplerConfig, LatentScheduleConfig, MultimodalConfig
+from omnidiffusion.multimodal.settings import GuidedSamplerConfig, LatentScheduleConfig, MultimodalConfig, TextConfig
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,7 @@ def cli():
         (["train", "--set", "schedule.name=sqrt"], ["schedule.name", "scaled-linear"]),
         (["train", "--set", "schedule.timesteps=1"], ["schedule.timesteps"]),
         (["train", "--set", "text.caption_dropout=1.5"], ["text.caption_dropout"]),
+        (["train", "--set", "text.canonical=maybe"], ["text.canonical", "true/false"]),
         (["train", "--config", "no-such-config"], ["no-such-config"]),
         (["generate", "--checkpoint", "/nonexistent/run", "--prompt", "a small red circle", "--out", "x.png"],
          ["--checkpoint", "/nonexistent/run"]),
@@ -83,6 +84,8 @@ def test_api_bad_input(tmp_path):
         GuidedSamplerConfig(grid="leading")
     with pytest.raises(ValueError, match="schedule.name"):
         LatentScheduleConfig(name="quadratic")
+    with pytest.raises(ValueError, match=r"text.canonical: expected bool \(true/false\), got 'yes'"):
+        TextConfig(canonical="yes")
     with pytest.raises(ValueError, match="config: expected a MultimodalConfig"):
         from omnidiffusion.multimodal.training import train
 

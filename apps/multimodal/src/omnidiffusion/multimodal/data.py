@@ -83,6 +83,15 @@ def parse_caption(text: str) -> tuple[Obj, ...]:
     )
 
 
+def canonical_caption(text: str) -> str:
+    """A caption of the grammar in its one canonical order, the left object first ('a <B> right of a <A>' becomes
+    'a <A> left of a <B>'; case and spacing normalised); text outside the grammar is returned unchanged."""
+    try:
+        return caption(parse_caption(text))
+    except ValueError:
+        return text
+
+
 def labels_of(objects: tuple[Obj, ...]) -> list[int]:
     out = [len(objects) - 1]
     for i in range(2):

@@ -22,7 +22,7 @@ from omnidiffusion.core import ClassifierFreeGuidance, Denoiser, sample
 from omnidiffusion.core.io import has_run_config, load_pretrained, open_pretrained
 from omnidiffusion.core.latent import AutoencoderKL, LatentDenoiser, read_latent_config
 
-from .data import to_uint8
+from .data import canonical_caption, to_uint8
 from .models import TextToImageNet
 from .settings import MultimodalConfig, legacy_config
 from .text import encode_captions, load_tokenizer
@@ -67,8 +67,10 @@ class TextToImage:
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        """(context (B, L, D), context_mask (B, L)) of the prompts; "" is the unconditional prompt."""
-        ids, mask = encode_captions(self.tokenizer, list(prompts), self.config.text.max_length)
+        """(context (B, L, D), context_mask (B, L)) of the prompts; "" is the unconditional prompt. Prompts of the
+        bundled grammar are put in canonical order first when the model was trained so (text.canonical)."""
+        prompts = [canonical_caption(p) for p in prompts] if self.config.text.canonical else list(prompts)
+        ids, mask = encode_captions(self.tokenizer, prompts, self.config.text.max_length)
         mask = mask.to(self.device)
         return self.net.encode_text(ids.to(self.device), mask), mask
 

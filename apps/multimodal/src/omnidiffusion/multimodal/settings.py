@@ -62,8 +62,11 @@ class TextConfig:
     caption_dropout: float = 0.1  # share of captions replaced by "" in training (classifier-free guidance)
     pretrained: str | None = None
     train_encoder: bool = True
+    canonical: bool = True  # rewrite captions of the bundled grammar to one order (left object first) before encoding
 
     def __post_init__(self) -> None:
+        if not isinstance(self.canonical, bool):
+            raise ValueError(f"text.canonical: expected bool (true/false), got {self.canonical!r}")
         positive_int(self.hidden, "text.hidden")
         positive_int(self.layers, "text.layers")
         positive_int(self.heads, "text.heads")

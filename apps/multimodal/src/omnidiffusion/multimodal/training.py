@@ -30,7 +30,7 @@ from omnidiffusion.core.io import load_pretrained, save_run_config
 from omnidiffusion.core.latent import AutoencoderKL, estimate_scale_factor, fit_autoencoder, write_latent_config
 from omnidiffusion.core.training import TrainResult, fit, is_main_process, seed_everything
 
-from .data import CaptionedImages, collate, load_folder, make_split
+from .data import CaptionedImages, canonical_caption, collate, load_folder, make_split
 from .models import TextToImageNet
 from .settings import MultimodalConfig
 from .text import bert_config, encode_captions, load_pretrained_encoder, save_tokenizer, train_tokenizer
@@ -71,12 +71,16 @@ def _barrier() -> None:
 
 
 def caption_loss(denoiser_of, tok, config: MultimodalConfig, encode_images=None):
-    """loss_fn(model, (images, captions)) for `fit`: caption dropout, tokenise, denoising loss on eps."""
+    """loss_fn(model, (images, captions)) for `fit`: canonical order (text.canonical), caption dropout, tokenise,
+    denoising loss on eps."""
     drop = config.text.caption_dropout
     L = config.text.max_length
+    canonical = config.text.canonical
 
     def loss_fn(model, batch) -> torch.Tensor:
         images, captions = batch
+        if canonical:
+            captions = [canonical_caption(c) for c in captions]
         keep = torch.rand(len(captions)) >= drop  # torch's global RNG: part of every checkpoint
         captions = [c if k else "" for c, k in zip(captions, keep.tolist(), strict=True)]
         ids, mask = encode_captions(tok, captions, L)
