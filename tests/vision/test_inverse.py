@@ -77,6 +77,34 @@ def test_box_pinv_repeats_each_block_and_bicubic_matrix_is_torch_interpolate():
     torch.testing.assert_close(bic.forward(x), ref, atol=1e-12, rtol=0)
 
 
+def test_grey_lifts_by_the_grey_copy_and_keeps_colour_differences():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 4, 5, generator=gen, dtype=torch.float64)
+    y = torch.rand(2, 1, 4, 5, generator=gen, dtype=torch.float64)
+    weights = (0.2, 0.5, 0.1)  # sum 0.8: the copy is y / 0.8 in every channel
+    for op in (Grey(), Grey(weights)):
+        total = float(op.w.sum())
+        lifted = op.lift(y)
+        torch.testing.assert_close(lifted, y.expand(2, 3, 4, 5) / total, atol=1e-15, rtol=0)
+        torch.testing.assert_close(op.forward(lifted), y, atol=1e-15, rtol=0)  # a right inverse: A B = I
+        part = op.lift_part(x)
+        torch.testing.assert_close(op.lift_part(part), part, atol=1e-15, rtol=0)  # B A is a projection
+        # x - B A x has no luminance and is x's colour differences x_c - Y / sum(w), in every channel
+        rest = x - part
+        torch.testing.assert_close(op.forward(rest), torch.zeros_like(y), atol=1e-15, rtol=0)
+        torch.testing.assert_close(rest, x - op.forward(x) / total, atol=1e-15, rtol=0)
+        # a DDNM correction x - B (A x - y) meets y and changes every channel by the same amount
+        fixed = x - op.lift(op.forward(x) - y)
+        torch.testing.assert_close(op.forward(fixed), y, atol=1e-14, rtol=0)
+        diff = fixed - x
+        torch.testing.assert_close(diff, diff[:, :1].expand_as(diff), atol=1e-15, rtol=0)
+    pinv = Grey(lift="pinv")
+    torch.testing.assert_close(pinv.lift(y), pinv.pinv(y), atol=0, rtol=0)
+    torch.testing.assert_close(pinv.lift_part(x), pinv.project(x), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="lift: expected 'copy' or 'pinv', got 'svd'"):
+        Grey(lift="svd")
+
+
 def _oracle(shape, seed=0):
     gen = torch.Generator().manual_seed(seed)
     mean = 0.3 * torch.randn(shape, generator=gen, dtype=torch.float64)
@@ -84,9 +112,9 @@ def _oracle(shape, seed=0):
     return Gaussian(mean, std)
 
 
-@pytest.mark.parametrize("k", range(5))
+@pytest.mark.parametrize("k", range(6))
 def test_ddnm_output_satisfies_a_x_equals_y_to_float_precision(k):
-    op, shape = _ops()[k]
+    op, shape = (*_ops(), (Grey(lift="pinv"), (3, 4, 5)))[k]
     if isinstance(op, GaussianBlur):
         op = GaussianBlur(1.0, shape[1:], rcond=1e-12)  # every frequency kept: A A^+ = I
     data = _oracle(shape, k)

@@ -16,6 +16,8 @@ Each is a pure function solver(denoiser, y, op, *, steps, grid, x_T, generator, 
             a fresh forward sample of A^+ y (for a mask: the known pixels), with RePaint's jump schedule.
             On an Inpaint operator it draws exactly what core.repaint draws (same generator, same result).
   sdedit    SDEdit (Meng et al. 2022): noise the guide A^+ y to t0 and run core `sample` from t0 to 0.
+Where the text says A^+ the solvers call the operator's `lift` (a right inverse B of A, A^+ unless the operator
+chooses another: `Grey` lifts by the grey copy, so corrections change luminance and keep the prior's chroma).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def ddnm(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps: i
             def gain(sv: Tensor, c=c, a=a, weight=weight) -> Tensor:  # std of the fresh noise kept (eq. 19)
                 return torch.sqrt(torch.clamp(c**2 - (a * weight(sv) * sigma_y / sv) ** 2, min=0.0)) / max(c, 1e-30)
 
-        x0 = out.x0 - op.pinv(op.forward(out.x0) - y, weight)
+        x0 = out.x0 - op.lift(op.forward(out.x0) - y, weight)
         if callback is not None:
             callback(i, t, x, x0)
         if s == 0.0:
@@ -97,7 +99,7 @@ def ddnm(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps: i
         eps = (x - c_t.alpha * x0) / c_t.sigma
         z = randn_like(x, generator)
         if gain is not None:
-            z = z - op.range_part(z) + op.range_part(z, gain)
+            z = z - op.lift_part(z) + op.lift_part(z, gain)
         x = c_s.alpha * x0 + math.sqrt(max(c_s.sigma**2 - c**2, 0.0)) * eps + c * z
     return x
 
@@ -154,13 +156,13 @@ def dps(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps: in
 def repaint(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps: int = 100, grid="trailing",
             jump_length: int = 5, jump_n_sample: int = 5, x_T: Tensor | None = None,
             generator: torch.Generator | None = None, callback=None, **cond) -> Tensor:
-    """RePaint generalised to any operator with a projection: x_s <- x_s - A^+A x_s + A^+A q(x_s | A^+ y)."""
+    """RePaint generalised to any operator with a right inverse B: x_s <- x_s - B A x_s + B A q(x_s | B y)."""
     jump_length = positive_int(jump_length, "jump_length")
     jump_n_sample = positive_int(jump_n_sample, "jump_n_sample")
     times = _grid(den, grid, steps)
     sched = den.schedule
     process = ForwardProcess(sched)
-    known = op.pinv(y)
+    known = op.lift(y)
     x = _start(x_T, shape, y, generator)
     order = repaint_schedule(len(times) - 1, jump_length, jump_n_sample)
     for n, (i, j) in enumerate(zip(order[:-1], order[1:], strict=True)):
@@ -173,7 +175,7 @@ def repaint(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps
             callback(n, t, x, out.x0)
         x = _ancestral(out.x0, out.eps, t, s, sched, generator)
         known_s = known if s == 0.0 else process.q_sample(known, s, noise=randn_like(known, generator))
-        x = x - op.project(x) + op.project(known_s)
+        x = x - op.lift_part(x) + op.lift_part(known_s)
     return x
 
 
@@ -181,7 +183,7 @@ def repaint(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps
 def sdedit(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps: int = 50, grid="trailing",
            t0: float = 0.5, method: str = "ddpm", guide: Tensor | None = None, x_T: Tensor | None = None,
            generator: torch.Generator | None = None, callback=None, **cond) -> Tensor:
-    """SDEdit: x_t0 = alpha(t0) guide + sigma(t0) z with guide = A^+ y (default), then `method` from t0 to 0.
+    """SDEdit: x_t0 = alpha(t0) guide + sigma(t0) z with guide = B y (default), then `method` from t0 to 0.
 
     t0 is rounded to the schedule's table (k / T) for a discrete schedule; `steps` counts the steps below t0.
     `x_T` (when given) is the noise z.
@@ -192,7 +194,7 @@ def sdedit(den, y: Tensor, op: LinearOperator, *, shape: tuple[int, ...], steps:
         t0 = max(1, round(t0 * sched.T)) / sched.T
         if grid == "trailing":
             steps = min(positive_int(steps, "steps"), round(t0 * sched.T))
-    guide = op.pinv(y) if guide is None else guide
+    guide = op.lift(y) if guide is None else guide
     if tuple(guide.shape) != tuple(shape):
         raise ValueError(f"guide: expected shape {tuple(shape)}, got {tuple(guide.shape)}")
     z = _start(x_T, shape, y, generator)
