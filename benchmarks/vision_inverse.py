@@ -9,7 +9,9 @@ on CPU, one process and one thread each, the configs' 3000 steps). Restore 20 he
   sr4-noisy  the same with sigma_y = 0.05 (pixel range)
   inpaint    A = keep the pixels outside a centred square hole (50% of the area)
   deblur     A = circular Gaussian blur, sigma 2 px (FFT)
-  colorize   A = ITU-R 601 grey
+  colorize   A = ITU-R 601 grey; the solvers lift by the grey copy (Grey's default, chosen before this run);
+             colorize-pinv is the same task with the Moore-Penrose lift (Grey(lift="pinv"), the lift of the
+             previous run), an ablation of ddnm / repaint / sdedit (the solvers that use the lift)
 on the held-out lfw faces (center 24x24 crops, grey) for the first four and, for colorize, on 24x24 crops of the
 colour photographs (astronaut, coffee, chelsea; training crops come from the left 3/4 of each photograph, test
 crops from the right 1/4) restored by the DDPM trained on 2048 training-side crops (ddpm-photos). Rows: every
@@ -124,7 +126,9 @@ TASKS = {  # name: (operator, sigma_y in pixel units, prior)
     "inpaint": ("inpaint", 0.0, "ddpm"),
     "deblur": ("deblur", 0.0, "ddpm"),
     "colorize": ("colorize", 0.0, "ddpm-photos"),
+    "colorize-pinv": ("colorize", 0.0, "ddpm-photos"),
 }
+LIFT_SOLVERS = ("ddnm", "repaint", "sdedit")  # the ones the ablation colorize-pinv runs
 
 
 def _images(task: str, split: str, n: int) -> Tensor:
@@ -144,9 +148,11 @@ TUNED = {"dps": ("zeta", (0.1, 0.3, 1.0, 3.0)), "sdedit": ("t0", (0.1, 0.2, 0.3,
 
 
 def _operator(task: str, size: int):
-    from omnidiffusion.vision.inverse import make_operator
+    from omnidiffusion.vision.inverse import Grey, make_operator
     from omnidiffusion.vision.masks import box_mask
 
+    if task == "colorize-pinv":
+        return Grey(lift="pinv")
     name = TASKS[task][0]
     # sr4 uses anti-aliased bicubic downsampling: the degradation SR3 and the regression UNet were trained on
     return make_operator(name, (size, size), mask=box_mask((size, size), 0.5), blur_sigma=2.0, kind="bicubic")
@@ -200,14 +206,17 @@ def evaluate_all(args, priors: dict, sr3, reg, training: dict, t_start: float) -
         y = degrade(truth, op, sigma_y, seed=0)
         t0 = time.perf_counter()
         base = baseline(task, op, y)
-        rows = {f"{BASELINES[task]} (classical)": {**score(base, truth, op, y),
+        rows = {f"{BASELINES[TASKS[task][0]]} (classical)": {**score(base, truth, op, y),
                                                     "seconds_per_image": (time.perf_counter() - t0) / len(truth)}}
         shown = {"y": y, "classical": base}
+        solvers = ["ddnm", "ddnm+", "dps", "repaint", "sdedit"] if sigma_y > 0 else ["ddnm", "dps", "repaint", "sdedit"]
+        if task == "colorize-pinv":
+            solvers = list(LIFT_SOLVERS)
         tuned = {}
         for solver, (option, values) in TUNED.items():
-            values = values if not args.quick else values[:1]
-            tuned[solver] = (option, *_tune(ddpm, task, size, steps_list[0], solver, option, values))
-        solvers = ["ddnm", "ddnm+", "dps", "repaint", "sdedit"] if sigma_y > 0 else ["ddnm", "dps", "repaint", "sdedit"]
+            if solver in solvers:
+                values = values if not args.quick else values[:1]
+                tuned[solver] = (option, *_tune(ddpm, task, size, steps_list[0], solver, option, values))
         for solver in solvers:
             for steps in steps_list:
                 opts = {tuned[solver][0]: tuned[solver][1]} if solver in tuned else SOLVER_OPTIONS[solver]
@@ -316,11 +325,14 @@ def _markdown(result: dict) -> str:
         "downsampling 24 -> 6 (the LR SR3 is trained on); inpaint = centred box hole, 50% of the area; deblur = "
         "circular Gaussian blur sigma 2 px; colorize = ITU-R 601 grey of 20 test-side 24x24 crops of the colour "
         "photographs (astronaut, coffee, chelsea), restored by the same DDPM config trained on 2048 train-side "
-        "RGB crops (ddpm-photos); sigma_y in pixel units. "
+        "RGB crops (ddpm-photos), the solvers lifting y by the grey copy (Grey's default); colorize-pinv = the "
+        "same with the Moore-Penrose lift A^+ y (an ablation of the solvers that use the lift); sigma_y in pixel "
+        "units. "
         f"Training: {tr['train_steps']} steps per model, batch {tr['batch_size']}, one process and one thread each "
         "(which models ran side by side: training.json). "
         f"{k} draws per image (seed 0): PSNR / SSIM of the first draw and of the {mean} draws. DPS's zeta' and "
-        "SDEdit's t0 (from A^+ y) tuned per task on 4 training images (one draw, 20 steps). Consistency = RMS of "
+        "SDEdit's t0 (from the lift B y: A^+ y, for colorize the grey copy) tuned per task on 4 training images "
+        "(one draw, 20 steps). Consistency = RMS of "
         "A x - y (pixel range, first draw, after the [0, 1] clamp). RePaint j = 5, r = 2; DDNM eta = 0.85.",
         "",
         f"| task | method | steps | PSNR (dB), 1 draw | PSNR, {mean} | SSIM, 1 draw | SSIM, {mean} | consistency "
