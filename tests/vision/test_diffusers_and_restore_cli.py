@@ -122,6 +122,31 @@ def test_cli_restore_sr4_ddnm_equals_the_api_whose_output_satisfies_a_x_equals_y
     assert np.abs(_png(path) - ref).max() <= 1  # the command is the API call (default seed 0, eta 0.85)
 
 
+def test_cli_restore_colorize_uses_the_grey_lift_of_the_settings(folders, tmp_path):
+    from omnidiffusion.vision.inverse import Grey
+
+    torch.manual_seed(1)
+    rgb = ImageDDPM(SIZE, 3, {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "norm_groups": 4},
+                    {"name": "linear", "timesteps": 200, "beta_start": 1e-4, "beta_end": 0.05})
+    rgb.save_pretrained(tmp_path / "rgb")
+    model = load_image_prior(tmp_path / "rgb")
+    y = torch.from_numpy(_png(folders / "img.png").astype(np.float32) / 255.0)[None, None] * 2 - 1  # sum(w) = 1
+    outs = {}
+    for lift in ("copy", "pinv"):
+        path = tmp_path / f"{lift}.png"
+        code = _main(["restore", "--checkpoint", tmp_path / "rgb", "--task", "colorize", "--input", folders / "img.png",
+                      "--set", "inverse.solver=ddnm", "--set", "inverse.steps=4", "--set", f"inverse.grey_lift={lift}",
+                      "--out", path])
+        assert code == 0
+        op = Grey(lift=lift)
+        x = restore(model, y, op, "ddnm", 4, torch.Generator().manual_seed(0), eta=0.85)
+        assert float((op.forward(x) - y).abs().max()) < 1e-5  # either lift meets y
+        ref = ((x[0].clamp(-1, 1) + 1) / 2 * 255).round().permute(1, 2, 0).numpy().astype(np.int64)
+        outs[lift] = _png(path)
+        assert np.abs(outs[lift] - ref).max() <= 1
+    assert np.abs(outs["copy"] - outs["pinv"]).max() > 1  # the setting reaches the operator
+
+
 def test_cli_evaluate_inverse_prints_model_and_baseline(folders, capsys):
     code = _main(["evaluate", "--task", "inverse", "--checkpoint", folders / "ours", "--image-dir", folders / "faces",
                   "--inverse-task", "deblur", "--set", "inverse.solver=ddnm", "--set", "inverse.steps=3"])
@@ -162,6 +187,8 @@ def test_evaluate_inverse_samples_scores_the_first_draw_and_the_mean_of_hand_mad
         (["restore", "--task", "colorize", "--input", "img.png"], ("--task", "RGB (3-channel) model")),
         (["restore", "--task", "sr4", "--input", "lr.png", "--set", "inverse.eta=2"], ("inverse.eta", "[0, 1]")),
         (["restore", "--task", "sr4", "--input", "lr.png", "--set", "inverse.solver=nope"], ("inverse.solver", "nope")),
+        (["restore", "--task", "sr4", "--input", "lr.png", "--set", "inverse.grey_lift=svd"],
+         ("inverse.grey_lift", "svd")),
         (["restore", "--task", "sr4", "--input", "lr.png", "--out", "x.txt"], ("--out", "image file")),
         (["restore", "--task", "inpaint", "--input", "img.png", "--mask", "nomask"], ("mask", "nomask")),
         (["evaluate", "--task", "inverse"], ("--image-dir", "folder")),

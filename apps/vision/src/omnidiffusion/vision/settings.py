@@ -134,7 +134,8 @@ class InverseConfig:
 
     sigma_y is the measurement noise std in pixel units ([0, 1] images); eta: DDNM's DDIM eta; zeta: DPS's step
     (zeta'); t0: SDEdit's start time; jump_length / jump_n_sample: RePaint's j and r; blur_sigma: deblur's
-    Gaussian std (px); downsample: sr4's operator, "box" (4x4 mean) or "bicubic" (anti-aliased); samples:
+    Gaussian std (px); downsample: sr4's operator, "box" (4x4 mean) or "bicubic" (anti-aliased); grey_lift:
+    colorize's lift, "copy" (the grey copy: corrections keep the prior's colour differences) or "pinv"; samples:
     `evaluate --task inverse` draws per image, scored on the first draw and on their mean (`restore` draws one).
     """
 
@@ -148,6 +149,7 @@ class InverseConfig:
     jump_n_sample: int = 2
     blur_sigma: float = 2.0
     downsample: Literal["box", "bicubic"] = "box"
+    grey_lift: Literal["copy", "pinv"] = "copy"
     samples: int = 1
     seed: int = 0
     batch_size: int = 64

@@ -38,7 +38,7 @@ def _operator(task: str, model, config, mask_spec: str | None, seed: int):
     if task == "inpaint":
         with as_flags(spec="--mask", size="--mask"):
             mask = make_mask(mask_spec or "box", size, seed=seed)
-    return make_operator(task, size, mask=mask, blur_sigma=s.blur_sigma, kind=s.downsample)
+    return make_operator(task, size, mask=mask, blur_sigma=s.blur_sigma, kind=s.downsample, grey_lift=s.grey_lift)
 
 
 def run_restore(args: argparse.Namespace, config) -> int:

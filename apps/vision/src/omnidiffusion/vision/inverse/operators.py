@@ -352,8 +352,9 @@ TASKS = ("sr4", "inpaint", "deblur", "colorize")
 
 
 def make_operator(task: str, size: tuple[int, int], *, mask: Tensor | None = None, blur_sigma: float = 2.0,
-                  kind: str = "box") -> LinearOperator:
-    """The operator of a CLI task: sr4 (Downsample 4, `kind`), inpaint (Inpaint(mask)), deblur, colorize."""
+                  kind: str = "box", grey_lift: str = "copy") -> LinearOperator:
+    """The operator of a CLI task: sr4 (Downsample 4, `kind`), inpaint (Inpaint(mask)), deblur, colorize
+    (Grey(lift=grey_lift))."""
     if task == "sr4":
         return Downsample(4, size, kind)
     if task == "inpaint":
@@ -363,7 +364,7 @@ def make_operator(task: str, size: tuple[int, int], *, mask: Tensor | None = Non
     if task == "deblur":
         return GaussianBlur(blur_sigma, size)
     if task == "colorize":
-        return Grey()
+        return Grey(lift=grey_lift)
     raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
 
 
