@@ -148,14 +148,13 @@ TUNED = {"dps": ("zeta", (0.1, 0.3, 1.0, 3.0)), "sdedit": ("t0", (0.1, 0.2, 0.3,
 
 
 def _operator(task: str, size: int):
-    from omnidiffusion.vision.inverse import Grey, make_operator
+    from omnidiffusion.vision.inverse import make_operator
     from omnidiffusion.vision.masks import box_mask
 
-    if task == "colorize-pinv":
-        return Grey(lift="pinv")
     name = TASKS[task][0]
     # sr4 uses anti-aliased bicubic downsampling: the degradation SR3 and the regression UNet were trained on
-    return make_operator(name, (size, size), mask=box_mask((size, size), 0.5), blur_sigma=2.0, kind="bicubic")
+    return make_operator(name, (size, size), mask=box_mask((size, size), 0.5), blur_sigma=2.0, kind="bicubic",
+                         grey_lift="pinv" if task == "colorize-pinv" else "copy")
 
 
 def _tune(ddpm, task: str, size: int, steps: int, solver: str, option: str, values) -> tuple[float, dict]:
